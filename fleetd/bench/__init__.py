@@ -1,0 +1,28 @@
+"""Benchmarks behind ``fleetd bench``: ratios measured in one run, medians of repeats."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+
+def median_per_item(run: Callable[[], object], items_per_run: int, loops: int) -> Callable[[], float]:
+    """A sampler: each call times ``loops`` runs and returns seconds per item."""
+
+    def sample() -> float:
+        start = time.perf_counter()
+        for _ in range(loops):
+            run()
+        return (time.perf_counter() - start) / (loops * items_per_run)
+
+    return sample
+
+
+def interleaved_medians(samplers: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
+    """Median of ``repeats`` samples per path, taken round-robin so all paths share the machine's noise."""
+    samples: dict[str, list[float]] = {name: [] for name in samplers}
+    for _ in range(repeats):
+        for name, sample in samplers.items():
+            samples[name].append(sample())
+    return {name: statistics.median(values) for name, values in samples.items()}

@@ -1,0 +1,1 @@
+"""Bitcoin primitives in pure Python: serialization, byte order, merkle, coinbase, header, target."""

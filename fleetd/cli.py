@@ -1,0 +1,71 @@
+"""The ``fleetd`` command."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+
+from fleetd import __version__
+
+
+def _version(args: argparse.Namespace) -> int:
+    from fleetd import native
+
+    print(f"fleetd {__version__}")
+    print(f"native: {native.IMPL} (available: {', '.join(native.available())})")
+    print(f"python: {platform.python_implementation()} {platform.python_version()} on {platform.machine()}")
+    return 0
+
+
+def _bench_validate(args: argparse.Namespace) -> int:
+    from fleetd import native
+    from fleetd.bench import validate
+
+    impls = tuple(native.available()) if args.all_impls else ()
+    print(validate.report(repeats=args.repeats, batch_size=args.batch, loops=args.loops, impls=impls))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    print("fleetd demo: the demo arrives with the Stratum server; meanwhile `fleetd bench validate` shows the share core")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fleetd", description="Stratum v1 pool and fleet telemetry for mining sites")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser("version", help="print the version and the active native implementation").set_defaults(
+        handler=_version
+    )
+    commands.add_parser("demo", help="run fleetd against its embedded demo chain").set_defaults(handler=_demo)
+
+    bench = commands.add_parser("bench", help="benchmarks that print ratios measured in the same run")
+    benches = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    validate = benches.add_parser("validate", help="share validation: Python reference vs the native core")
+    validate.add_argument("--repeats", type=_positive, default=15, help="interleaved runs per path (median reported)")
+    validate.add_argument("--batch", type=_positive, default=64, help="shares per batch call")
+    validate.add_argument("--loops", type=_positive, default=200, help="calls timed per run")
+    validate.add_argument("--all-impls", action="store_true", help="also measure the portable implementation")
+    validate.set_defaults(handler=_bench_validate)
+    return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Sans-IO Stratum v1: framing, messages, the session state machine, reject reasons."""

@@ -1,0 +1,106 @@
+"""What the sans-IO session reports to the code that drives it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fleetd.stratum.framing import CloseReason
+from fleetd.stratum.rejects import Reject
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitReceived:
+    """A ``mining.submit`` that passed the session's own checks.
+
+    The session has already confirmed subscription, authorization, parameter shapes,
+    the extranonce2 size, version bits against the negotiated mask, and that the job was
+    sent on this connection and is not stale. What remains (ntime window, duplicate,
+    proof of work) is the share validator's. ``difficulty`` is the one in force when the
+    job was sent on this connection, so a vardiff change never rejects older work.
+    """
+
+    request_id: object
+    worker: str
+    job_id: str
+    extranonce1: bytes
+    extranonce2: bytes
+    ntime: int
+    nonce: int
+    version: int  # the header version after applying rolled bits
+    version_bits: int | None  # the 6th submit parameter as sent, None when absent
+    difficulty: float
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitRejected:
+    """A ``mining.submit`` the session refused itself (and already answered)."""
+
+    request_id: object
+    worker: str | None  # as sent, None when it was not a string
+    job_id: str | None
+    reject: Reject
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribed:
+    """``mining.subscribe`` answered: send the difficulty and a job now."""
+
+    user_agent: str | None
+    session_id: str | None  # the resume id a miner offered; fleetd never resumes
+
+
+@dataclass(frozen=True, slots=True)
+class Authorized:
+    worker: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationRefused:
+    worker: str
+
+
+@dataclass(frozen=True, slots=True)
+class DifficultySuggested:
+    """``mining.suggest_difficulty``: what the miner asked and that value clamped to the limits."""
+
+    requested: float
+    difficulty: float
+
+
+@dataclass(frozen=True, slots=True)
+class MinimumDifficultyRequested:
+    """BIP310 ``minimum-difficulty``: the session will not send a difficulty under ``floor``."""
+
+    requested: float
+    floor: float
+
+
+@dataclass(frozen=True, slots=True)
+class BadRequest:
+    """A request answered with error 20 other than a submit: malformed or unknown method."""
+
+    request_id: object
+    method: str | None
+    reject: Reject
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    """The session is over; send what ``data_to_send`` still holds, then close the transport."""
+
+    reason: CloseReason
+    detail: str
+
+
+Event = (
+    SubmitReceived
+    | SubmitRejected
+    | Subscribed
+    | Authorized
+    | AuthorizationRefused
+    | DifficultySuggested
+    | MinimumDifficultyRequested
+    | BadRequest
+    | ConnectionClosed
+)
