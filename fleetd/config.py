@@ -1,0 +1,261 @@
+"""TOML configuration: frozen sections, defaults that run, and errors that name every bad key.
+
+``load(path)`` returns a ``Config`` or raises ``ConfigError`` listing each problem as
+``[section] key = value: what is wrong``, so one run of ``fleetd check-config`` finds
+them all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    def __init__(self, problems: list[str], source: str = "config") -> None:
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class StratumConfig:
+    listen: HostPort = HostPort("0.0.0.0", 3333)
+    min_difficulty: float = 0.0001
+    max_difficulty: float = 1e15
+    start_difficulty: float = 1024.0
+    share_interval_seconds: float = 5.0  # vardiff aims at one share per interval
+    extranonce1_size: int = 4
+    extranonce2_size: int = 8
+    version_mask: int = 0x1FFFE000
+    allow_version_bits_without_configure: bool = True  # some Antminer firmware never calls configure
+    login_timeout_seconds: float = 30.0
+    max_line_bytes: int = 16384
+    max_garbage_requests: int = 10
+    reconnect_on_shutdown: bool = True
+    shutdown_grace_seconds: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    policy: str = "open"  # open | allowlist | password
+    accounts: tuple[str, ...] = ()
+    passwords: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    listen: HostPort = HostPort("127.0.0.1", 9550)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceConfig:
+    kind: str = "demo"  # demo | bitcoind | upstream
+    network_difficulty: float = 0.01  # demo only: a share meeting it is a block
+    block_interval_seconds: float = 600.0  # demo only: a new block even when none is found
+    refresh_seconds: float = 30.0  # new job with fresh ntime on the same block
+    pool_tag: str = "/fleetd/"
+    payout_script: str = ""  # hex scriptPubKey; demo uses an OP_TRUE placeholder when empty
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: str = "info"
+    format: str = "auto"  # auto | json | console
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    stratum: StratumConfig = StratumConfig()
+    auth: AuthConfig = AuthConfig()
+    http: HttpConfig = HttpConfig()
+    source: SourceConfig = SourceConfig()
+    log: LogConfig = LogConfig()
+
+
+_SECTION_TYPES = {
+    "stratum": StratumConfig,
+    "auth": AuthConfig,
+    "http": HttpConfig,
+    "source": SourceConfig,
+    "log": LogConfig,
+}
+_CHOICES = {
+    ("auth", "policy"): ("open", "allowlist", "password"),
+    ("source", "kind"): ("demo", "bitcoind", "upstream"),
+    ("log", "level"): ("debug", "info", "warning", "error"),
+    ("log", "format"): ("auto", "json", "console"),
+}
+_IMPLEMENTED_SOURCES = ("demo",)
+
+
+def load(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"cannot read the file: {exc.strerror or exc}"], str(path)) from None
+    except UnicodeDecodeError:
+        raise ConfigError(["not UTF-8 text"], str(path)) from None
+    return parse(text, str(path))
+
+
+def parse(text: str, source: str = "config") -> Config:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"not valid TOML: {exc}"], source) from None
+    problems: list[str] = []
+    sections: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name not in _SECTION_TYPES:
+            problems.append(f"[{name}]: unknown section{_suggest(name, _SECTION_TYPES)}")
+        elif not isinstance(value, dict):
+            problems.append(f"{name} = {value!r}: must be a [{name}] table")
+        else:
+            sections[name] = _section(name, value, problems)
+    config = Config(**{name: section for name, section in sections.items() if section is not None})
+    _cross_checks(config, problems)
+    if problems:
+        raise ConfigError(problems, source)
+    return config
+
+
+def _section(name: str, values: dict[str, Any], problems: list[str]):
+    cls = _SECTION_TYPES[name]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    defaults = cls()
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in fields:
+            problems.append(f"[{name}] {key}: unknown key{_suggest(key, fields)}")
+            continue
+        try:
+            kwargs[key] = _convert(name, key, value, getattr(defaults, key))
+        except ValueError as exc:
+            problems.append(f"[{name}] {key} = {value!r}: {exc}")
+    return dataclasses.replace(defaults, **kwargs)
+
+
+def _convert(section: str, key: str, value: Any, default: Any) -> Any:
+    choices = _CHOICES.get((section, key))
+    if choices is not None:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return value
+    if isinstance(default, HostPort):
+        return parse_host_port(value)
+    if key == "version_mask":
+        return _hex_u32(value)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ValueError("must be true or false")
+        return value
+    if isinstance(default, int):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError("must be a whole number")
+        return _in_range(key, value)
+    if isinstance(default, float):
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ValueError("must be a number")
+        return _in_range(key, float(value))
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ValueError("must be a string")
+        if key == "payout_script":
+            try:
+                bytes.fromhex(value)
+            except ValueError:
+                raise ValueError("must be hex") from None
+        return value
+    if isinstance(default, tuple):
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ValueError("must be a list of non-empty strings")
+        return tuple(value)
+    if isinstance(default, dict):
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ValueError("must be a table of account = \"password\"")
+        return dict(value)
+    raise ValueError("unsupported value")  # pragma: no cover - every field type is handled above
+
+
+_RANGES = {
+    "extranonce1_size": (1, 8),
+    "extranonce2_size": (2, 16),
+    "max_line_bytes": (512, 1 << 20),
+    "max_garbage_requests": (1, 1000),
+}
+
+
+def _in_range(key: str, value: float) -> float:
+    low, high = _RANGES.get(key, (None, None))
+    if low is not None and not low <= value <= high:
+        raise ValueError(f"must be between {low} and {high}")
+    if low is None and not value > 0:
+        raise ValueError("must be greater than 0")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError("must be a finite number")
+    return value
+
+
+def _hex_u32(value: Any) -> int:
+    if isinstance(value, str):
+        try:
+            number = int(value, 16)
+        except ValueError:
+            raise ValueError("must be 8 hex digits, e.g. \"1fffe000\"") from None
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        raise ValueError("must be 8 hex digits, e.g. \"1fffe000\"")
+    if not 0 <= number <= 0xFFFFFFFF:
+        raise ValueError("must fit in 32 bits")
+    return number
+
+
+def parse_host_port(value: Any) -> HostPort:
+    """``"host:port"``, ``"[v6]:port"`` or ``":port"`` (all interfaces)."""
+    if not isinstance(value, str) or ":" not in value:
+        raise ValueError('must be "host:port", e.g. "0.0.0.0:3333"')
+    host, _, port_text = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"port {port_text!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} out of range 0-65535")
+    return HostPort(host or "0.0.0.0", port)
+
+
+def _cross_checks(config: Config, problems: list[str]) -> None:
+    s = config.stratum
+    if s.min_difficulty > s.max_difficulty:
+        problems.append(f"[stratum] min_difficulty = {s.min_difficulty} is above max_difficulty = {s.max_difficulty}")
+    elif not s.min_difficulty <= s.start_difficulty <= s.max_difficulty:
+        problems.append(
+            f"[stratum] start_difficulty = {s.start_difficulty}: must be between min_difficulty and max_difficulty"
+        )
+    if config.auth.policy == "allowlist" and not config.auth.accounts:
+        problems.append('[auth] policy = "allowlist" needs accounts = ["..."]')
+    if config.auth.policy == "password" and not config.auth.passwords:
+        problems.append('[auth] policy = "password" needs a [auth.passwords] table')
+    if config.source.kind not in _IMPLEMENTED_SOURCES:
+        problems.append(f"[source] kind = {config.source.kind!r}: not available yet in this version; use \"demo\"")
+
+
+def _suggest(word: str, options) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
