@@ -54,12 +54,14 @@ def u32_to_hex(value: int) -> str:
 
 def u32_from_hex(text: str, field: str = "field") -> int:
     """Stratum's 8 big-endian hex digits as an integer; ValueError names the field."""
-    if not isinstance(text, str) or len(text) != 8:
-        raise ValueError(f"{field} must be 8 hex digits, got {text!r}")
+    # bytes.fromhex, unlike int(text, 16), refuses signs, 0x prefixes, underscores and non-ASCII digits
     try:
-        return int(text, 16)
+        raw = bytes.fromhex(text) if isinstance(text, str) and len(text) == 8 else b""
     except ValueError:
-        raise ValueError(f"{field} must be 8 hex digits, got {text!r}") from None
+        raw = b""
+    if len(raw) != 4:
+        raise ValueError(f"{field} must be 8 hex digits, got {text!r}")
+    return int.from_bytes(raw, "big")
 
 
 def pack_header(version: int, prevhash: bytes, merkle_root: bytes, ntime: int, nbits: int, nonce: int) -> bytes:
