@@ -27,6 +27,43 @@ def _bench_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_config(path: str | None):
+    from fleetd import config
+
+    return config.load(path) if path else config.Config()
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from fleetd import app
+    from fleetd.config import ConfigError
+
+    try:
+        cfg = _load_config(args.config)
+    except ConfigError as exc:
+        _print_problems(exc)
+        return 2
+    app.run(cfg)
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from fleetd.config import ConfigError, load
+
+    try:
+        cfg = load(args.path)
+    except ConfigError as exc:
+        _print_problems(exc)
+        return 1
+    print(f"{args.path}: ok (stratum {cfg.stratum.listen}, http {cfg.http.listen}, source {cfg.source.kind})")
+    return 0
+
+
+def _print_problems(exc) -> None:
+    print(f"{exc.source}: {len(exc.problems)} problem(s)", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  {problem}", file=sys.stderr)
+
+
 def _demo(args: argparse.Namespace) -> int:
     print("fleetd demo: the demo arrives with the Stratum server; meanwhile `fleetd bench validate` shows the share core")
     return 0
@@ -40,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
         handler=_version
     )
     commands.add_parser("demo", help="run fleetd against its embedded demo chain").set_defaults(handler=_demo)
+
+    serve = commands.add_parser("serve", help="run the daemon")
+    serve.add_argument("--config", metavar="PATH", help="TOML configuration (built-in defaults when omitted)")
+    serve.set_defaults(handler=_serve)
+
+    check = commands.add_parser("check-config", help="validate a configuration file and name every bad key")
+    check.add_argument("path", metavar="PATH")
+    check.set_defaults(handler=_check_config)
 
     bench = commands.add_parser("bench", help="benchmarks that print ratios measured in the same run")
     benches = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")

@@ -18,6 +18,7 @@ from typing import Any
 class ConfigError(ValueError):
     def __init__(self, problems: list[str], source: str = "config") -> None:
         self.problems = problems
+        self.source = source
         super().__init__(f"{source}: " + "; ".join(problems))
 
 

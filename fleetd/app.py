@@ -1,0 +1,160 @@
+"""The daemon: the aiohttp app owns every long-lived resource through ``cleanup_ctx``.
+
+Each resource (job source, Stratum listener) is one async generator that starts it,
+yields, and stops it, so start-up and graceful shutdown are ordered for free: the
+listener stops (miners told to reconnect, found blocks awaited) before the source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+from aiohttp import web
+
+from fleetd import log as logging
+from fleetd.config import Config
+from fleetd.server.stratum import ServerSettings, StratumServer
+from fleetd.shares.vardiff import VardiffConfig
+from fleetd.sources.base import JobSource
+from fleetd.stratum.auth import AllowListAuthorization, OpenAuthorization, PasswordAuthorization
+from fleetd.stratum.session import SessionConfig
+
+SOURCE_KEY = web.AppKey("source", object)
+STRATUM_KEY = web.AppKey("stratum", StratumServer)
+CONFIG_KEY = web.AppKey("config", Config)
+STARTED_KEY = web.AppKey("started", float)
+
+
+def session_config(config: Config) -> SessionConfig:
+    s, auth = config.stratum, config.auth
+    authorizer = {
+        "open": lambda: OpenAuthorization(),
+        "allowlist": lambda: AllowListAuthorization(auth.accounts),
+        "password": lambda: PasswordAuthorization(auth.passwords),
+    }[auth.policy]()
+    return SessionConfig(
+        authorizer=authorizer,
+        extranonce2_size=s.extranonce2_size,
+        version_mask=s.version_mask,
+        allow_version_bits_without_configure=s.allow_version_bits_without_configure,
+        min_difficulty=s.min_difficulty,
+        max_difficulty=s.max_difficulty,
+        max_line_bytes=s.max_line_bytes,
+        max_bad_requests=s.max_garbage_requests,
+    )
+
+
+def server_settings(config: Config) -> ServerSettings:
+    s = config.stratum
+    return ServerSettings(
+        host=s.listen.host,
+        port=s.listen.port,
+        session=session_config(config),
+        vardiff=VardiffConfig(
+            target_interval=s.share_interval_seconds,
+            start_difficulty=s.start_difficulty,
+            min_difficulty=s.min_difficulty,
+            max_difficulty=s.max_difficulty,
+        ),
+        extranonce1_size=s.extranonce1_size,
+        login_timeout=s.login_timeout_seconds,
+        reconnect_on_shutdown=s.reconnect_on_shutdown,
+        shutdown_grace=s.shutdown_grace_seconds,
+    )
+
+
+def build_source(config: Config) -> JobSource:
+    from fleetd.sources.demo import DemoChain
+
+    s, src = config.stratum, config.source
+    options = {"payout_script": src.payout_script} if src.payout_script else {}
+    return DemoChain(
+        network_difficulty=src.network_difficulty,
+        extranonce1_size=s.extranonce1_size,
+        extranonce2_size=s.extranonce2_size,
+        pool_tag=src.pool_tag,
+        block_interval_seconds=src.block_interval_seconds,
+        refresh_seconds=src.refresh_seconds,
+        **options,
+    )
+
+
+def build_app(config: Config, source: JobSource | None = None) -> web.Application:
+    app = web.Application()
+    app[CONFIG_KEY] = config
+    app[SOURCE_KEY] = source or build_source(config)
+    app[STARTED_KEY] = time.time()
+    app.cleanup_ctx.append(_stratum_and_source)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+async def _stratum_and_source(app: web.Application):
+    log = logging.get("fleetd")
+    source: JobSource = app[SOURCE_KEY]
+    server = StratumServer(server_settings(app[CONFIG_KEY]), source)
+    await server.start()
+    app[STRATUM_KEY] = server
+    source_task = asyncio.create_task(_run_source(source, server.publish, log), name="job-source")
+    try:
+        yield
+    finally:
+        await server.stop()
+        source_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await source_task
+
+
+async def _run_source(source: JobSource, publish, log) -> None:
+    """Keep the source running: a crash is logged and retried, never the end of the daemon."""
+    backoff = 1.0
+    while True:
+        try:
+            await source.run(publish)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("job_source_crashed", retry_in=backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 60.0)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    app = request.app
+    server: StratumServer = app[STRATUM_KEY]
+    health = app[SOURCE_KEY].health()
+    job = server.current_job
+    body = {
+        "status": "ok" if health.up and job is not None else "degraded",
+        "uptime_seconds": round(time.time() - app[STARTED_KEY], 1),
+        "source": {"kind": health.kind, "up": health.up, "detail": health.detail, "last_job_time": health.last_job_time},
+        "stratum": {
+            "address": "%s:%d" % server.address,
+            "connections": len(server.connections),
+            "current_job": job.job_id if job else None,
+            "height": job.height if job else None,
+            "blocks_submitted": server.blocks_submitted,
+        },
+    }
+    return web.json_response(body, status=200 if body["status"] == "ok" else 503)
+
+
+def run(config: Config) -> None:
+    """``fleetd serve``: run until SIGINT/SIGTERM, then shut down gracefully."""
+    logging.configure(config.log.level, config.log.format)
+    loop = _new_event_loop()
+    asyncio.set_event_loop(loop)
+    http = config.http.listen
+    logging.get("fleetd").info("starting", http=str(http), stratum=str(config.stratum.listen), source=config.source.kind)
+    web.run_app(build_app(config), host=http.host, port=http.port, print=None, access_log=None, loop=loop)
+
+
+def _new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()

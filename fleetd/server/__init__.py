@@ -1,0 +1,1 @@
+"""asyncio transport: the Stratum listener and per-connection protocols."""

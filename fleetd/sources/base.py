@@ -1,0 +1,116 @@
+"""The one job-source interface: the demo chain, bitcoind and an upstream pool all look like this.
+
+A source owns the chain side of mining. It builds jobs, hands each new one to ``publish``
+(``clean_jobs=True`` when the prevhash changes), and turns a share that met the network
+target into a block. The server never needs to know which kind it talks to.
+
+Coinbase layout contract: every source builds ``coinb1``/``coinb2`` around an extranonce
+slot of ``extranonce1_size + extranonce2_size`` bytes inside the coinbase scriptSig, with
+the sizes given to it at construction (the server's defaults are 4 + 8).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from fleetd.chain.byteorder import HASH_SIZE
+from fleetd.shares.job import Job
+
+# One extranonce1 per connection must stay unique across the process, and an extranonce2
+# below 2 bytes gives a rig only 256 coinbases per job; above 16 bytes buys nothing and eats
+# into the 100-byte scriptSig the pool tag shares.
+EXTRANONCE1_SIZES = range(1, 17)
+EXTRANONCE2_SIZES = range(2, 17)
+
+
+@dataclass(frozen=True, slots=True)
+class ExtranonceLayout:
+    """The extranonce slot a source reserves in the coinbase scriptSig."""
+
+    extranonce1_size: int = 4
+    extranonce2_size: int = 8
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (
+            ("extranonce1_size", self.extranonce1_size, EXTRANONCE1_SIZES),
+            ("extranonce2_size", self.extranonce2_size, EXTRANONCE2_SIZES),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value not in allowed:
+                low, high = allowed.start, allowed.stop - 1
+                raise ValueError(f"{name} = {value!r} is out of range: use an integer from {low} to {high} bytes")
+
+    @property
+    def size(self) -> int:
+        """Bytes of the whole slot: extranonce1 ‖ extranonce2."""
+        return self.extranonce1_size + self.extranonce2_size
+
+
+@dataclass(frozen=True, slots=True)
+class SolvedBlock:
+    """A share that met the network target, as the share validator saw it.
+
+    ``hash`` is the header hash the validator computed (internal byte order); a source
+    recomputes it and never takes it on trust.
+    """
+
+    job_id: str
+    extranonce1: bytes
+    extranonce2: bytes
+    ntime: int
+    nonce: int
+    version: int  # the header version, version-rolling bits already applied
+    hash: bytes
+    worker: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.extranonce1, bytes) or not isinstance(self.extranonce2, bytes):
+            raise TypeError("SolvedBlock extranonce1 and extranonce2 must be bytes")
+        if not isinstance(self.hash, bytes) or len(self.hash) != HASH_SIZE:
+            raise ValueError(f"SolvedBlock.hash must be {HASH_SIZE} bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class BlockOutcome:
+    """What became of a submitted block.
+
+    ``reason`` is "accepted" or a BIP22-style reject reason ("high-hash", "stale-work",
+    "duplicate", ...) that logs and metrics can count as is.
+    """
+
+    accepted: bool
+    hash: str  # display hex, as explorers and RPC print it
+    height: int | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SourceHealth:
+    """A snapshot for /healthz and metrics."""
+
+    kind: str  # "demo" | "bitcoind" | "upstream"
+    up: bool
+    last_job_time: float | None  # clock time the last job was published; None before the first
+    detail: str
+
+
+Publish = Callable[[Job], None]
+
+
+@runtime_checkable
+class JobSource(Protocol):
+    """What the server needs from any source."""
+
+    async def run(self, publish: Publish) -> None:
+        """Publish the first job and every new one until cancelled, then clean up.
+
+        ``publish`` is synchronous and must not block: it hands the job to the server.
+        """
+        ...
+
+    async def submit_block(self, block: SolvedBlock) -> BlockOutcome:
+        """Turn a network-target share into a block and submit it."""
+        ...
+
+    def health(self) -> SourceHealth: ...

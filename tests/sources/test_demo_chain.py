@@ -1,0 +1,318 @@
+"""The demo chain: real templates, blocks found by real shares, timers driven by a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import re
+import statistics
+
+import pytest
+
+from fleetd import native
+from fleetd.chain.byteorder import hash_to_display, hash_to_int
+from fleetd.chain.coinbase import bip34_height, encode_height
+from fleetd.chain.hashes import sha256d
+from fleetd.chain.merkle import fold_branch, merkle_root
+from fleetd.chain.serialize import parse_block, parse_transaction
+from fleetd.chain.target import bits_to_target, difficulty_to_target, target_to_bits
+from fleetd.shares.job import Job
+from fleetd.sources.base import JobSource, SolvedBlock
+from fleetd.sources.coinbase_builder import find_witness_commitment
+from fleetd.sources.demo import DEFAULT_PAYOUT_SCRIPT, GENESIS_AGE, REGTEST_HALVING_INTERVAL, DemoChain, block_subsidy
+from sources_support import EN1, EN2, WORKER, FakeTime, miss, settle, solve
+
+TINY = 1e-5  # about 430 nonces per block on average
+
+
+class Running:
+    """A DemoChain whose run() task is live, with every published job recorded."""
+
+    def __init__(self, **kwargs) -> None:
+        self.time = FakeTime()
+        kwargs.setdefault("network_difficulty", TINY)
+        self.chain = DemoChain(clock=self.time.clock, sleep=self.time.sleep, **kwargs)
+        self.jobs: list[Job] = []
+
+    async def __aenter__(self) -> Running:
+        self.task = asyncio.create_task(self.chain.run(self.jobs.append))
+        await settle()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await self.task
+
+
+def dsha(data: bytes) -> bytes:
+    return hashlib.sha256(hashlib.sha256(data).digest()).digest()
+
+
+async def test_first_job_is_clean_with_a_real_coinbase():
+    async with Running(pool_tag="/demo-pool/") as r:
+        (job,) = r.jobs
+        assert job.ntime == int(r.time.now)
+        assert job.clean_jobs and job.height == 1 and r.chain.height == 1
+        assert job.version == 0x20000000 and job.nbits == target_to_bits(difficulty_to_target(TINY))
+        assert re.fullmatch(r"[0-9a-f]{8}", job.job_id)
+        cb = parse_transaction(job.coinb1 + EN1 + EN2 + job.coinb2)
+        assert cb.is_coinbase
+        script_sig = cb.inputs[0].script_sig
+        assert bip34_height(script_sig) == 1
+        # height, then the extranonce slot as one push, then the tag
+        assert script_sig == encode_height(1) + bytes([12]) + EN1 + EN2 + bytes([11]) + b"/demo-pool/"
+        assert cb.outputs[0].script_pubkey == DEFAULT_PAYOUT_SCRIPT
+        template = r.chain.template(job.job_id)
+        assert cb.outputs[0].value == block_subsidy(1) + sum(1_000 + 100 * i for i in range(4))
+        assert find_witness_commitment(cb) is not None
+        assert len(template.transactions) == 4
+
+
+@pytest.mark.parametrize("n_tx", [0, 1, 4, 9])
+async def test_merkle_branch_folds_to_the_root_of_the_template(n_tx):
+    async with Running(transactions_per_block=n_tx) as r:
+        job = r.jobs[0]
+        template = r.chain.template(job.job_id)
+        assert len(template.transactions) == n_tx
+        coinbase_txid = dsha(job.coinb1 + EN1 + EN2 + job.coinb2)
+        txids = [coinbase_txid, *(tx.txid for tx in template.transactions)]
+        assert fold_branch(coinbase_txid, job.merkle_branch) == merkle_root(txids)
+        for tx in template.transactions:  # real txids: they are the hash of the bytes
+            parsed = parse_transaction(tx.data)
+            assert parsed.txid == tx.txid == dsha(parsed.serialize(with_witness=False))
+            assert tx.wtxid == dsha(tx.data)
+
+
+async def test_a_ground_block_is_accepted_assembled_and_moves_the_tip():
+    async with Running(payout_script="0014" + "ab" * 20) as r:
+        job = r.jobs[0]
+        solved = solve(job)
+        outcome = await r.chain.submit_block(solved)
+        assert outcome.accepted, outcome
+        assert (outcome.hash, outcome.height, outcome.reason) == (hash_to_display(solved.hash), 1, "accepted")
+
+        (found,) = r.chain.found_blocks
+        assert (found.height, found.hash, found.worker, found.time) == (1, outcome.hash, WORKER, r.time.now)
+        block = parse_block(found.raw)
+        assert block.hash == solved.hash and hash_to_int(block.hash) <= bits_to_target(block.nbits)
+        assert block.prevhash == job.prevhash and (block.ntime, block.nonce) == (job.ntime, solved.nonce)
+        assert block.merkle_root == merkle_root(block.txids)
+        coinbase = block.transactions[0]
+        assert coinbase.inputs[0].script_sig[2:14] == EN1 + EN2  # the miner's extranonce is in the block
+        assert coinbase.outputs[0].script_pubkey.hex() == "0014" + "ab" * 20
+        assert coinbase.witnesses == ((bytes(32),),)
+        wtxids = [bytes(32)] + [tx.wtxid for tx in block.transactions[1:]]
+        assert find_witness_commitment(coinbase) == dsha(merkle_root(wtxids) + coinbase.witnesses[0][0])
+        assert any(tx.has_witness for tx in block.transactions[1:])
+
+        # the next job was published at once: clean, one higher, on top of the found block
+        assert len(r.jobs) == 2
+        nxt = r.jobs[1]
+        assert nxt.clean_jobs and nxt.height == 2 and nxt.prevhash == solved.hash
+        assert r.chain.height == 2 and r.chain.prevhash == solved.hash
+        assert bip34_height(parse_transaction(nxt.coinb1 + EN1 + EN2 + nxt.coinb2).inputs[0].script_sig) == 2
+
+        # the same block again, and any other share on the old tip, are refused
+        assert (await r.chain.submit_block(solved)).reason == "duplicate"
+        late = solve(job, en2=b"\xff" * 8)
+        assert (await r.chain.submit_block(late)).reason == "stale-prevblk"
+        # and the chain goes on: a block on the new job is accepted too
+        assert (await r.chain.submit_block(solve(nxt))).accepted
+        assert [b.height for b in r.chain.found_blocks] == [1, 2] and r.jobs[-1].height == 3
+
+
+async def test_forged_blocks_are_refused_and_change_nothing():
+    async with Running() as r:
+        job = r.jobs[0]
+        good = solve(job)
+        bad_nonce, _ = miss(job)
+        forged = [
+            (dataclasses.replace(good, nonce=bad_nonce), "high-hash"),  # claims the good hash, wrong nonce
+            (dataclasses.replace(good, hash=bytes(32)), "hash-mismatch"),  # real work, wrong claim
+            (dataclasses.replace(good, job_id="nosuchjob"), "unknown-work"),
+            (dataclasses.replace(good, extranonce2=EN2[:7]), "bad-extranonce-size"),
+            (dataclasses.replace(good, extranonce1=EN1 + EN2[:1], extranonce2=EN2[1:]), "bad-extranonce-size"),
+        ]
+        future = job.ntime + 7200 + 60
+        forged.append((solve(job, ntime=future), "time-too-new"))
+        forged.append((solve(job, ntime=job.ntime - 10_000), "time-too-old"))
+        for block, reason in forged:
+            outcome = await r.chain.submit_block(block)
+            assert not outcome.accepted and outcome.reason == reason, (reason, outcome)
+        assert r.chain.found_blocks == () and r.chain.height == 1 and len(r.jobs) == 1
+        assert (await r.chain.submit_block(good)).accepted  # the real one still is
+
+
+async def test_accepted_hash_is_the_c_cores_and_the_headers():
+    async with Running() as r:
+        job = r.jobs[0]
+        good = solve(job)
+        direct = native.header_hash(job.coinb1, EN1, EN2, job.coinb2, job.merkle_branch, job.version,
+                                    job.prevhash, job.ntime, job.nbits, good.nonce)  # fmt: skip
+        outcome = await r.chain.submit_block(good)
+        assert outcome.accepted and outcome.hash == hash_to_display(direct)
+        assert sha256d(r.chain.found_blocks[0].raw[:80]) == direct
+
+
+async def test_refresh_and_interval_block_follow_the_injected_clock():
+    async with Running(block_interval_seconds=600, refresh_seconds=30) as r:
+        first = r.jobs[0]
+        await r.time.advance(29.9)
+        assert len(r.jobs) == 1  # nothing before the refresh is due
+        await r.time.advance(0.1)
+        assert len(r.jobs) == 2
+        refresh = r.jobs[1]
+        assert not refresh.clean_jobs and refresh.height == 1 and refresh.prevhash == first.prevhash
+        assert refresh.ntime == first.ntime + 30 and refresh.job_id != first.job_id
+        assert refresh.coinb1 == first.coinb1 and refresh.merkle_branch == first.merkle_branch
+
+        await r.time.advance(600 - 30)
+        jobs_now = r.jobs[2:]
+        assert [j.clean_jobs for j in jobs_now][-1] is True
+        block_job = next(j for j in jobs_now if j.clean_jobs)
+        assert block_job.height == 2 and block_job.prevhash != first.prevhash
+        assert r.chain.found_blocks == ()  # someone else's block: nothing recorded as ours
+        assert sum(j.clean_jobs for j in r.jobs) == 2
+        # 18 refreshes fit in the 570 s between the first refresh and the block; none clean
+        assert len(r.jobs) == 2 + 18 + 1
+        assert (await r.chain.submit_block(solve(first))).reason == "stale-prevblk"
+
+
+async def test_a_found_block_restarts_both_timers():
+    async with Running(block_interval_seconds=600, refresh_seconds=30) as r:
+        await r.time.advance(590)
+        assert (await r.chain.submit_block(solve(r.jobs[-1]))).accepted
+        count = len(r.jobs)
+        await r.time.advance(29)
+        assert len(r.jobs) == count  # the refresh timer restarted with the new job
+        await r.time.advance(600 - 29 - 1)
+        assert r.chain.height == 2  # the block timer restarted too
+        await r.time.advance(1)
+        assert r.chain.height == 3 and r.jobs[-1].clean_jobs
+
+
+async def test_an_older_job_on_the_same_tip_still_makes_a_block():
+    async with Running(refresh_seconds=30) as r:
+        first = r.jobs[0]
+        await r.time.advance(30)
+        assert len(r.jobs) == 2
+        assert (await r.chain.submit_block(solve(first))).accepted
+
+
+async def test_timers_can_be_switched_off():
+    async with Running(block_interval_seconds=None, refresh_seconds=None) as r:
+        await r.time.advance(10_000)
+        assert len(r.jobs) == 1 and r.time.sleeps == []
+
+
+async def test_ntime_stays_above_the_median_time_past():
+    # blocks found faster than the clock ticks: each must still be later than the median of the
+    # previous 11 (BIP113), as Core's UpdateTime guarantees for its templates
+    async with Running(max_found_blocks=20) as r:
+        genesis_time = int(r.time.now) - GENESIS_AGE
+        for _ in range(14):
+            assert (await r.chain.submit_block(solve(r.jobs[-1]))).accepted
+        times = [genesis_time] + [parse_block(b.raw).ntime for b in r.chain.found_blocks]
+        for i in range(1, len(times)):
+            assert times[i] > statistics.median_low(times[max(0, i - 11) : i])
+        assert times[-1] > times[0]
+
+
+async def test_found_blocks_are_bounded():
+    async with Running(max_found_blocks=2) as r:
+        for _ in range(3):
+            assert (await r.chain.submit_block(solve(r.jobs[-1]))).accepted
+        assert [b.height for b in r.chain.found_blocks] == [2, 3]
+
+
+async def test_job_ids_are_unique_short_hex():
+    async with Running(refresh_seconds=1, block_interval_seconds=7) as r:
+        await r.time.advance(50)
+        ids = [j.job_id for j in r.jobs]
+        assert len(ids) == len(set(ids)) > 40
+        assert all(re.fullmatch(r"[0-9a-f]{8}", i) for i in ids)
+
+
+@pytest.mark.parametrize(("en1_size", "en2_size"), [(1, 2), (4, 4), (8, 8), (16, 16)])
+async def test_other_extranonce_layouts_mine(en1_size, en2_size):
+    async with Running(extranonce1_size=en1_size, extranonce2_size=en2_size) as r:
+        en1, en2 = b"\x01" * en1_size, b"\x02" * en2_size
+        job = r.jobs[0]
+        cb = parse_transaction(job.coinb1 + en1 + en2 + job.coinb2)
+        assert en1 + en2 in cb.inputs[0].script_sig
+        assert (await r.chain.submit_block(solve(job, en1, en2))).accepted
+
+
+async def test_health_and_lifecycle():
+    time = FakeTime()
+    chain = DemoChain(network_difficulty=TINY, clock=time.clock, sleep=time.sleep)
+    assert isinstance(chain, JobSource)
+    before = chain.health()
+    assert (before.kind, before.up, before.last_job_time) == ("demo", False, None)
+    jobs: list[Job] = []
+    task = asyncio.create_task(chain.run(jobs.append))
+    await settle()
+    health = chain.health()
+    assert health.up and health.last_job_time == time.now and "height 1" in health.detail
+    with pytest.raises(RuntimeError, match="already running"):
+        await chain.run(jobs.append)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not chain.health().up
+    # a block submitted while nobody listens still counts; the next run starts from the new tip
+    assert (await chain.submit_block(solve(jobs[0]))).accepted
+    task = asyncio.create_task(chain.run(jobs.append))
+    await settle()
+    assert jobs[-1].height == 2 and jobs[-1].clean_jobs
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+def test_subsidy_halves_like_regtest():
+    assert block_subsidy(1) == 50 * 10**8
+    assert block_subsidy(REGTEST_HALVING_INTERVAL) == 25 * 10**8
+    assert block_subsidy(64 * REGTEST_HALVING_INTERVAL) == 0
+
+
+def test_network_difficulty_sets_nbits():
+    chain = DemoChain(network_difficulty=0.01)
+    assert chain.nbits == target_to_bits(difficulty_to_target(0.01))
+    assert chain.network_target == bits_to_target(chain.nbits)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"network_difficulty": -1}, r"network_difficulty = -1: must be a positive"),
+        ({"network_difficulty": 0}, r"network_difficulty = 0: must be a positive"),
+        ({"network_difficulty": float("nan")}, r"network_difficulty = nan"),
+        ({"network_difficulty": float("inf")}, r"network_difficulty = inf"),
+        ({"network_difficulty": "0.01"}, r"network_difficulty = '0.01'"),
+        ({"pool_tag": "x" * 81}, r"pool_tag = 'x+' is 81 bytes; at most 80 fit"),
+        ({"pool_tag": "x" * 85, "extranonce2_size": 4}, r"is 85 bytes; at most 84 fit"),
+        ({"extranonce1_size": 0}, r"extranonce1_size = 0 is out of range: use an integer from 1 to 16"),
+        ({"extranonce1_size": 17}, r"extranonce1_size = 17 is out of range"),
+        ({"extranonce2_size": 1}, r"extranonce2_size = 1 is out of range: use an integer from 2 to 16"),
+        ({"extranonce2_size": 33}, r"extranonce2_size = 33 is out of range"),
+        ({"extranonce2_size": True}, r"extranonce2_size = True"),
+        ({"block_interval_seconds": -5}, r"block_interval_seconds = -5"),
+        ({"refresh_seconds": 0}, r"refresh_seconds = 0"),
+        ({"payout_script": "zz"}, r"payout_script = 'zz': must be a hex scriptPubKey"),
+        ({"transactions_per_block": -1}, r"transactions_per_block = -1"),
+        ({"max_found_blocks": 0}, r"max_found_blocks = 0"),
+    ],
+)
+def test_bad_config_raises_a_clear_value_error(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DemoChain(**kwargs)
+
+
+def test_solved_block_checks_its_fields():
+    with pytest.raises(ValueError, match="32 bytes"):
+        SolvedBlock("j", EN1, EN2, 0, 0, 0x20000000, b"\x00" * 31, WORKER)
+    with pytest.raises(TypeError, match="bytes"):
+        SolvedBlock("j", EN1.hex(), EN2, 0, 0, 0x20000000, bytes(32), WORKER)
