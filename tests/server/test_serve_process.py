@@ -1,0 +1,77 @@
+"""`fleetd serve` as an operator runs it: a real process, JSON logs, SIGTERM shuts it down cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import sys
+
+import aiohttp
+
+from server_support import RawClient
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_serve_runs_and_stops_gracefully_on_sigterm(tmp_path):
+    stratum_port, http_port = _free_port(), _free_port()
+    config = tmp_path / "fleetd.toml"
+    config.write_text(
+        f'[stratum]\nlisten = "127.0.0.1:{stratum_port}"\nmin_difficulty = 1e-9\nstart_difficulty = 1e-6\n'
+        f'[http]\nlisten = "127.0.0.1:{http_port}"\n[source]\nkind = "demo"\nnetwork_difficulty = 1e9\n'
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fleetd", "serve", "--config", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(200):
+                try:
+                    async with http.get(f"http://127.0.0.1:{http_port}/healthz") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    pass
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("fleetd serve did not become healthy")
+
+        client = await RawClient.connect(("127.0.0.1", stratum_port))
+        await client.login("acct.rig1")
+        process.send_signal(signal.SIGTERM)
+        await client.wait_for(lambda: any(n["method"] == "client.reconnect" for n in client.notifications))
+        assert await client.closed()
+        assert await asyncio.wait_for(process.wait(), timeout=10) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+    events = [json.loads(line) for line in (await process.stdout.read()).decode().splitlines()]
+    names = [e["event"] for e in events]
+    for expected in ("starting", "stratum_listening", "job_published", "miner_authorized", "stratum_stopped"):
+        assert expected in names
+    authorized = next(e for e in events if e["event"] == "miner_authorized")
+    assert authorized["worker"] == "acct.rig1" and authorized["peer"].startswith("127.0.0.1:")
+    assert all("timestamp" in e and "level" in e for e in events)
+
+
+async def test_serve_refuses_a_bad_config_with_every_problem(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text('[stratum]\nlisten = "nowhere"\n[source]\nkind = "carrier-pigeon"\n')
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fleetd", "serve", "--config", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 2
+    text = stderr.decode()
+    assert "2 problem(s)" in text
+    assert "[stratum] listen = 'nowhere'" in text and "[source] kind = 'carrier-pigeon'" in text

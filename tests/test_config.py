@@ -1,0 +1,115 @@
+"""Configuration: the documented keys work as written; every bad key and value is named."""
+
+from __future__ import annotations
+
+import pytest
+
+from fleetd.cli import main
+from fleetd.config import Config, ConfigError, HostPort, load, parse
+
+ISSUE_EXAMPLE = """
+[stratum]
+listen = "0.0.0.0:3333"
+min_difficulty = 0.0001
+start_difficulty = 1024
+[http]
+listen = "127.0.0.1:9550"
+[source]
+kind = "demo"          # "demo" | "bitcoind" | "upstream"
+network_difficulty = 0.01   # demo chain only: a share meeting it is a block
+"""
+
+
+def test_documented_example_loads_as_written():
+    config = parse(ISSUE_EXAMPLE)
+    assert config.stratum.listen == HostPort("0.0.0.0", 3333)
+    assert config.stratum.min_difficulty == 0.0001
+    assert config.stratum.start_difficulty == 1024.0
+    assert config.http.listen == HostPort("127.0.0.1", 9550)
+    assert config.source.kind == "demo" and config.source.network_difficulty == 0.01
+
+
+def test_empty_file_gives_working_defaults():
+    assert parse("") == Config()
+
+
+def test_every_problem_is_named_in_one_pass():
+    text = """
+[stratum]
+lisen = "0.0.0.0:3333"
+min_difficulty = -1
+version_mask = "zz"
+extranonce2_size = 40
+listen = "0.0.0.0:99999"
+[sourc]
+kind = "demo"
+[auth]
+policy = "pw"
+[log]
+level = 3
+"""
+    with pytest.raises(ConfigError) as exc:
+        parse(text, "site.toml")
+    assert exc.value.problems == [
+        "[stratum] lisen: unknown key (did you mean 'listen'?)",
+        "[stratum] min_difficulty = -1: must be greater than 0",
+        "[stratum] version_mask = 'zz': must be 8 hex digits, e.g. \"1fffe000\"",
+        "[stratum] extranonce2_size = 40: must be between 2 and 16",
+        "[stratum] listen = '0.0.0.0:99999': port 99999 out of range 0-65535",
+        "[sourc]: unknown section (did you mean 'source'?)",
+        "[auth] policy = 'pw': must be one of open, allowlist, password",
+        "[log] level = 3: must be one of debug, info, warning, error",
+    ]
+    assert str(exc.value).startswith("site.toml: ")
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("[stratum]\nstart_difficulty = 1e20", "start_difficulty = 1e+20: must be between min_difficulty and max_difficulty"),
+        ("[stratum]\nmin_difficulty = 10.0\nmax_difficulty = 1.0", "min_difficulty = 10.0 is above max_difficulty = 1.0"),
+        ('[auth]\npolicy = "allowlist"', 'policy = "allowlist" needs accounts'),
+        ('[auth]\npolicy = "password"', 'policy = "password" needs a [auth.passwords] table'),
+        ('[source]\nkind = "bitcoind"', "not available yet"),
+        ('[source]\npayout_script = "xyz"', "must be hex"),
+        ("[stratum]\nlisten = 3333", 'must be "host:port"'),
+        ("[stratum]\nreconnect_on_shutdown = 1", "must be true or false"),
+        ("[stratum]\nmin_difficulty = nan", "must be"),
+        ("stratum = 5", "must be a [stratum] table"),
+        ("[stratum\nlisten=", "not valid TOML"),
+    ],
+)
+def test_bad_values(text, problem):
+    with pytest.raises(ConfigError) as exc:
+        parse(text)
+    assert any(problem in p for p in exc.value.problems), exc.value.problems
+
+
+def test_ipv6_and_all_interfaces_listen_addresses():
+    config = parse('[stratum]\nlisten = "[::1]:3333"\n[http]\nlisten = ":9550"')
+    assert config.stratum.listen == HostPort("::1", 3333)
+    assert config.http.listen == HostPort("0.0.0.0", 9550)
+
+
+def test_unreadable_and_binary_files(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read the file"):
+        load(tmp_path / "missing.toml")
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load(binary)
+
+
+def test_check_config_command(tmp_path, capsys):
+    good = tmp_path / "good.toml"
+    good.write_text(ISSUE_EXAMPLE)
+    assert main(["check-config", str(good)]) == 0
+    assert "ok (stratum 0.0.0.0:3333, http 127.0.0.1:9550, source demo)" in capsys.readouterr().out
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[stratum]\nlisen = 1\nstart_difficulty = -4\n")
+    assert main(["check-config", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}: 2 problem(s)" in err
+    assert "[stratum] lisen: unknown key (did you mean 'listen'?)" in err
+    assert "[stratum] start_difficulty = -4: must be greater than 0" in err
