@@ -149,7 +149,11 @@ def run(config: Config) -> None:
     asyncio.set_event_loop(loop)
     http = config.http.listen
     logging.get("fleetd").info("starting", http=str(http), stratum=str(config.stratum.listen), source=config.source.kind)
-    web.run_app(build_app(config), host=http.host, port=http.port, print=None, access_log=None, loop=loop)
+    try:
+        web.run_app(build_app(config), host=http.host, port=http.port, print=None, access_log=None, loop=loop)
+    except OSError as exc:  # a port in use or not ours to bind: say which, without a traceback
+        logging.get("fleetd").error("cannot_listen", error=str(exc), http=str(http), stratum=str(config.stratum.listen))
+        raise SystemExit(1) from None
 
 
 def _new_event_loop() -> asyncio.AbstractEventLoop:

@@ -113,3 +113,19 @@ def test_check_config_command(tmp_path, capsys):
     assert f"{bad}: 2 problem(s)" in err
     assert "[stratum] lisen: unknown key (did you mean 'listen'?)" in err
     assert "[stratum] start_difficulty = -4: must be greater than 0" in err
+
+
+def test_example_config_documents_every_key_with_its_default():
+    import dataclasses
+    import tomllib
+
+    from conftest import REPO
+
+    example = REPO / "deploy" / "fleetd.example.toml"
+    raw = tomllib.loads(example.read_text())
+    assert load(example) == Config()  # the example shows the defaults
+    for section in dataclasses.fields(Config):
+        documented = set(raw.get(section.name, {}))
+        keys = {f.name for f in dataclasses.fields(getattr(Config(), section.name))}
+        missing = keys - documented - {"passwords"}  # passwords is shown commented out
+        assert not missing, f"[{section.name}] keys missing from the example: {missing}"

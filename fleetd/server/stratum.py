@@ -146,6 +146,11 @@ class StratumServer:
     def current_job(self) -> Job | None:
         return self.registry.latest
 
+    @property
+    def current_notify(self) -> bytes | None:
+        """The current job's mining.notify, encoded once for every connection."""
+        return self._notify
+
     # -- shares -------------------------------------------------------------------
 
     def worker_stats(self, worker: str) -> WorkerStats:
@@ -299,9 +304,9 @@ class MinerConnection(asyncio.Protocol):
         self.log = self.log.bind(agent=event.user_agent)
         session = self.session
         session.set_difficulty(self.vardiff.difficulty)
-        job = self.server.current_job
-        if job is not None and self.server._notify is not None:
-            session.send_job(job, self.server._notify)
+        job, notify = self.server.current_job, self.server.current_notify
+        if job is not None and notify is not None:
+            session.send_job(job, notify)
 
     def _on_authorized(self, event: Authorized) -> None:
         self.log = self.log.bind(worker=event.worker)
