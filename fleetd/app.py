@@ -150,7 +150,13 @@ def run(config: Config) -> None:
     http = config.http.listen
     logging.get("fleetd").info("starting", http=str(http), stratum=str(config.stratum.listen), source=config.source.kind)
     try:
-        web.run_app(build_app(config), host=http.host, port=http.port, print=None, access_log=None, loop=loop)
+        application = build_app(config)
+        server_settings(config)  # settings the config loader cannot see are refused before binding
+    except ValueError as exc:
+        logging.get("fleetd").error("bad_configuration", error=str(exc))
+        raise SystemExit(2) from None
+    try:
+        web.run_app(application, host=http.host, port=http.port, print=None, access_log=None, loop=loop)
     except OSError as exc:  # a port in use or not ours to bind: say which, without a traceback
         logging.get("fleetd").error("cannot_listen", error=str(exc), http=str(http), stratum=str(config.stratum.listen))
         raise SystemExit(1) from None

@@ -27,6 +27,25 @@ def _bench_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_stratum(args: argparse.Namespace) -> int:
+    from fleetd.bench import stratum
+
+    options = stratum.BenchOptions(
+        connections=args.connections,
+        seconds=args.seconds,
+        repeats=args.repeats,
+        window=args.window,
+        rate=args.rate,
+        idle_connections=args.idle_connections,
+    )
+    try:
+        print(stratum.report(options))
+    except stratum.BenchError as exc:
+        print(f"fleetd bench stratum: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _load_config(path: str | None):
     from fleetd import config
 
@@ -94,6 +113,18 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--loops", type=_positive, default=200, help="calls timed per run")
     validate.add_argument("--all-impls", action="store_true", help="also measure the portable implementation")
     validate.set_defaults(handler=_bench_validate)
+    stratum = benches.add_parser(
+        "stratum", help="fleetd serve under a separate load generator: submits per CPU-second, latency, memory"
+    )
+    stratum.add_argument("--connections", type=_positive, default=1000, help="connections submitting shares")
+    stratum.add_argument("--seconds", type=_positive_float, default=5.0, help="measured window of each run")
+    stratum.add_argument("--repeats", type=_positive, default=3, help="runs per measurement (median reported)")
+    stratum.add_argument("--window", type=_positive, default=4, help="unanswered submits per connection")
+    stratum.add_argument("--rate", type=_positive_float, default=5000.0, help="offered submits/s for the latency runs")
+    stratum.add_argument(
+        "--idle-connections", type=_non_negative, default=10_000, help="idle connections for the RSS figure (0: skip)"
+    )
+    stratum.set_defaults(handler=_bench_stratum)
     return parser
 
 
@@ -101,6 +132,20 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
     return value
 
 

@@ -193,6 +193,10 @@ def _convert(section: str, key: str, value: Any, default: Any) -> Any:
 
 
 _RANGES = {
+    "min_difficulty": (1e-9, 1e15),  # 1e-9: the smallest difficulty vardiff works with
+    "max_difficulty": (1e-9, 1e15),
+    "start_difficulty": (1e-9, 1e15),
+    "network_difficulty": (1e-9, 1e20),
     "extranonce1_size": (1, 8),
     "extranonce2_size": (2, 16),
     "max_line_bytes": (512, 1 << 20),
@@ -203,7 +207,7 @@ _RANGES = {
 def _in_range(key: str, value: float) -> float:
     low, high = _RANGES.get(key, (None, None))
     if low is not None and not low <= value <= high:
-        raise ValueError(f"must be between {low} and {high}")
+        raise ValueError(f"must be between {low:g} and {high:g}")
     if low is None and not value > 0:
         raise ValueError("must be greater than 0")
     if value != value or value in (float("inf"), float("-inf")):
@@ -244,10 +248,10 @@ def parse_host_port(value: Any) -> HostPort:
 def _cross_checks(config: Config, problems: list[str]) -> None:
     s = config.stratum
     if s.min_difficulty > s.max_difficulty:
-        problems.append(f"[stratum] min_difficulty = {s.min_difficulty} is above max_difficulty = {s.max_difficulty}")
+        problems.append(f"[stratum] min_difficulty = {s.min_difficulty:g} is above max_difficulty = {s.max_difficulty:g}")
     elif not s.min_difficulty <= s.start_difficulty <= s.max_difficulty:
         problems.append(
-            f"[stratum] start_difficulty = {s.start_difficulty}: must be between min_difficulty and max_difficulty"
+            f"[stratum] start_difficulty = {s.start_difficulty:g}: must be between min_difficulty and max_difficulty"
         )
     if config.auth.policy == "allowlist" and not config.auth.accounts:
         problems.append('[auth] policy = "allowlist" needs accounts = ["..."]')

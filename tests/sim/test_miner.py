@@ -116,7 +116,9 @@ async def test_rejected_submits_carry_code_and_message():
             ]
             stats = miner.stats()
     assert replies[0].accepted
-    expected = [Reject.DUPLICATE, Reject.LOW_DIFFICULTY, Reject.BAD_EXTRANONCE2_SIZE, Reject.UNKNOWN_JOB, Reject.UNAUTHORIZED]
+    expected = [
+        Reject.DUPLICATE, Reject.LOW_DIFFICULTY, Reject.BAD_EXTRANONCE2_SIZE, Reject.UNKNOWN_JOB, Reject.UNAUTHORIZED,
+    ]  # fmt: skip
     assert [r.error for r in replies[1:]] == [error(r) for r in expected]
     assert (stats.submitted, stats.accepted, stats.rejected) == (6, 1, 5)
     assert dict(stats.rejects) == {error(r): 1 for r in expected}

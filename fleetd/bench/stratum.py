@@ -1,0 +1,307 @@
+"""``fleetd bench stratum``: ``fleetd serve`` under load from a separate load-generator process.
+
+The server runs as a subprocess on loopback (demo source, difficulty pinned at fleetd's
+floor of 1e-9, network difficulty high so no share becomes a block and the chain stays
+put). ``python -m fleetd.sim.loadgen`` drives it and reads the server's CPU time and RSS
+from /proc over its measured window, so the verdict is a ratio measured in the run:
+answered submits per server CPU-second. Latency is taken at a fixed offered rate, and
+memory per idle connection on a fresh server (RSS with N connections minus RSS with
+none, over N).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from fleetd.sim.loadgen import raise_fd_limit
+
+THROUGHPUT_TARGET = 40_000.0  # answered submits per server CPU-second
+LATENCY_RATE = 5_000.0  # offered submits per second for the latency runs
+P99_TARGET_MS = 20.0
+RSS_TARGET_KIB = 20.0  # per idle connection, with IDLE_CONNECTIONS open
+IDLE_CONNECTIONS = 10_000
+DIFFICULTY = 1e-9  # fleetd's floor: ~4 hashes per share for the load generator
+NETWORK_DIFFICULTY = 1e12  # a share meeting it would be a block and move the demo chain
+_FD_HEADROOM = 256
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class BenchOptions:
+    connections: int = 1000
+    seconds: float = 5.0
+    repeats: int = 3
+    window: int = 4  # unanswered submits per connection
+    rate: float = LATENCY_RATE
+    idle_connections: int = IDLE_CONNECTIONS
+    warmup: float = 0.5
+    python: str = sys.executable
+    startup_timeout: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    throughput_runs: tuple[dict, ...]
+    latency_runs: tuple[dict, ...]
+    idle: dict | None  # None when --idle-connections 0
+
+    @property
+    def answered_per_second(self) -> float:
+        return statistics.median(r["answered_per_second"] for r in self.throughput_runs)
+
+    @property
+    def answered_per_server_cpu_second(self) -> float:
+        return statistics.median(r["answered_per_server_cpu_second"] or 0.0 for r in self.throughput_runs)
+
+    @property
+    def server_cores(self) -> float:
+        return statistics.median(r["server_cpu_seconds"] / r["window_seconds"] for r in self.throughput_runs)
+
+    @property
+    def loadgen_cores(self) -> float:
+        return statistics.median(r["loadgen_cpu_seconds"] / r["window_seconds"] for r in self.throughput_runs)
+
+    def latency_ms(self, key: str) -> float | None:
+        values = [r["latency"][key] for r in self.latency_runs if r["latency"][key] is not None]
+        return statistics.median(values) if values else None
+
+    @property
+    def rss_per_connection_kib(self) -> float | None:
+        return None if self.idle is None else self.idle["server_rss_kib_per_connection"]
+
+
+def server_config(stratum_port: int, http_port: int) -> str:
+    """The TOML ``fleetd serve`` runs with: loopback only, difficulty pinned, a chain that stays put."""
+    return f"""\
+[stratum]
+listen = "127.0.0.1:{stratum_port}"
+min_difficulty = {DIFFICULTY!r}
+max_difficulty = {DIFFICULTY!r}  # pinned: vardiff must not raise it under a flood of shares
+start_difficulty = {DIFFICULTY!r}
+login_timeout_seconds = 600.0
+shutdown_grace_seconds = 2.0
+
+[http]
+listen = "127.0.0.1:{http_port}"
+
+[source]
+kind = "demo"
+network_difficulty = {NETWORK_DIFFICULTY!r}
+block_interval_seconds = 86400.0
+refresh_seconds = 86400.0
+
+[log]
+level = "warning"
+format = "json"
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    pid: int
+    port: int
+    log: Path
+
+
+@contextlib.contextmanager
+def running_server(options: BenchOptions, workdir: Path) -> Iterator[Server]:
+    """``fleetd serve`` as a subprocess, listening when this yields; terminated afterwards."""
+    from fleetd.config import ConfigError, parse
+
+    stratum_port, http_port = _free_port(), _free_port()
+    text = server_config(stratum_port, http_port)
+    config_path = workdir / f"fleetd-{stratum_port}.toml"
+    config_path.write_text(text)
+    try:
+        parse(text, str(config_path))
+    except ConfigError as exc:  # a key this version does not know: say which, do not start
+        raise BenchError(f"the benchmark's server configuration is refused: {exc}") from None
+    log_path = workdir / f"fleetd-{stratum_port}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [options.python, "-m", "fleetd", "serve", "--config", str(config_path)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        _wait_for_port(proc, stratum_port, options.startup_timeout, log_path)
+        yield Server(proc.pid, stratum_port, log_path)
+    finally:
+        _stop(proc)
+
+
+def run_loadgen(options: BenchOptions, server: Server, *args: str, bound: float) -> dict:
+    """One load-generator process; its JSON result."""
+    command = [options.python, "-m", "fleetd.sim.loadgen", "--port", str(server.port), "--server-pid", str(server.pid)]
+    try:
+        done = subprocess.run([*command, *args], capture_output=True, timeout=bound + 30, check=False)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"the load generator did not finish within {bound + 30:.0f} s") from None
+    if done.returncode != 0 or not done.stdout.strip():
+        raise BenchError(
+            f"the load generator failed (exit {done.returncode}): {done.stderr.decode(errors='replace')[-2000:]}"
+            f"{_log_tail(server.log)}"
+        )
+    result = orjson.loads(done.stdout)
+    if result.get("error"):
+        raise BenchError(f"the load generator reports: {result['error']}{_log_tail(server.log)}")
+    return result
+
+
+def measure(options: BenchOptions) -> Summary:
+    if options.idle_connections:
+        needed = options.idle_connections + _FD_HEADROOM
+        if raise_fd_limit(needed) < needed:  # children inherit the raised limit
+            raise BenchError(f"{options.idle_connections} idle connections need {needed} open files; raise ulimit -Hn")
+    common = ("--connections", str(options.connections), "--seconds", str(options.seconds),
+              "--window", str(options.window), "--warmup", str(options.warmup))  # fmt: skip
+    bound = options.warmup + options.seconds + 90
+    with tempfile.TemporaryDirectory(prefix="fleetd-bench-") as tmp:
+        workdir = Path(tmp)
+        with running_server(options, workdir) as server:
+            throughput = tuple(run_loadgen(options, server, *common, bound=bound) for _ in range(options.repeats))
+            latency = tuple(
+                run_loadgen(options, server, *common, "--rate", str(options.rate), bound=bound)
+                for _ in range(options.repeats)
+            )
+        idle = None
+        if options.idle_connections:
+            with running_server(options, workdir) as fresh:  # a fresh heap: earlier load would blur the RSS
+                idle = run_loadgen(
+                    options, fresh, "--idle", "--connections", str(options.idle_connections), "--hold", "1.0",
+                    bound=150,
+                )  # fmt: skip
+    return Summary(throughput, latency, idle)
+
+
+def report(options: BenchOptions | None = None) -> str:
+    options = options or BenchOptions()
+    summary = measure(options)
+    return format_report(options, summary)
+
+
+def format_report(options: BenchOptions, summary: Summary) -> str:
+    first = summary.throughput_runs[0]
+    runs = f"median of {options.repeats} run{'s' if options.repeats > 1 else ''} of {options.seconds:g} s"
+    per_cpu = summary.answered_per_server_cpu_second
+    lines = [
+        f"fleetd bench stratum: fleetd serve (demo source, difficulty {DIFFICULTY:g}) and a separate load generator"
+        f" ({'uvloop' if first['uvloop'] else 'asyncio'}) on loopback, {os.cpu_count()} CPUs",
+        "",
+        f"throughput: {options.connections:,} connections, {options.window} submits in flight each, {runs}",
+        f"  answered submits/s                       {summary.answered_per_second:>12,.0f}",
+        f"  answered submits per server CPU-second   {per_cpu:>12,.0f}   "
+        + _verdict(per_cpu >= THROUGHPUT_TARGET, f"target >= {THROUGHPUT_TARGET:,.0f}"),
+        f"    each run                               {_spread(summary.throughput_runs, 'answered_per_server_cpu_second')}",
+        f"  server CPU in use                        {summary.server_cores:>12.2f} cores"
+        f"   (load generator: {summary.loadgen_cores:.2f})",
+        f"  accepted / rejected                      {_sum(summary.throughput_runs, 'accepted'):>12,}"
+        f" / {_sum(summary.throughput_runs, 'rejected'):,}",
+        "",
+        f"latency at an offered {options.rate:,.0f} submits/s: {options.connections:,} connections, {runs}",
+    ]
+    p50, p99 = summary.latency_ms("p50_ms"), summary.latency_ms("p99_ms")
+    achieved = statistics.median(r["answered_per_second"] for r in summary.latency_runs)
+    lines += [
+        f"  answered submits/s                       {achieved:>12,.0f}",
+        f"  p50 send-to-reply                        {_ms(p50):>12} ms",
+        f"  p99 send-to-reply                        {_ms(p99):>12} ms   "
+        + _verdict(p99 is not None and p99 <= P99_TARGET_MS, f"target <= {P99_TARGET_MS:g} ms"),
+    ]
+    idle = summary.idle
+    if idle is not None:
+        per_connection = summary.rss_per_connection_kib
+        lines += [
+            "",
+            f"memory: {idle['connections_ready']:,} idle connections (subscribed, authorized) on a fresh server",
+            f"  server RSS without / with them           {idle['server_rss_kib_before']:>12,} KiB"
+            f" / {idle['server_rss_kib_loaded']:,} KiB",
+            f"  RSS per idle connection                  {per_connection:>12.2f} KiB  "
+            + _verdict(per_connection <= RSS_TARGET_KIB, f"target <= {RSS_TARGET_KIB:g} KiB"),
+        ]
+        if idle["connections_ready"] < options.idle_connections:
+            lines.append(f"  only {idle['connections_ready']:,} of {options.idle_connections:,} connections opened")
+    problems = _problems(summary, options)
+    if problems:
+        lines += ["", *(f"warning: {p}" for p in problems)]
+    return "\n".join(lines)
+
+
+def _problems(summary: Summary, options: BenchOptions) -> list[str]:
+    problems = []
+    for name, runs in (("throughput", summary.throughput_runs), ("latency", summary.latency_runs)):
+        for r in runs:
+            if r["connections_ready"] < options.connections:
+                problems.append(f"{name} run: {r['connections_ready']} of {options.connections} connections ready")
+            if r["rejected"]:
+                problems.append(f"{name} run: {r['rejected']} submits rejected (by code: {r['rejects']})")
+            if r["disconnects"]:
+                problems.append(f"{name} run: the server dropped {r['disconnects']} connections")
+    if any(r["skipped_offers"] for r in summary.latency_runs):
+        problems.append("latency runs could not offer the full rate (every window was full)")
+    return problems
+
+
+def _spread(runs: tuple[dict, ...], key: str) -> str:
+    return ", ".join(f"{r[key] or 0:,.0f}" for r in runs)
+
+
+def _verdict(met: bool, target: str) -> str:
+    return f"{target}: {'met' if met else 'NOT met'}"
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _sum(runs: tuple[dict, ...], key: str) -> int:
+    return sum(r[key] for r in runs)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_port(proc: subprocess.Popen, port: int, timeout: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"fleetd serve exited with status {proc.returncode} before listening{_log_tail(log)}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise BenchError(f"fleetd serve did not listen on 127.0.0.1:{port} within {timeout:g} s{_log_tail(log)}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()  # SIGTERM: the graceful shutdown path
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _log_tail(log: Path, lines: int = 20) -> str:
+    try:
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return ""
+    return "\n--- fleetd serve log (tail) ---\n" + "\n".join(tail) if tail else ""

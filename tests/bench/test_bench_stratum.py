@@ -1,0 +1,64 @@
+"""``fleetd bench stratum``: a tiny, bounded run of the real thing (server and load generator as processes)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from fleetd.bench import stratum
+from fleetd.cli import main
+from fleetd.config import parse
+
+NUMBER = r"([\d,]+(?:\.\d+)?)"
+
+
+def number(pattern: str, text: str) -> float:
+    match = re.search(pattern, text, re.M)
+    assert match, f"{pattern!r} not in report:\n{text}"
+    return float(match.group(1).replace(",", ""))
+
+
+def test_a_tiny_bench_reports_sane_numbers(capsys):
+    argv = ["bench", "stratum", "--connections", "20", "--seconds", "1", "--repeats", "1", "--idle-connections", "50"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("fleetd bench stratum: fleetd serve (demo source, difficulty 1e-09)")
+    assert number(rf"^  answered submits/s\s+{NUMBER}$", out) > 0
+    assert number(rf"answered submits per server CPU-second\s+{NUMBER}", out) > 0
+    accepted = number(rf"accepted / rejected\s+{NUMBER} / ", out)
+    assert accepted > 0 and number(rf"accepted / rejected\s+[\d,]+ / {NUMBER}", out) == 0
+    # the latency runs offer 5,000/s from 20 connections: what comes back is near that
+    achieved = [float(x.replace(",", "")) for x in re.findall(rf"^  answered submits/s\s+{NUMBER}$", out, re.M)][1]
+    assert 1_000 < achieved < 6_000
+    p50, p99 = number(rf"p50 send-to-reply\s+{NUMBER} ms", out), number(rf"p99 send-to-reply\s+{NUMBER} ms", out)
+    assert 0 < p50 <= p99
+    assert re.search(r"RSS per idle connection\s+-?[\d.]+ KiB", out)
+    assert "50 idle connections" in out
+    assert len(re.findall(r": (met|NOT met)$", out, re.M)) == 3
+    # no rejects, no dropped connections; only a loaded machine may fall short of the offered rate
+    assert not re.search(r"^warning: (?!latency runs could not offer)", out, re.M)
+
+
+def test_the_server_configuration_is_loopback_pinned_and_valid():
+    config = parse(stratum.server_config(3333, 9550))
+    s = config.stratum
+    assert (s.listen.host, s.listen.port, config.http.listen.host) == ("127.0.0.1", 3333, "127.0.0.1")
+    assert s.min_difficulty == s.max_difficulty == s.start_difficulty == 1e-9  # vardiff cannot move it
+    assert config.source.kind == "demo" and config.source.network_difficulty >= 1e12  # no blocks
+
+
+def test_a_server_that_does_not_start_is_reported_with_its_log(tmp_path: Path):
+    options = stratum.BenchOptions(python="/bin/false", startup_timeout=5)
+    with pytest.raises(stratum.BenchError, match="exited with status 1 before listening"):
+        with stratum.running_server(options, tmp_path):
+            pass
+
+
+@pytest.mark.parametrize("argv", [["--seconds", "0"], ["--connections", "0"], ["--idle-connections", "-1"]])
+def test_bad_options_exit_with_usage(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "stratum", *argv])
+    assert exc.value.code == 2
+    assert "usage: fleetd bench stratum" in capsys.readouterr().err

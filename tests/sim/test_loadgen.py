@@ -1,0 +1,145 @@
+"""The load generator against the loopback pool, which verifies every share with the C core."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+import orjson
+import pytest
+
+from fleetd.chain.target import difficulty_to_target
+from fleetd.sim import loadgen
+from fleetd.sim.loadgen import LoadConfig, run
+from fleetd.sim.loopback import NotLoopbackError
+from sim_support import LoopbackPool, make_job
+
+TRIVIAL = 1e-12  # target 2^256 - 1: every nonce is a share
+
+
+def assert_no_tasks_left() -> None:
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+async def test_every_submit_is_a_unique_valid_share_for_the_latest_job():
+    async with LoopbackPool(difficulty=TRIVIAL) as pool:
+        result = await run(LoadConfig(pool.port, connections=20, seconds=0.6, warmup=0.1))
+    assert result.mode == "throughput" and result.connections_ready == 20 and not result.connect_errors
+    assert result.answered > 100 and result.accepted == result.answered and result.rejected == 0
+    assert result.difficulties == [TRIVIAL] and result.hashes == 0  # every nonce is a share: nothing ground
+    # the pool accepted every share it saw (warm-up and drain included), each verified by the C core
+    assert not pool.rejected and len(pool.accepted) >= result.answered
+    keys = {(s.extranonce1, s.extranonce2, s.nonce) for s in pool.accepted}
+    assert len(keys) == len(pool.accepted)
+    assert len({s.worker for s in pool.accepted}) == 20
+    latency = result.latency
+    assert latency.samples > 0 and 0 < latency.p50_ms <= latency.p99_ms <= latency.max_ms
+    assert result.answered_per_second == pytest.approx(result.answered / result.window_seconds)
+    assert result.server_cpu_seconds is None and result.disconnects == 0
+    assert_no_tasks_left()
+
+
+async def test_window_bounds_the_submits_in_flight():
+    async with LoopbackPool(difficulty=TRIVIAL) as pool:
+        gen = loadgen.LoadGenerator(LoadConfig(pool.port, connections=3, window=2, seconds=0.3, warmup=0))
+        await gen.connect_all()
+        seen = []
+        original = gen.fill
+
+        def watching_fill(conn):
+            original(conn)
+            seen.append((conn.in_flight, gen.in_flight))
+
+        gen.fill = watching_fill
+        await gen.load()
+        await gen.close_all()
+    assert seen and max(own for own, _ in seen) == 2 and max(total for _, total in seen) <= 6
+
+
+async def test_count_ends_the_window_early():
+    async with LoopbackPool(difficulty=TRIVIAL) as pool:
+        result = await run(LoadConfig(pool.port, connections=5, seconds=30, count=300, warmup=0))
+    assert result.answered >= 300 and result.submitted <= 300
+    assert result.window_seconds < 30
+
+
+async def test_offered_rate_is_held():
+    async with LoopbackPool(difficulty=TRIVIAL) as pool:
+        result = await run(LoadConfig(pool.port, connections=10, seconds=1.0, rate=400, warmup=0.1))
+    assert result.mode == "rate" and result.offered_rate == 400
+    assert 250 <= result.answered <= 480 and result.rejected == 0
+
+
+async def test_clean_job_moves_every_connection_to_it():
+    async with LoopbackPool(difficulty=TRIVIAL) as pool:
+        load = asyncio.create_task(run(LoadConfig(pool.port, connections=10, seconds=0.8, warmup=0)))
+        await asyncio.sleep(0.3)
+        pool.broadcast(make_job("j2", clean=True, seed=2))
+        result = await load
+    late = [s.job_id for s in pool.accepted[-50:]]
+    assert late == ["j2"] * 50
+    # only submits already in flight when the block changed can be stale: at most one window each
+    assert set(result.rejects) <= {"21"} and result.rejected <= 10 * 4
+
+
+@pytest.mark.parametrize("difficulty", [1e-9, 1e-7])  # fleetd's floor (~4 hashes a share), and ~430
+async def test_at_a_real_difficulty_shares_are_ground(difficulty):
+    async with LoopbackPool(difficulty=difficulty) as pool:
+        result = await run(LoadConfig(pool.port, connections=4, seconds=0.4, warmup=0))
+    assert result.answered > 20 and result.rejected == 0 and not pool.rejected
+    assert result.hashes > 0 and result.difficulties == [difficulty]
+    assert all(s.hash_value <= difficulty_to_target(difficulty) for s in pool.accepted)
+
+
+async def test_a_difficulty_too_high_to_grind_is_refused_not_hung():
+    async with LoopbackPool(difficulty=1e-3) as pool:
+        async with asyncio.timeout(10):
+            result = await run(LoadConfig(pool.port, connections=3, seconds=5))
+    assert result.connections_ready == 0 and result.submitted == 0
+    assert "difficulty 0.001 needs" in result.error
+
+
+async def test_idle_mode_reads_server_rss():
+    async with LoopbackPool(difficulty=TRIVIAL) as pool:
+        # the pool runs in this process, so this process is "the server"
+        result = await run(LoadConfig(pool.port, connections=30, idle=True, hold=0.1, server_pid=os.getpid()))
+    assert result.mode == "idle" and result.connections_ready == 30 and result.submitted == 0
+    assert result.server_rss_kib_before > 0 and result.server_rss_kib_loaded > 0
+    assert result.server_rss_kib_per_connection is not None
+
+
+async def test_nothing_listening_is_reported_not_hung():
+    async with LoopbackPool() as pool:
+        port = pool.port
+    result = await run(LoadConfig(port, connections=3, seconds=0.2, connect_timeout=5))
+    assert result.connections_ready == 0 and sum(result.connect_errors.values()) == 3
+
+
+async def test_command_line_prints_json_and_exits():
+    async with LoopbackPool(difficulty=TRIVIAL) as pool:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "fleetd.sim.loadgen", "--port", str(pool.port), "--connections", "8",
+            "--seconds", "0.5", "--warmup", "0.1", "--server-pid", str(os.getpid()),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        async with asyncio.timeout(60):
+            out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    result = orjson.loads(out)
+    assert result["connections_ready"] == 8 and result["answered"] > 0 and result["rejected"] == 0
+    assert result["server_cpu_seconds"] > 0 and result["answered_per_server_cpu_second"] > 0
+    assert isinstance(result["uvloop"], bool) and result["latency"]["p99_ms"] > 0
+
+
+def test_command_line_refuses_other_hosts(capsys):
+    assert loadgen.main(["--host", "192.0.2.7", "--port", "3333"]) == 2
+    assert "not a loopback address" in capsys.readouterr().err
+    with pytest.raises(NotLoopbackError):
+        LoadConfig(3333, host="10.0.0.1")
+
+
+@pytest.mark.parametrize("bad", [{"connections": 0}, {"seconds": 0}, {"window": 0}, {"rate": -1}])
+def test_out_of_range_options_are_refused(bad):
+    with pytest.raises(ValueError, match=f"{next(iter(bad))} = "):
+        LoadConfig(3333, **bad)
