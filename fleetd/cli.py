@@ -84,8 +84,19 @@ def _print_problems(exc) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    print("fleetd demo: the demo arrives with the Stratum server; meanwhile `fleetd bench validate` shows the share core")
-    return 0
+    from fleetd.config import ConfigError
+    from fleetd.sim import demo
+
+    try:
+        cfg = _load_config(args.config) if args.config else None
+    except ConfigError as exc:
+        _print_problems(exc)
+        return 2
+    try:
+        return demo.main(cfg, miners=args.rigs, hashrate=args.hashrate, duration=args.duration)
+    except OSError as exc:
+        print(f"fleetd demo: cannot listen: {exc}", file=sys.stderr)
+        return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,7 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("version", help="print the version and the active native implementation").set_defaults(
         handler=_version
     )
-    commands.add_parser("demo", help="run fleetd against its embedded demo chain").set_defaults(handler=_demo)
+    demo = commands.add_parser("demo", help="run fleetd on its demo chain with simulated rigs mining it")
+    demo.add_argument("--config", metavar="PATH", help="TOML configuration (demo defaults when omitted)")
+    demo.add_argument("--rigs", type=_positive, default=4, help="simulated rigs (default 4)")
+    demo.add_argument("--hashrate", type=float, default=100_000.0, help="hashes per second per rig (default 100000)")
+    demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
+    demo.set_defaults(handler=_demo)
 
     serve = commands.add_parser("serve", help="run the daemon")
     serve.add_argument("--config", metavar="PATH", help="TOML configuration (built-in defaults when omitted)")
