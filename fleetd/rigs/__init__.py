@@ -1,0 +1,1 @@
+"""Rig inventory, pollers, the nameplate model catalogue and poll scheduling."""

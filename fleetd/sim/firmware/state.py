@@ -1,0 +1,188 @@
+"""The live state of one emulated rig, and the faults that can be injected into it.
+
+A ``RigState`` is plain data plus figures derived from it on each read: the firmware APIs
+render it in their own dialects, and the Stratum side of the simulator shares the same
+object (it reads ``offline`` and the hash rate, and counts shares into it). Nothing here
+touches a socket; time comes only from the injected ``clock``.
+
+The thermal model is deliberately simple and deterministic: board temperature is ambient
+plus a rise proportional to power draw relative to nameplate, chips run a little hotter
+than their board, and fans follow board temperature along a linear curve.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fleetd.rigs.models import FirmwareFamily, RigModel
+
+Clock = Callable[[], float]
+
+BOARD_RISE_C = 35.0  # board above ambient at nameplate power
+CHIP_OVER_BOARD_C = 10.0  # chips above their board at nameplate power
+BOARD_SPREAD_C = (0.0, 1.5, -1.0)  # boards never read identical on real rigs
+FAN_SPREAD_RPM = (0, 40, -30, 60)
+FAN_CURVE_FROM_C, FAN_CURVE_TO_C = 40.0, 75.0  # fans idle below, flat out above
+CHIP_HOT_C = 90.0  # firmware flags a board whose chips pass this
+IDLE_POWER_SHARE = 0.1  # fans, control board and PSU losses draw this much even when hash rate falls
+
+
+@dataclass(frozen=True, slots=True)
+class FanCurve:
+    min_rpm: int
+    max_rpm: int
+
+
+def fan_curve(family: FirmwareFamily) -> FanCurve:
+    match family:
+        case FirmwareFamily.ANTMINER_STOCK:
+            return FanCurve(2000, 6000)
+        case FirmwareFamily.WHATSMINER:
+            return FanCurve(2500, 7000)
+        case FirmwareFamily.AXEOS:
+            return FanCurve(1500, 6000)
+    raise ValueError(f"no fan curve for {family}")
+
+
+@dataclass(frozen=True, slots=True)
+class RigError:
+    """A fault the firmware reports: ``code`` in the maker's numbering, ``message`` for humans."""
+
+    code: int
+    message: str
+
+
+@dataclass(eq=False)
+class RigState:
+    model: RigModel
+    name: str = "rig"  # stable identity: seeds the MAC and serial numbers
+    clock: Clock = time.monotonic
+    ambient_c: float = 25.0
+    # pool side, filled in by whoever runs the rig's Stratum connection
+    pool_host: str = "127.0.0.1"
+    pool_port: int = 3333
+    worker: str = "sim.rig"
+    accepted: int = 0
+    rejected: int = 0
+    # injected faults
+    offline: bool = False
+    hashrate_factor: float = 1.0
+    power_factor: float = 1.0
+    overheat_c: float = 0.0  # how far temperatures climb once overheating
+    overheat_ramp_s: float = 0.0
+    overheat_since: float | None = None
+    errors: list[RigError] = field(default_factory=list)
+    booted_at: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.booted_at = self.clock()
+
+    # -- fault injection ------------------------------------------------------------
+
+    def go_offline(self) -> None:
+        """The management API stops answering (connections are accepted, never replied to)."""
+        self.offline = True
+
+    def come_online(self, *, rebooted: bool = False) -> None:
+        self.offline = False
+        if rebooted:
+            self.booted_at = self.clock()
+
+    def degrade(self, factor: float) -> None:
+        """Hash rate falls to ``factor`` of nominal (dead chips, a failing board)."""
+        if not 0 <= factor <= 1:
+            raise ValueError(f"degrade factor must be within 0..1, got {factor}")
+        self.hashrate_factor = factor
+
+    def spike_power(self, factor: float) -> None:
+        """Power draw rises to ``factor`` times normal at the same hash rate (a bad PSU, a short)."""
+        if factor <= 0:
+            raise ValueError(f"power factor must be positive, got {factor}")
+        self.power_factor = factor
+
+    def overheat(self, rise_c: float = 30.0, ramp_s: float = 120.0) -> None:
+        """Temperatures climb by ``rise_c`` over ``ramp_s`` seconds from now (a blocked intake)."""
+        if rise_c < 0 or ramp_s < 0:
+            raise ValueError("overheat rise and ramp must not be negative")
+        self.overheat_c, self.overheat_ramp_s, self.overheat_since = rise_c, ramp_s, self.clock()
+
+    def add_error(self, code: int, message: str) -> None:
+        self.errors.append(RigError(code, message))
+
+    def recover(self) -> None:
+        """Clear every injected fault; uptime goes on."""
+        self.offline = False
+        self.hashrate_factor = self.power_factor = 1.0
+        self.overheat_c, self.overheat_ramp_s, self.overheat_since = 0.0, 0.0, None
+        self.errors.clear()
+
+    # -- figures the firmware reports ----------------------------------------------
+
+    def uptime(self) -> int:
+        return max(0, int(self.clock() - self.booted_at))
+
+    def hashrate(self) -> float:
+        """Hashes per second the rig does now."""
+        return self.model.nominal_hashrate * self.hashrate_factor
+
+    def board_hashrates(self) -> list[float]:
+        boards = self.model.hashboards
+        return [self.hashrate() / boards] * boards
+
+    def watts(self) -> float:
+        share = IDLE_POWER_SHARE + (1 - IDLE_POWER_SHARE) * self.hashrate_factor
+        return self.model.nominal_watts * share * self.power_factor
+
+    def heat_c(self) -> float:
+        """Extra degrees from an injected overheat, climbing linearly over its ramp."""
+        if self.overheat_since is None:
+            return 0.0
+        if self.overheat_ramp_s == 0:
+            return self.overheat_c
+        progress = min(1.0, max(0.0, (self.clock() - self.overheat_since) / self.overheat_ramp_s))
+        return self.overheat_c * progress
+
+    def board_temps(self) -> list[float]:
+        load = self.watts() / self.model.nominal_watts
+        base = self.ambient_c + BOARD_RISE_C * load + self.heat_c()
+        return [round(base + BOARD_SPREAD_C[i % len(BOARD_SPREAD_C)], 1) for i in range(self.model.hashboards)]
+
+    def chip_temps(self) -> list[float]:
+        rise = CHIP_OVER_BOARD_C * self.watts() / self.model.nominal_watts
+        return [round(t + rise, 1) for t in self.board_temps()]
+
+    def fan_rpms(self) -> list[int]:
+        curve = fan_curve(self.model.firmware)
+        hottest = max(self.board_temps())
+        duty = min(1.0, max(0.0, (hottest - FAN_CURVE_FROM_C) / (FAN_CURVE_TO_C - FAN_CURVE_FROM_C)))
+        rpm = curve.min_rpm + (curve.max_rpm - curve.min_rpm) * duty
+        return [min(curve.max_rpm, int(rpm + FAN_SPREAD_RPM[i % len(FAN_SPREAD_RPM)])) for i in range(self.model.fans)]
+
+    def fan_duty(self) -> int:
+        """Fan speed in percent of the curve's maximum, as firmware shows it."""
+        curve = fan_curve(self.model.firmware)
+        return round(100 * max(self.fan_rpms()) / curve.max_rpm)
+
+    def hot_boards(self) -> list[int]:
+        return [i for i, t in enumerate(self.chip_temps()) if t >= CHIP_HOT_C]
+
+    # -- identity -------------------------------------------------------------------
+
+    def _digest(self, salt: str) -> bytes:
+        return hashlib.sha256(f"{salt}:{self.name}".encode()).digest()
+
+    @property
+    def mac(self) -> str:
+        raw = bytearray(self._digest("mac")[:6])
+        raw[0] = (raw[0] | 0x02) & 0xFE  # locally administered, unicast
+        return ":".join(f"{b:02X}" for b in raw)
+
+    def serial(self, part: str = "miner") -> str:
+        return self._digest(f"sn:{part}").hex()[:16].upper()
+
+    @property
+    def pool_url(self) -> str:
+        return f"stratum+tcp://{self.pool_host}:{self.pool_port}"

@@ -1,0 +1,65 @@
+"""Emulated rigs on their own loopback addresses, and pyasic tuned for a fast suite."""
+
+from __future__ import annotations
+
+import random
+import warnings
+
+import pytest
+
+with warnings.catch_warnings():
+    # pyasic's import trips pydantic v1-style and passlib deprecation warnings: not ours to fix
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from pyasic import settings
+
+from fleetd.sim.firmware import EmulatedRig, LoopbackAllocator, RigState
+
+from firmware_support import FakeClock
+
+FAST_PYASIC = {  # pyasic's settings are whole seconds; 1 is its floor
+    "factory_get_timeout": 1,
+    "factory_get_retries": 1,
+    "api_function_timeout": 1,
+    "get_data_retries": 1,
+    "btminer_v3_ping_timeout": 1,
+}
+
+
+@pytest.fixture(autouse=True)
+def fast_pyasic():
+    previous = {key: settings.get(key) for key in FAST_PYASIC}
+    for key, value in FAST_PYASIC.items():
+        settings.update(key, value)
+    yield
+    for key, value in previous.items():
+        settings.update(key, value)
+
+
+@pytest.fixture
+def allocator() -> LoopbackAllocator:
+    # a random /24 per test, so suites running side by side on one machine rarely meet;
+    # start_free skips any address another run already holds
+    return LoopbackAllocator(f"127.{random.randint(100, 250)}.{random.randint(0, 255)}.0/24")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def start_rig(allocator, clock):
+    """Start an emulated rig of a catalogue model; every one started is stopped afterwards."""
+    rigs: list[EmulatedRig] = []
+
+    async def start(model, name: str = "rig-001") -> EmulatedRig:
+        try:
+            rig = await EmulatedRig.start_free(RigState(model, name=name, clock=clock), allocator)
+        except PermissionError:
+            pytest.skip("listening on port 80 needs root or CAP_NET_BIND_SERVICE")
+        rigs.append(rig)
+        return rig
+
+    yield start
+    for rig in rigs:
+        await rig.stop()

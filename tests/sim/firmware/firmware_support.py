@@ -1,0 +1,25 @@
+"""Helpers for the firmware emulation tests: a hand-driven clock and pyasic unit conversion."""
+
+from __future__ import annotations
+
+from pyasic.device.algorithm import MinerAlgo
+
+TEST_BOUND_S = 15.0  # no single test may run longer than this
+
+
+class FakeClock:
+    """The injected clock: time moves only when a test says so."""
+
+    def __init__(self, now: float = 1_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def hashes_per_second(rate) -> float:
+    """pyasic hash rates carry their unit (TH/s for SHA-256 by default); give plain H/s."""
+    return float(rate.into(MinerAlgo.SHA256.unit.H))
