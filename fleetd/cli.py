@@ -37,6 +37,7 @@ def _bench_stratum(args: argparse.Namespace) -> int:
         window=args.window,
         rate=args.rate,
         idle_connections=args.idle_connections,
+        proxy=args.proxy,
     )
     try:
         print(stratum.report(options))
@@ -139,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     stratum.add_argument("--rate", type=_positive_float, default=5000.0, help="offered submits/s for the latency runs")
     stratum.add_argument(
         "--idle-connections", type=_non_negative, default=10_000, help="idle connections for the RSS figure (0: skip)"
+    )
+    stratum.add_argument(
+        "--proxy",
+        action="store_true",
+        help="also run the load through a proxy fleetd (upstream source): its submits per CPU-second and added p99",
     )
     stratum.set_defaults(handler=_bench_stratum)
     return parser

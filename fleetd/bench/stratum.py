@@ -7,12 +7,21 @@ from /proc over its measured window, so the verdict is a ratio measured in the r
 answered submits per server CPU-second. Latency is taken at a fixed offered rate, and
 memory per idle connection on a fresh server (RSS with N connections minus RSS with
 none, over N).
+
+``--proxy`` runs the same load, in the same run, against ``fleetd serve`` directly and
+through a proxy fleetd (upstream source, ``fleetd.bench.proxyd``) whose upstream is a
+third fleetd pinning it at ``UPSTREAM_FACTOR`` times the rigs' difficulty, so one rig
+share in that many is forwarded. It reports the proxy's answered submits per proxy
+CPU-second and the p99 latency the proxy adds over the direct connection. Direct and
+proxied runs alternate, so drift in the machine's load hits both alike.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import urllib.error
+import urllib.request
 import socket
 import statistics
 import subprocess
@@ -25,6 +34,7 @@ from pathlib import Path
 
 import orjson
 
+from fleetd.sim import procfs
 from fleetd.sim.loadgen import raise_fd_limit
 
 THROUGHPUT_TARGET = 40_000.0  # answered submits per server CPU-second
@@ -34,6 +44,7 @@ RSS_TARGET_KIB = 20.0  # per idle connection, with IDLE_CONNECTIONS open
 IDLE_CONNECTIONS = 10_000
 DIFFICULTY = 1e-9  # fleetd's floor: ~4 hashes per share for the load generator
 NETWORK_DIFFICULTY = 1e12  # a share meeting it would be a block and move the demo chain
+UPSTREAM_FACTOR = 8  # --proxy: the upstream's difficulty over the rigs'; one share in 8 is forwarded
 _FD_HEADROOM = 256
 
 
@@ -52,6 +63,7 @@ class BenchOptions:
     warmup: float = 0.5
     python: str = sys.executable
     startup_timeout: float = 30.0
+    proxy: bool = False  # also run the load through a proxy fleetd (upstream source)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,14 +97,14 @@ class Summary:
         return None if self.idle is None else self.idle["server_rss_kib_per_connection"]
 
 
-def server_config(stratum_port: int, http_port: int) -> str:
+def server_config(stratum_port: int, http_port: int, difficulty: float = DIFFICULTY) -> str:
     """The TOML ``fleetd serve`` runs with: loopback only, difficulty pinned, a chain that stays put."""
     return f"""\
 [stratum]
 listen = "127.0.0.1:{stratum_port}"
-min_difficulty = {DIFFICULTY!r}
-max_difficulty = {DIFFICULTY!r}  # pinned: vardiff must not raise it under a flood of shares
-start_difficulty = {DIFFICULTY!r}
+min_difficulty = {difficulty!r}
+max_difficulty = {difficulty!r}  # pinned: vardiff must not raise it under a flood of shares
+start_difficulty = {difficulty!r}
 login_timeout_seconds = 600.0
 shutdown_grace_seconds = 2.0
 
@@ -116,15 +128,21 @@ class Server:
     pid: int
     port: int
     log: Path
+    http_port: int = 0
 
 
 @contextlib.contextmanager
-def running_server(options: BenchOptions, workdir: Path) -> Iterator[Server]:
-    """``fleetd serve`` as a subprocess, listening when this yields; terminated afterwards."""
+def running_server(
+    options: BenchOptions, workdir: Path, *, difficulty: float = DIFFICULTY, upstream: Server | None = None
+) -> Iterator[Server]:
+    """``fleetd serve`` as a subprocess, listening when this yields; terminated afterwards.
+
+    With ``upstream``, a proxy fleetd (``fleetd.bench.proxyd``) mining through that server.
+    """
     from fleetd.config import ConfigError, parse
 
     stratum_port, http_port = _free_port(), _free_port()
-    text = server_config(stratum_port, http_port)
+    text = server_config(stratum_port, http_port, difficulty)
     config_path = workdir / f"fleetd-{stratum_port}.toml"
     config_path.write_text(text)
     try:
@@ -132,14 +150,17 @@ def running_server(options: BenchOptions, workdir: Path) -> Iterator[Server]:
     except ConfigError as exc:  # a key this version does not know: say which, do not start
         raise BenchError(f"the benchmark's server configuration is refused: {exc}") from None
     log_path = workdir / f"fleetd-{stratum_port}.log"
+    command = [options.python, "-m", "fleetd", "serve", "--config", str(config_path)]
+    if upstream is not None:
+        command = [options.python, "-m", "fleetd.bench.proxyd", "--config", str(config_path),
+                   "--pool", f"stratum+tcp://127.0.0.1:{upstream.port}", "--user", "bench"]  # fmt: skip
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [options.python, "-m", "fleetd", "serve", "--config", str(config_path)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_for_port(proc, stratum_port, options.startup_timeout, log_path)
-        yield Server(proc.pid, stratum_port, log_path)
+        if upstream is not None:  # the proxy listens at once; it has work once the upstream answered
+            _wait_for_health(proc, http_port, options.startup_timeout, log_path)
+        yield Server(proc.pid, stratum_port, log_path, http_port)
     finally:
         _stop(proc)
 
@@ -190,8 +211,130 @@ def measure(options: BenchOptions) -> Summary:
 
 def report(options: BenchOptions | None = None) -> str:
     options = options or BenchOptions()
+    if options.proxy:
+        return format_proxy_report(options, measure_proxy(options))
     summary = measure(options)
     return format_report(options, summary)
+
+
+# -- --proxy ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySummary:
+    direct: Summary
+    proxied: Summary
+    upstream_cpu_seconds: float  # the upstream fleetd's CPU over the proxied throughput windows
+    proxy_health: dict  # the proxy's /healthz at the end
+
+    def added_p99_ms(self) -> float | None:
+        direct, proxied = self.direct.latency_ms("p99_ms"), self.proxied.latency_ms("p99_ms")
+        return None if direct is None or proxied is None else proxied - direct
+
+
+def measure_proxy(options: BenchOptions) -> ProxySummary:
+    common = ("--connections", str(options.connections), "--seconds", str(options.seconds),
+              "--window", str(options.window), "--warmup", str(options.warmup))  # fmt: skip
+    bound = options.warmup + options.seconds + 90
+    runs: dict[str, list[dict]] = {"direct": [], "proxy": [], "direct_rate": [], "proxy_rate": []}
+    upstream_cpu = 0.0
+    with tempfile.TemporaryDirectory(prefix="fleetd-bench-") as tmp:
+        workdir = Path(tmp)
+        with (
+            running_server(options, workdir) as direct,
+            running_server(options, workdir, difficulty=DIFFICULTY * UPSTREAM_FACTOR) as upstream,
+            running_server(options, workdir, upstream=upstream) as proxy,
+        ):
+            for _ in range(options.repeats):  # alternate, so drift hits both alike
+                runs["direct"].append(run_loadgen(options, direct, *common, bound=bound))
+                before = procfs.cpu_seconds(upstream.pid)
+                runs["proxy"].append(run_loadgen(options, proxy, *common, bound=bound))
+                upstream_cpu += procfs.cpu_seconds(upstream.pid) - before
+            rate = ("--rate", str(options.rate))
+            for _ in range(options.repeats):
+                runs["direct_rate"].append(run_loadgen(options, direct, *common, *rate, bound=bound))
+                runs["proxy_rate"].append(run_loadgen(options, proxy, *common, *rate, bound=bound))
+            health = _health(proxy.http_port)
+    return ProxySummary(
+        direct=Summary(tuple(runs["direct"]), tuple(runs["direct_rate"]), None),
+        proxied=Summary(tuple(runs["proxy"]), tuple(runs["proxy_rate"]), None),
+        upstream_cpu_seconds=upstream_cpu,
+        proxy_health=health,
+    )
+
+
+def format_proxy_report(options: BenchOptions, summary: ProxySummary) -> str:
+    direct, proxied = summary.direct, summary.proxied
+    first = direct.throughput_runs[0]
+    runs = f"median of {options.repeats} run{'s' if options.repeats > 1 else ''} of {options.seconds:g} s"
+    d_cpu, p_cpu = direct.answered_per_server_cpu_second, proxied.answered_per_server_cpu_second
+    ratio = p_cpu / d_cpu if d_cpu else 0.0
+    windows = sum(r["window_seconds"] for r in proxied.throughput_runs)
+    upstream_cores = summary.upstream_cpu_seconds / windows if windows else 0.0
+    header = f"{'':41}{'direct':>12}   {'proxy':>12}"
+    lines = [
+        f"fleetd bench stratum --proxy: the same load on fleetd serve directly and through a proxy fleetd"
+        f" (upstream source) to an upstream fleetd at {UPSTREAM_FACTOR}x the rigs' difficulty ({DIFFICULTY:g});"
+        f" load generator ({'uvloop' if first['uvloop'] else 'asyncio'}) on loopback, {os.cpu_count()} CPUs",
+        "",
+        f"throughput: {options.connections:,} connections, {options.window} submits in flight each, {runs}",
+        header,
+        _row("answered submits/s", f"{direct.answered_per_second:,.0f}", f"{proxied.answered_per_second:,.0f}"),
+        _row("answered submits per CPU-second", f"{d_cpu:,.0f}", f"{p_cpu:,.0f}")
+        + f"   (proxy/direct {ratio:.2f}; "
+        + _verdict(p_cpu >= THROUGHPUT_TARGET, f"target >= {THROUGHPUT_TARGET:,.0f}") + ")",
+        _row("  each run", _spread(direct.throughput_runs, "answered_per_server_cpu_second"),
+             _spread(proxied.throughput_runs, "answered_per_server_cpu_second")),
+        _row("server CPU in use (cores)", f"{direct.server_cores:.2f}", f"{proxied.server_cores:.2f}")
+        + f"   (upstream behind the proxy: {upstream_cores:.2f})",
+        _row("accepted / rejected", f"{_sum(direct.throughput_runs, 'accepted'):,} / {_sum(direct.throughput_runs, 'rejected'):,}",
+             f"{_sum(proxied.throughput_runs, 'accepted'):,} / {_sum(proxied.throughput_runs, 'rejected'):,}"),
+        f"  proxy's upstream session: {summary.proxy_health.get('source', {}).get('detail', 'no /healthz answer')}",
+    ]  # fmt: skip
+    added = summary.added_p99_ms()
+    lines += [
+        "",
+        f"latency at an offered {options.rate:,.0f} submits/s: {options.connections:,} connections, {runs}",
+        header,
+        _row("answered submits/s", f"{_median(direct.latency_runs, 'answered_per_second'):,.0f}",
+             f"{_median(proxied.latency_runs, 'answered_per_second'):,.0f}"),
+        _row("p50 send-to-reply (ms)", _ms(direct.latency_ms("p50_ms")), _ms(proxied.latency_ms("p50_ms"))),
+        _row("p99 send-to-reply (ms)", _ms(direct.latency_ms("p99_ms")), _ms(proxied.latency_ms("p99_ms"))),
+        _row("p99 added by the proxy (ms)", "", "n/a" if added is None else f"{added:+.2f}"),
+    ]  # fmt: skip
+    problems = _problems(direct, options) + [f"proxy {p}" for p in _problems(proxied, options)]
+    if problems:
+        lines += ["", *(f"warning: {p}" for p in problems)]
+    return "\n".join(lines)
+
+
+def _row(label: str, direct: str, proxied: str) -> str:
+    return f"  {label:<39}{direct:>12}   {proxied:>12}"
+
+
+def _median(runs: tuple[dict, ...], key: str) -> float:
+    return statistics.median(r[key] for r in runs)
+
+
+def _health(http_port: int) -> dict:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=5) as response:
+            return orjson.loads(response.read())
+    except urllib.error.HTTPError as exc:  # 503 when degraded: the body still says why
+        return orjson.loads(exc.read() or b"{}")
+    except (OSError, ValueError):
+        return {}
+
+
+def _wait_for_health(proc: subprocess.Popen, http_port: int, timeout: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"the proxy exited with status {proc.returncode}{_log_tail(log)}")
+        if _health(http_port).get("status") == "ok":
+            return
+        time.sleep(0.05)
+    raise BenchError(f"the proxy had no upstream work within {timeout:g} s{_log_tail(log)}")
 
 
 def format_report(options: BenchOptions, summary: Summary) -> str:

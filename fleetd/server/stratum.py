@@ -11,14 +11,20 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fleetd import log as logging
 from fleetd.shares.job import Job
 from fleetd.shares.registry import JobRegistry
 from fleetd.shares.validator import ShareResult, ShareValidator
 from fleetd.shares.vardiff import Vardiff, VardiffConfig
-from fleetd.sources.base import JobSource, SolvedBlock
+from fleetd.sources.base import (
+    ExtranonceLayout,
+    ForwardingSource,
+    JobSource,
+    ShareOutcome,
+    SolvedBlock,
+)
 from fleetd.stratum import messages
 from fleetd.stratum.events import (
     AuthorizationRefused,
@@ -63,6 +69,21 @@ class WorkerStats:
     difficulty: float = 0.0
 
 
+@dataclass(slots=True)
+class UpstreamWorkerStats:
+    """What the upstream pool made of one worker's forwarded shares (proxy mode only)."""
+
+    forwarded: int = 0
+    accepted: int = 0
+    accepted_work: float = 0.0  # sum of the upstream difficulties credited
+    rejected: Counter = field(default_factory=Counter)  # by reason, "lost" and "no_upstream" included
+    last_accepted: float | None = None
+
+    @property
+    def pending(self) -> int:
+        return self.forwarded - self.accepted - sum(self.rejected.values())
+
+
 class StratumServer:
     """Listens for miners, sends them jobs, validates and answers their shares."""
 
@@ -79,15 +100,29 @@ class StratumServer:
         self.registry = registry or JobRegistry()
         self.validator = ShareValidator(self.registry)
         self.wall_clock = wall_clock
-        self.extranonces = ExtranonceAllocator(settings.extranonce1_size)
+        # A forwarding (upstream) source owns the extranonce layout and may change it at run
+        # time; every other source lives with the one the settings give.
+        self.forwarding: ForwardingSource | None = source if isinstance(source, ForwardingSource) else None
+        self.session_config = settings.session
+        extranonce1_size = settings.extranonce1_size
+        if self.forwarding is not None:
+            layout = self.forwarding.extranonce_layout()
+            extranonce1_size = layout.extranonce1_size
+            self.session_config = replace(settings.session, extranonce2_size=layout.extranonce2_size)
+        self.extranonces = ExtranonceAllocator(extranonce1_size)
+        self.version_mask: int | None = None  # set by a forwarding source; None: the settings' mask
         self.connections: set[MinerConnection] = set()
         self.workers: dict[str, WorkerStats] = {}
+        self.upstream_workers: dict[str, UpstreamWorkerStats] = {}
         self.log = logging.get("fleetd.stratum")
         self._server: asyncio.base_events.Server | None = None
         self._notify: bytes | None = None
         self._block_tasks: set[asyncio.Task] = set()
         self._idle_task: asyncio.Task | None = None
         self.blocks_submitted = 0
+        self.work_withdrawn: str | None = None  # why there is no job to hand out, when so
+        if self.forwarding is not None:
+            self.forwarding.attach(self)
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -136,6 +171,7 @@ class StratumServer:
         """A new job from the source: register it and send it to every subscribed miner."""
         self.registry.add(job, self.wall_clock())
         self._notify = messages.notify(job)
+        self.work_withdrawn = None
         for connection in list(self.connections):
             connection.send_job(job, self._notify)
         self.log.info(
@@ -151,6 +187,44 @@ class StratumServer:
         """The current job's mining.notify, encoded once for every connection."""
         return self._notify
 
+    # -- what a forwarding source controls (ServerControl) ----------------------------
+
+    def set_extranonce_layout(self, layout: ExtranonceLayout) -> None:
+        """New extranonce2 size for every rig: mining.set_extranonce where the rig subscribed
+        to it, else client.reconnect (and a close after the grace if it does not go)."""
+        if layout.extranonce1_size != self.extranonces.size:
+            raise ValueError(
+                f"extranonce1 size {layout.extranonce1_size} cannot change at run time (it is {self.extranonces.size})"
+            )
+        size = layout.extranonce2_size
+        if size == self.session_config.extranonce2_size:
+            return
+        self.session_config = replace(self.session_config, extranonce2_size=size)
+        told = moved = 0
+        for connection in list(self.connections):
+            if connection.change_extranonce2_size(size):
+                told += 1
+            else:
+                moved += 1
+        self.log.warning("extranonce2_size_changed", extranonce2_size=size, set_extranonce=told, reconnected=moved)
+
+    def set_version_mask(self, mask: int) -> None:
+        """The mask rigs may roll from now on; rigs that negotiated rolling are told at once."""
+        self.version_mask = mask
+        for connection in list(self.connections):
+            connection.change_version_mask(mask)
+
+    def withdraw_work(self, reason: str) -> None:
+        """No usable work: new rigs get none, connected rigs are let go (their own backup pools
+        take over, or they come back and wait); the next ``publish`` ends this."""
+        if self.work_withdrawn is not None:
+            return
+        self.work_withdrawn = reason
+        self._notify = None
+        self.log.error("work_withdrawn", reason=reason, miners=len(self.connections))
+        for connection in list(self.connections):
+            connection.close("no_work")
+
     # -- shares -------------------------------------------------------------------
 
     def worker_stats(self, worker: str) -> WorkerStats:
@@ -158,6 +232,21 @@ class StratumServer:
         if stats is None:
             stats = self.workers[worker] = WorkerStats()
         return stats
+
+    def upstream_stats(self, worker: str) -> UpstreamWorkerStats:
+        stats = self.upstream_workers.get(worker)
+        if stats is None:
+            stats = self.upstream_workers[worker] = UpstreamWorkerStats()
+        return stats
+
+    def forward_share(self, submit: SubmitReceived, result: ShareResult) -> None:
+        """Offer an accepted share to the forwarding source; count the pool's answer per worker."""
+        future = self.forwarding.submit_share(submit, result.hash)
+        if future is None:
+            return  # below the upstream difficulty: ours alone
+        stats = self.upstream_stats(submit.worker)
+        stats.forwarded += 1
+        future.add_done_callback(lambda done: _count_upstream(stats, done, self.wall_clock))
 
     def found_block(self, submit: SubmitReceived, result: ShareResult, log) -> None:
         """Hand a block to the source at once, before any other bookkeeping."""
@@ -226,7 +315,9 @@ class MinerConnection(asyncio.Protocol):
             server.log.error("extranonce_exhausted", peer=self.peer, connections=len(server.connections))
             transport.abort()
             return
-        self.session = Session(server.settings.session, self.extranonce1)
+        self.session = Session(server.session_config, self.extranonce1)
+        if server.version_mask is not None:
+            self.session.set_version_mask(server.version_mask)
         self.vardiff = Vardiff(server.settings.vardiff, self._loop.time())
         self.log = server.log.bind(peer=self.peer, extranonce1=self.extranonce1.hex())
         self._login_timer = self._loop.call_later(server.settings.login_timeout, self._login_deadline)
@@ -274,6 +365,26 @@ class MinerConnection(asyncio.Protocol):
         session.send_job(job, notify)
         self.flush()
 
+    def change_extranonce2_size(self, size: int) -> bool:
+        """True when the rig was told with mining.set_extranonce; else it is asked to reconnect."""
+        session = self.session
+        if session is None or session.closed:
+            return True
+        if session.set_extranonce(self.extranonce1, size):
+            self.flush()
+            return True
+        session.reconnect()
+        self.flush()
+        # Firmware that ignores client.reconnect would go on with the old size: end it after the grace.
+        self._loop.call_later(self.server.settings.shutdown_grace, self.close, "extranonce_changed")
+        return False
+
+    def change_version_mask(self, mask: int) -> None:
+        session = self.session
+        if session is not None and not session.closed:
+            session.set_version_mask(mask)
+            self.flush()
+
     def idle_check(self, now: float) -> None:
         if self.session and self.session.ready and self.vardiff:
             self._set_difficulty(self.vardiff.on_idle(now))
@@ -305,7 +416,7 @@ class MinerConnection(asyncio.Protocol):
         session = self.session
         session.set_difficulty(self.vardiff.difficulty)
         job, notify = self.server.current_job, self.server.current_notify
-        if job is not None and notify is not None:
+        if job is not None and notify is not None:  # None while work is withdrawn
             session.send_job(job, notify)
 
     def _on_authorized(self, event: Authorized) -> None:
@@ -332,6 +443,8 @@ class MinerConnection(asyncio.Protocol):
             stats.accepted_work += submit.difficulty
             stats.last_share = server.wall_clock()
             self._set_difficulty(self.vardiff.on_share(self._loop.time(), submit.difficulty))
+            if server.forwarding is not None:
+                server.forward_share(submit, result)
         else:
             session.reject_submit(submit.request_id, result.reject)
             stats.rejected[result.reject.reason] += 1
@@ -369,6 +482,18 @@ class MinerConnection(asyncio.Protocol):
         if self.session and not self.session.ready and not self.session.closed:
             self.session.close(CloseReason.LOGIN_TIMEOUT)
             self.flush()
+
+
+def _count_upstream(stats: UpstreamWorkerStats, done: asyncio.Future, wall_clock: Callable[[], float]) -> None:
+    outcome: ShareOutcome | None = None
+    if not done.cancelled() and done.exception() is None:
+        outcome = done.result()
+    if outcome is not None and outcome.accepted:
+        stats.accepted += 1
+        stats.accepted_work += outcome.difficulty
+        stats.last_accepted = wall_clock()
+    else:
+        stats.rejected["lost" if outcome is None else outcome.reason] += 1
 
 
 _HANDLERS: dict[type, Callable] = {

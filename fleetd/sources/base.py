@@ -7,16 +7,23 @@ target into a block. The server never needs to know which kind it talks to.
 Coinbase layout contract: every source builds ``coinb1``/``coinb2`` around an extranonce
 slot of ``extranonce1_size + extranonce2_size`` bytes inside the coinbase scriptSig, with
 the sizes given to it at construction (the server's defaults are 4 + 8).
+
+A source that forwards shares to someone else's pool (upstream) also implements
+``ForwardingSource``: it decides the extranonce layout at run time (the server asks it
+and is told of changes through ``ServerControl``), and the server offers it every share
+it accepted so the source can pass on those that meet the pool's difficulty.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from fleetd.chain.byteorder import HASH_SIZE
 from fleetd.shares.job import Job
+from fleetd.stratum.events import SubmitReceived
 
 # One extranonce1 per connection must stay unique across the process, and an extranonce2
 # below 2 bytes gives a rig only 256 coinbases per job; above 16 bytes buys nothing and eats
@@ -114,3 +121,56 @@ class JobSource(Protocol):
         ...
 
     def health(self) -> SourceHealth: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ShareOutcome:
+    """What the upstream pool made of a forwarded share.
+
+    ``reason`` is "accepted", a reject reason as fleetd names them ("stale",
+    "low_difficulty", "duplicate", ...), "lost" (the connection ended before the answer)
+    or "no_upstream" (no pool to send it to).
+    """
+
+    accepted: bool
+    reason: str
+    difficulty: float  # the upstream difficulty the share was sent at; 0.0 when not sent
+
+
+class ServerControl(Protocol):
+    """What a forwarding source may ask of the Stratum server."""
+
+    def set_extranonce_layout(self, layout: ExtranonceLayout) -> None:
+        """Rigs get this layout from now on (set_extranonce, else client.reconnect)."""
+        ...
+
+    def set_version_mask(self, mask: int) -> None:
+        """The version-rolling mask rigs may use from now on (0: none)."""
+        ...
+
+    def withdraw_work(self, reason: str) -> None:
+        """No usable work: stop handing out the last job until the next ``publish``."""
+        ...
+
+
+@runtime_checkable
+class ForwardingSource(Protocol):
+    """A source that passes shares on to an upstream pool (in addition to ``JobSource``)."""
+
+    def extranonce_layout(self) -> ExtranonceLayout:
+        """The layout rigs get now (per-rig extranonce1 and extranonce2 sizes)."""
+        ...
+
+    def attach(self, control: ServerControl) -> None:
+        """Called once by the server that runs this source, before ``run``."""
+        ...
+
+    def submit_share(self, share: SubmitReceived, hash: bytes) -> asyncio.Future[ShareOutcome] | None:
+        """Forward a share the server accepted (``hash``: its header hash, internal byte order)
+        if it meets the upstream difficulty; None when it is not forwarded.
+
+        Synchronous and non-blocking (called on the server's receive path for every accepted
+        share, hence the session's own event rather than a copy); the future completes with
+        the pool's answer.
+        """
+        ...

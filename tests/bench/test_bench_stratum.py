@@ -41,6 +41,22 @@ def test_a_tiny_bench_reports_sane_numbers(capsys):
     assert not re.search(r"^warning: (?!latency runs could not offer)", out, re.M)
 
 
+def test_a_tiny_proxy_bench_measures_direct_and_proxied_in_one_run(capsys):
+    argv = ["bench", "stratum", "--proxy", "--connections", "20", "--seconds", "1", "--repeats", "1"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("fleetd bench stratum --proxy: the same load on fleetd serve directly and through a proxy")
+    match = re.search(rf"answered submits per CPU-second\s+{NUMBER}\s+{NUMBER}\s+\(proxy/direct ([\d.]+);", out)
+    assert match, out
+    direct, proxied, ratio = (float(g.replace(",", "")) for g in match.groups())
+    assert direct > 0 and proxied > 0 and ratio == pytest.approx(proxied / direct, abs=0.01)
+    # the proxy really forwarded to its upstream, which accepted every forwarded share
+    forwarded = number(rf"shares forwarded {NUMBER}", out)
+    assert forwarded > 0 and number(rf"accepted {NUMBER}, rejected 0$", out) == forwarded
+    assert re.search(r"^  p99 added by the proxy \(ms\)\s+[+-][\d.]+$", out, re.M)
+    assert not re.search(r"^warning: (?!(proxy )?latency runs could not offer)", out, re.M)
+
+
 def test_the_server_configuration_is_loopback_pinned_and_valid():
     config = parse(stratum.server_config(3333, 9550))
     s = config.stratum

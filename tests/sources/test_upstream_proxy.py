@@ -1,0 +1,334 @@
+"""fleetd proxying another fleetd: real daemons, real sockets, simulated rigs, every share real work.
+
+The upstream is a fleetd on its demo chain pinning the proxy at difficulty 1e-6; the proxy
+pins its rigs at 1e-7, so about one rig share in ten also meets the upstream difficulty
+and is forwarded. Misbehaving pools are ``FakePool``s. Every test is bounded in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import pytest
+
+from fleetd.sources.upstream import UpstreamSource
+from upstream_support import (
+    FakePool,
+    Running,
+    fleetd_config,
+    free_port,
+    rig,
+    self_signed_cert,
+    start_fleetd,
+    start_proxy,
+    start_upstream,
+    upstream_config,
+    upstream_totals,
+    wait_for,
+)
+
+BOUND = 40.0  # seconds any one test may take
+
+
+@contextlib.asynccontextmanager
+async def daemons():
+    """Collects running daemons and stops every one of them, whatever the test did."""
+    running: list[Running] = []
+    try:
+        async with asyncio.timeout(BOUND):
+            yield running
+    finally:
+        for daemon in reversed(running):
+            with contextlib.suppress(Exception):
+                await daemon.stop()
+
+
+async def mine_until(miners, predicate, timeout: float = 15.0) -> None:
+    """Keep the rigs mining until ``predicate()`` holds."""
+    tasks = [asyncio.create_task(m.mine(seconds=timeout)) for m in miners]
+    try:
+        await wait_for(predicate, timeout)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def accepted_upstream(daemon: Running, worker: str = "acct") -> int:
+    stats = daemon.server.workers.get(worker)
+    return 0 if stats is None else stats.accepted
+
+
+async def test_shares_flow_and_both_sides_count_them():
+    async with daemons() as running:
+        up = await start_upstream()
+        running.append(up)
+        proxy = await start_proxy(up.url)
+        running.append(proxy)
+        async with rig(proxy, "site.rig1", version_rolling=True) as a, rig(proxy, "site.rig2") as b:
+            stats = await asyncio.gather(a.mine(max_shares=300), b.mine(max_shares=300))
+            await wait_for(lambda: all(s.pending == 0 for s in proxy.server.upstream_workers.values()), 5)
+        assert [s.accepted for s in stats] == [300, 300] and all(s.reconnects == 0 for s in stats)
+        assert stats[0].version_mask == 0x1FFFE000  # negotiated upstream, passed down
+
+        forwarded, accepted, rejected = upstream_totals(proxy)
+        local = sum(proxy.server.workers[w].accepted for w in ("site.rig1", "site.rig2"))
+        assert local == 600
+        assert 0 < forwarded < local / 3  # only shares meeting the upstream difficulty go up
+        assert accepted == forwarded and rejected == 0
+        # the upstream counts the same shares, all under the one account, at its difficulty
+        upstream_stats = up.server.workers["acct"]
+        assert upstream_stats.accepted == accepted and not upstream_stats.rejected
+        assert set(up.server.workers) == {"acct"}
+        for name in ("site.rig1", "site.rig2"):
+            mine = proxy.server.upstream_workers[name]
+            assert mine.accepted > 0 and mine.accepted_work == pytest.approx(mine.accepted * 1e-6)
+        health = proxy.source.health()
+        assert health.up and health.kind == "upstream" and up.url in health.detail
+
+
+async def test_passthrough_authorizes_each_rig_upstream_under_its_own_name():
+    async with daemons() as running:
+        up = await start_upstream()
+        running.append(up)
+        proxy = await start_proxy(up.url, passthrough=True)
+        running.append(proxy)
+        async with rig(proxy, "site.rig1") as a, rig(proxy, "site.rig2") as b, rig(proxy, "lonely") as c:
+            await asyncio.gather(a.mine(max_shares=200), b.mine(max_shares=200), c.mine(max_shares=200))
+            await wait_for(lambda: all(s.pending == 0 for s in proxy.server.upstream_workers.values()), 5)
+        names = (("site.rig1", "acct.rig1"), ("site.rig2", "acct.rig2"), ("lonely", "acct.lonely"))
+        for rig_name, upstream_name in names:
+            ours = proxy.server.upstream_workers[rig_name]
+            assert ours.accepted > 0 and not ours.rejected
+            assert up.server.workers[upstream_name].accepted == ours.accepted  # both sides, per rig
+
+
+async def test_failover_and_failback_never_disconnect_the_rigs():
+    async with daemons() as running:
+        primary_port = free_port()
+        primary = await start_upstream(primary_port)
+        backup = await start_upstream()
+        running += [primary, backup]
+        proxy = await start_proxy(primary.url, backup.url, failback_seconds=0.5)
+        running.append(proxy)
+        source: UpstreamSource = proxy.source
+        async with rig(proxy, "site.rig1", extranonce_subscribe=True) as a, rig(proxy, "site.rig2") as b:
+            miners = (a, b)
+            await mine_until(miners, lambda: accepted_upstream(primary) >= 5)
+            assert accepted_upstream(backup) == 0
+
+            await primary.stop()  # the primary goes away with rigs mid-work
+            stopped = time.monotonic()
+            await mine_until(miners, lambda: accepted_upstream(backup) >= 5)
+            assert source.status().active_pool == backup.url
+            assert source.failovers == 1
+            assert time.monotonic() - stopped < 2.0 + 5.0  # failover_seconds, plus the five shares
+            assert not source.health().detail.startswith("no upstream")
+
+            primary = await start_upstream(primary_port)  # back, same address
+            running.append(primary)
+            await mine_until(miners, lambda: accepted_upstream(primary) >= 5)
+            assert source.status().active_pool == primary.url and source.failovers == 2
+            before = [m.stats().accepted for m in miners]
+            await mine_until(miners, lambda: all(m.stats().accepted > n + 20 for m, n in zip(miners, before)))
+            for m in miners:
+                stats = m.stats()
+                assert stats.connected and stats.reconnects == 0 and stats.lost == 0
+        ours = proxy.server.upstream_workers
+        assert sum(s.accepted for s in ours.values()) >= 15
+
+
+async def test_a_failover_that_shrinks_extranonce2_tells_or_reconnects_each_rig():
+    async with daemons() as running:
+        primary = await start_upstream()  # extranonce2 8: rigs get 8 - 2 = 6
+        backup = await start_upstream(extranonce2_size=6)  # rigs get 4
+        running += [primary, backup]
+        proxy = await start_proxy(primary.url, backup.url)
+        running.append(proxy)
+        async with rig(proxy, "site.told", extranonce_subscribe=True) as told, rig(proxy, "site.moved") as moved:
+            assert told.stats().extranonce2_size == moved.stats().extranonce2_size == 6
+            await mine_until((told, moved), lambda: accepted_upstream(primary) >= 3)
+            await primary.stop()
+            await mine_until(
+                (told, moved),
+                lambda: told.stats().extranonce2_size == 4 and moved.stats().extranonce2_size == 4
+                and accepted_upstream(backup) >= 10,
+            )  # fmt: skip
+            assert told.stats().reconnects == 0  # mining.set_extranonce, no reconnect
+            assert moved.stats().reconnects == 1  # client.reconnect: it came back with the new size
+            assert proxy.source.extranonce_layout().extranonce2_size == 4
+            before = {n: proxy.server.upstream_workers[n].accepted for n in ("site.told", "site.moved")}
+            await mine_until(
+                (told, moved), lambda: all(proxy.server.upstream_workers[n].accepted > before[n] for n in before)
+            )
+
+
+async def test_a_block_found_by_a_rig_is_the_upstreams_block():
+    async with daemons() as running:
+        up = await start_fleetd(fleetd_config(difficulty=1e-6, network_difficulty=2e-6))
+        running.append(up)
+        await wait_for(lambda: up.server.current_job is not None, 5)
+        proxy = await start_proxy(f"stratum+tcp://127.0.0.1:{up.port}")
+        running.append(proxy)
+        async with rig(proxy, "site.lucky") as lucky:
+            await mine_until((lucky,), lambda: len(up.source.found_blocks) >= 1, timeout=20)
+        assert up.source.found_blocks[0].worker == "acct"
+        await wait_for(lambda: proxy.server.blocks_submitted >= 1, 5)
+
+
+async def test_when_every_pool_is_down_rigs_keep_the_last_job_until_it_is_too_old():
+    async with daemons() as running:
+        port = free_port()
+        up = await start_upstream(port)
+        running.append(up)
+        proxy = await start_proxy(up.url, max_job_age_seconds=1.5, failover_seconds=0.5)
+        running.append(proxy)
+        async with rig(proxy, "site.rig1") as a:
+            await mine_until((a,), lambda: accepted_upstream(up) >= 2)
+            await up.stop()
+            await wait_for(lambda: not proxy.source.health().up, 5)
+            await mine_until((a,), lambda: proxy.server.upstream_workers["site.rig1"].rejected["no_upstream"] >= 2)
+            assert a.stats().connected and proxy.server.work_withdrawn is None  # still on the last job
+            assert "no upstream pool (rigs keep the last job)" in proxy.source.health().detail
+
+            await wait_for(lambda: proxy.server.work_withdrawn is not None, 5)
+            await wait_for(lambda: not a.stats().connected, 5)  # let go: its own backup pools can take over
+            assert proxy.source.status().work_withdrawn
+
+        up = await start_upstream(port)
+        running.append(up)
+        await wait_for(lambda: proxy.source.health().up and proxy.server.work_withdrawn is None, 10)
+        async with rig(proxy, "site.rig1") as again:
+            await mine_until((again,), lambda: accepted_upstream(up) >= 2)
+
+
+@pytest.mark.parametrize("mode", ["garbage", "bad_notify", "silent", "closed"])
+async def test_an_unusable_pool_is_skipped_for_the_next(mode):
+    async with daemons() as running, FakePool(mode=mode) as fake:
+        url = fake.url
+        if mode == "closed":
+            url = f"stratum+tcp://127.0.0.1:{free_port()}"
+        up = await start_upstream()
+        running.append(up)
+        started = time.monotonic()
+        proxy = await start_proxy(url, up.url, failover_seconds=1.0)
+        running.append(proxy)
+        assert time.monotonic() - started < 1.0 + 2.0
+        status = proxy.source.status()
+        assert status.active_pool == up.url
+        assert status.pools[0].failures >= 1
+        expected = {"garbage": "not_json", "bad_notify": "bad_message", "silent": "no usable session within 1 s",
+                    "closed": "cannot connect"}[mode]  # fmt: skip
+        assert expected in status.pools[0].last_error
+        async with rig(proxy, "site.rig1") as a:
+            await mine_until((a,), lambda: accepted_upstream(up) >= 2)
+
+
+async def test_garbage_mid_session_fails_over_without_touching_the_rigs():
+    async with daemons() as running, FakePool(mode="good") as fake:
+        up = await start_upstream()
+        running.append(up)
+        proxy = await start_proxy(fake.url, up.url)
+        running.append(proxy)
+        async with rig(proxy, "site.rig1") as a:
+            await mine_until((a,), lambda: len(fake.accepted) >= 3)  # the fake checks each share for real
+            fake.send_raw(b'{"id":null,"method":"mining.notify","params":"garbage"}\n')
+            await mine_until((a,), lambda: accepted_upstream(up) >= 3)
+            assert a.stats().reconnects == 0 and a.stats().connected
+        assert proxy.source.failovers == 1
+        assert "bad_message" in proxy.source.status().pools[0].last_error
+
+
+async def test_a_stalled_pool_is_left_after_stall_seconds():
+    async with daemons() as running, FakePool(mode="stall") as fake:
+        up = await start_upstream()
+        running.append(up)
+        started = time.monotonic()
+        proxy = await start_proxy(fake.url, up.url, stall_seconds=1.0)
+        running.append(proxy)
+        assert proxy.source.status().active_pool == fake.url
+        async with rig(proxy, "site.rig1") as a:
+            await mine_until((a,), lambda: proxy.source.status().active_pool == up.url)
+            assert 1.0 <= time.monotonic() - started < 1.0 + 2.0
+            await mine_until((a,), lambda: accepted_upstream(up) >= 2)
+            assert a.stats().reconnects == 0
+        pool = proxy.source.status().pools[0]
+        assert "stalled" in pool.last_error and pool.held_off_seconds > 0
+
+
+async def test_a_pool_rejecting_everything_is_counted_per_rig_and_left():
+    async with daemons() as running, FakePool(mode="reject") as fake:
+        up = await start_upstream()
+        running.append(up)
+        proxy = await start_proxy(fake.url, up.url, max_consecutive_rejects=5)
+        running.append(proxy)
+        async with rig(proxy, "site.rig1") as a, rig(proxy, "site.rig2") as b:
+            await mine_until((a, b), lambda: accepted_upstream(up) >= 3)
+            assert a.stats().reconnects == b.stats().reconnects == 0
+        ours = proxy.server.upstream_workers
+        assert sum(s.rejected["low_difficulty"] for s in ours.values()) == 5  # the pool's reason, per rig
+        assert fake.rejected >= 5 and not fake.accepted
+        pool = proxy.source.status().pools[0]
+        assert "rejected 5 shares in a row" in pool.last_error and pool.held_off_seconds > 200
+
+
+async def test_a_pool_with_too_small_an_extranonce2_is_refused_with_a_clear_reason():
+    async with daemons() as running, FakePool(extranonce2_size=3) as fake:
+        alone = UpstreamSource(upstream_config(fake.url, failover_seconds=1.0))
+        proxy = await start_fleetd(fleetd_config(difficulty=1e-7), alone)
+        running.append(proxy)
+        await wait_for(lambda: alone.status().pools[0].failures >= 1, 5)
+        health = alone.health()
+        assert not health.up
+        assert "extranonce2 too small: the pool offers 3 bytes, the rigs need prefix_size 2 + at least 2" in (
+            health.detail
+        )
+        assert proxy.server.current_job is None
+
+
+async def test_stratum_ssl_with_a_self_signed_pool(tmp_path):
+    import ssl
+
+    made = self_signed_cert(tmp_path)
+    if made is None:
+        pytest.skip("neither the cryptography package nor the openssl command is available to make a certificate")
+    cert, key = made
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    async with daemons() as running, FakePool(tls=context) as fake:
+        # Verification is on by default: the system's trust store does not know this pool.
+        untrusted = UpstreamSource(upstream_config(fake.url, failover_seconds=1.0))
+        proxy = await start_fleetd(fleetd_config(difficulty=1e-7), untrusted)
+        running.append(proxy)
+        await wait_for(lambda: untrusted.status().pools[0].failures >= 1, 5)
+        assert "CERTIFICATE_VERIFY_FAILED" in untrusted.status().pools[0].last_error
+        await proxy.stop()
+
+        proxy = await start_proxy(fake.url, tls_ca_file=str(cert))
+        running.append(proxy)
+        async with rig(proxy, "site.rig1") as a:
+            await mine_until((a,), lambda: len(fake.accepted) >= 3)
+        assert proxy.source.status().active_pool == fake.url
+
+
+async def test_reconnect_requests_are_followed_on_the_same_host_only_and_messages_kept():
+    async with daemons() as running, FakePool(mode="good") as fake:
+        up = await start_upstream()
+        running.append(up)
+        proxy = await start_proxy(fake.url)
+        running.append(proxy)
+        source: UpstreamSource = proxy.source
+        async with rig(proxy, "site.rig1") as a:
+            fake.send_raw(b'{"id":null,"method":"client.show_message","params":["maintenance at noon"]}\n')
+            await wait_for(lambda: source.last_message == "maintenance at noon", 5)
+            # elsewhere: refused (our rigs' work must not be sent anywhere a pool says); back to the same pool
+            fake.send_raw(b'{"id":null,"method":"client.reconnect","params":["192.0.2.1","3333",0]}\n')
+            await wait_for(lambda: len(fake.sessions) == 2 and source.health().up, 5)
+            assert source.status().active_pool == fake.url
+            # same host, another port: followed
+            fake.send_raw(b'{"id":null,"method":"client.reconnect","params":["127.0.0.1",%d,0]}\n' % up.port)
+            await mine_until((a,), lambda: accepted_upstream(up) >= 2)
+            assert source.status().active_pool == up.url
+            assert a.stats().reconnects == 0
