@@ -66,9 +66,19 @@ def server_settings(config: Config) -> ServerSettings:
 
 
 def build_source(config: Config) -> JobSource:
+    """The job source ``[source] kind`` names, from its already validated configuration."""
+    src = config.source
+    if src.kind == "bitcoind":
+        from fleetd.sources.bitcoind import BitcoindSource
+
+        return BitcoindSource(src.bitcoind)
+    if src.kind == "upstream":
+        from fleetd.sources import upstream
+
+        return upstream.build_source(src.upstream)
     from fleetd.sources.demo import DemoChain
 
-    s, src = config.stratum, config.source
+    s = config.stratum
     options = {"payout_script": src.payout_script} if src.payout_script else {}
     return DemoChain(
         network_difficulty=src.network_difficulty,

@@ -69,6 +69,10 @@ class SourceConfig:
     refresh_seconds: float = 30.0  # new job with fresh ntime on the same block
     pool_tag: str = "/fleetd/"
     payout_script: str = ""  # hex scriptPubKey; demo uses an OP_TRUE placeholder when empty
+    # [source.bitcoind] and [source.upstream]: each validated by its source's own config
+    # class, so both can stay configured and `kind` alone switches between them.
+    bitcoind: Any = None
+    upstream: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +103,7 @@ _CHOICES = {
     ("log", "level"): ("debug", "info", "warning", "error"),
     ("log", "format"): ("auto", "json", "console"),
 }
-_IMPLEMENTED_SOURCES = ("demo",)
+_SOURCE_TABLES = ("bitcoind", "upstream")
 
 
 def load(path: str | Path) -> Config:
@@ -128,6 +132,7 @@ def parse(text: str, source: str = "config") -> Config:
         else:
             sections[name] = _section(name, value, problems)
     config = Config(**{name: section for name, section in sections.items() if section is not None})
+    config = _source_tables(config, problems)
     _cross_checks(config, problems)
     if problems:
         raise ConfigError(problems, source)
@@ -142,6 +147,12 @@ def _section(name: str, values: dict[str, Any], problems: list[str]):
     for key, value in values.items():
         if key not in fields:
             problems.append(f"[{name}] {key}: unknown key{_suggest(key, fields)}")
+            continue
+        if name == "source" and key in _SOURCE_TABLES:
+            if isinstance(value, dict):
+                kwargs[key] = value  # checked in _source_tables, once [stratum] is known
+            else:
+                problems.append(f"[source] {key} = {value!r}: must be a [source.{key}] table")
             continue
         try:
             kwargs[key] = _convert(name, key, value, getattr(defaults, key))
@@ -257,8 +268,38 @@ def _cross_checks(config: Config, problems: list[str]) -> None:
         problems.append('[auth] policy = "allowlist" needs accounts = ["..."]')
     if config.auth.policy == "password" and not config.auth.passwords:
         problems.append('[auth] policy = "password" needs a [auth.passwords] table')
-    if config.source.kind not in _IMPLEMENTED_SOURCES:
-        problems.append(f"[source] kind = {config.source.kind!r}: not available yet in this version; use \"demo\"")
+    kind = config.source.kind
+    if kind in _SOURCE_TABLES and getattr(config.source, kind) is None:
+        problems.append(f'[source] kind = "{kind}" needs a [source.{kind}] table')
+
+
+def _source_tables(config: Config, problems: list[str]) -> Config:
+    """Turn [source.bitcoind] and [source.upstream] into their sources' own config objects."""
+    from fleetd.sources.bitcoind import BitcoindConfig
+    from fleetd.sources.upstream import UpstreamConfig
+
+    source, stratum = config.source, config.stratum
+    built: dict[str, Any] = {}
+    for table, make in (
+        ("bitcoind", lambda v: BitcoindConfig(**{
+            "pool_tag": source.pool_tag,
+            "extranonce1_size": stratum.extranonce1_size,
+            "extranonce2_size": stratum.extranonce2_size,
+            **v,
+        })),
+        ("upstream", UpstreamConfig.from_mapping),
+    ):  # fmt: skip
+        values = getattr(source, table)
+        if values is None:
+            continue
+        try:
+            built[table] = make(values)
+        except TypeError as exc:  # an unexpected keyword: name it as a config key
+            key = str(exc).rsplit("'", 2)[-2] if "'" in str(exc) else "?"
+            problems.append(f"[source.{table}] {key}: unknown key")
+        except ValueError as exc:
+            problems.append(f"[source.{table}] {str(exc).removeprefix(table + ' ')}")
+    return dataclasses.replace(config, source=dataclasses.replace(source, **built)) if built else config
 
 
 def _suggest(word: str, options) -> str:

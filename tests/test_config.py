@@ -71,7 +71,13 @@ level = 3
         ("[stratum]\nmin_difficulty = 10.0\nmax_difficulty = 1.0", "min_difficulty = 10 is above max_difficulty = 1"),
         ('[auth]\npolicy = "allowlist"', 'policy = "allowlist" needs accounts'),
         ('[auth]\npolicy = "password"', 'policy = "password" needs a [auth.passwords] table'),
-        ('[source]\nkind = "bitcoind"', "not available yet"),
+        ('[source]\nkind = "bitcoind"', '[source] kind = "bitcoind" needs a [source.bitcoind] table'),
+        ('[source]\nkind = "upstream"', '[source] kind = "upstream" needs a [source.upstream] table'),
+        ("[source]\nbitcoind = 5", "[source] bitcoind = 5: must be a [source.bitcoind] table"),
+        ('[source.bitcoind]\nurl = "http://127.0.0.1:8332"', "[source.bitcoind] payout_address is required"),
+        ('[source.bitcoind]\npayout_address = "1BoatSLRHtKNngkdXEeobR76b53LETtpyT"\ncookie = "x"', "[source.bitcoind] cookie: unknown key"),
+        ('[source.upstream]\nuser = "a"', "[source.upstream] pools: required"),
+        ('[source.upstream]\npools = ["http://pool"]\nuser = "a"', "[source.upstream] pools"),
         ('[source]\npayout_script = "xyz"', "must be hex"),
         ("[stratum]\nlisten = 3333", 'must be "host:port"'),
         ("[stratum]\nreconnect_on_shutdown = 1", "must be true or false"),
@@ -128,5 +134,41 @@ def test_example_config_documents_every_key_with_its_default():
     for section in dataclasses.fields(Config):
         documented = set(raw.get(section.name, {}))
         keys = {f.name for f in dataclasses.fields(getattr(Config(), section.name))}
-        missing = keys - documented - {"passwords"}  # passwords is shown commented out
+        missing = keys - documented - {"passwords", "bitcoind", "upstream"}  # shown commented out
         assert not missing, f"[{section.name}] keys missing from the example: {missing}"
+    # the commented source tables are valid as soon as they are uncommented
+    for kind in ("bitcoind", "upstream"):
+        block = example.read_text().split(f"# [source.{kind}]\n", 1)[1].split("\n\n", 1)[0]
+        table = f"[source]\nkind = \"{kind}\"\n[source.{kind}]\n" + "\n".join(line[2:] for line in block.splitlines())
+        table = table.replace("bc1q...", "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4")
+        assert parse(table).source.kind == kind
+
+
+BITCOIND = """
+[source.bitcoind]
+url = "http://127.0.0.1:18443"
+cookie_file = "/var/lib/bitcoind/regtest/.cookie"
+payout_address = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"
+zmq = "tcp://127.0.0.1:28332"
+"""
+UPSTREAM = """
+[source.upstream]
+pools = ["stratum+tcp://127.0.0.1:3334", "stratum+ssl://127.0.0.1:3443"]
+user = "site1"
+password = "x"
+passthrough = true
+"""
+
+
+@pytest.mark.parametrize(("kind", "source_class"), [("demo", "DemoChain"), ("bitcoind", "BitcoindSource"), ("upstream", "UpstreamSource")])
+def test_kind_alone_switches_between_configured_sources(kind, source_class):
+    from fleetd.app import build_source
+
+    config = parse(f'[stratum]\nextranonce2_size = 6\n[source]\nkind = "{kind}"\npool_tag = "/site1/"\n' + BITCOIND + UPSTREAM)
+    assert config.source.kind == kind
+    assert config.source.bitcoind.payout_address == "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"
+    assert config.source.bitcoind.pool_tag == "/site1/"  # shared [source] keys reach the source
+    assert config.source.bitcoind.extranonce2_size == 6  # and so does the rigs' extranonce layout
+    assert config.source.upstream.passthrough is True
+    assert len(config.source.upstream.pools) == 2
+    assert type(build_source(config)).__name__ == source_class

@@ -9,7 +9,7 @@ memory per idle connection on a fresh server (RSS with N connections minus RSS w
 none, over N).
 
 ``--proxy`` runs the same load, in the same run, against ``fleetd serve`` directly and
-through a proxy fleetd (upstream source, ``fleetd.bench.proxyd``) whose upstream is a
+through a proxy fleetd (``fleetd serve`` with the upstream source) whose upstream is a
 third fleetd pinning it at ``UPSTREAM_FACTOR`` times the rigs' difficulty, so one rig
 share in that many is forwarded. It reports the proxy's answered submits per proxy
 CPU-second and the p99 latency the proxy adds over the direct connection. Direct and
@@ -97,8 +97,18 @@ class Summary:
         return None if self.idle is None else self.idle["server_rss_kib_per_connection"]
 
 
-def server_config(stratum_port: int, http_port: int, difficulty: float = DIFFICULTY) -> str:
-    """The TOML ``fleetd serve`` runs with: loopback only, difficulty pinned, a chain that stays put."""
+def server_config(stratum_port: int, http_port: int, difficulty: float = DIFFICULTY, upstream_port: int | None = None) -> str:
+    """The TOML ``fleetd serve`` runs with: loopback only, difficulty pinned, a chain that stays put.
+
+    With ``upstream_port``, the server is a proxy mining through the fleetd listening there.
+    """
+    source = (
+        f'kind = "upstream"\n\n[source.upstream]\npools = ["stratum+tcp://127.0.0.1:{upstream_port}"]\n'
+        'user = "bench"\nstall_seconds = 3600.0  # the bench upstream sends no new jobs\n'
+        if upstream_port is not None
+        else f'kind = "demo"\nnetwork_difficulty = {NETWORK_DIFFICULTY!r}\n'
+        "block_interval_seconds = 86400.0\nrefresh_seconds = 86400.0\n"
+    )
     return f"""\
 [stratum]
 listen = "127.0.0.1:{stratum_port}"
@@ -112,11 +122,7 @@ shutdown_grace_seconds = 2.0
 listen = "127.0.0.1:{http_port}"
 
 [source]
-kind = "demo"
-network_difficulty = {NETWORK_DIFFICULTY!r}
-block_interval_seconds = 86400.0
-refresh_seconds = 86400.0
-
+{source}
 [log]
 level = "warning"
 format = "json"
@@ -137,12 +143,12 @@ def running_server(
 ) -> Iterator[Server]:
     """``fleetd serve`` as a subprocess, listening when this yields; terminated afterwards.
 
-    With ``upstream``, a proxy fleetd (``fleetd.bench.proxyd``) mining through that server.
+    With ``upstream``, a proxy fleetd mining through that server.
     """
     from fleetd.config import ConfigError, parse
 
     stratum_port, http_port = _free_port(), _free_port()
-    text = server_config(stratum_port, http_port, difficulty)
+    text = server_config(stratum_port, http_port, difficulty, upstream.port if upstream else None)
     config_path = workdir / f"fleetd-{stratum_port}.toml"
     config_path.write_text(text)
     try:
@@ -151,9 +157,6 @@ def running_server(
         raise BenchError(f"the benchmark's server configuration is refused: {exc}") from None
     log_path = workdir / f"fleetd-{stratum_port}.log"
     command = [options.python, "-m", "fleetd", "serve", "--config", str(config_path)]
-    if upstream is not None:
-        command = [options.python, "-m", "fleetd.bench.proxyd", "--config", str(config_path),
-                   "--pool", f"stratum+tcp://127.0.0.1:{upstream.port}", "--user", "bench"]  # fmt: skip
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     try:

@@ -1,4 +1,4 @@
-"""Job sources behind one interface: demo chain now, bitcoind and upstream later."""
+"""Job sources behind one interface: the demo chain, Bitcoin Core (bitcoind) and an upstream pool."""
 
 from .base import BlockOutcome, ExtranonceLayout, JobSource, Publish, SolvedBlock, SourceHealth
 
