@@ -15,6 +15,7 @@ log() { printf 'quickstart: %s\n' "$*" >&2; }
 # Debian packages by the command that proves they are installed.
 SYSTEM_PACKAGES=(
     "gcc:gcc"
+    "promtool:prometheus"  # promtool check metrics, promtool test rules, a real Prometheus in tests
 )
 
 install_system_packages() {

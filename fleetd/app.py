@@ -20,6 +20,8 @@ from fleetd.shares.vardiff import VardiffConfig
 from fleetd.sources.base import JobSource
 from fleetd.stratum.auth import AllowListAuthorization, OpenAuthorization, PasswordAuthorization
 from fleetd.stratum.session import SessionConfig
+from fleetd.rigs.registry import RigRegistry
+from fleetd.telemetry import api
 
 SOURCE_KEY = web.AppKey("source", object)
 STRATUM_KEY = web.AppKey("stratum", StratumServer)
@@ -96,6 +98,8 @@ def build_app(config: Config, source: JobSource | None = None) -> web.Applicatio
     app[CONFIG_KEY] = config
     app[SOURCE_KEY] = source or build_source(config)
     app[STARTED_KEY] = time.time()
+    collector = api.setup(app, RigRegistry())
+    collector.source = app[SOURCE_KEY]
     app.cleanup_ctx.append(_stratum_and_source)
     app.router.add_get("/healthz", healthz)
     return app
@@ -104,9 +108,10 @@ def build_app(config: Config, source: JobSource | None = None) -> web.Applicatio
 async def _stratum_and_source(app: web.Application):
     log = logging.get("fleetd")
     source: JobSource = app[SOURCE_KEY]
-    server = StratumServer(server_settings(app[CONFIG_KEY]), source)
+    server = StratumServer(server_settings(app[CONFIG_KEY]), source, rigs=app[api.RIGS_KEY])
     await server.start()
     app[STRATUM_KEY] = server
+    app[api.COLLECTOR_KEY].server = server
     source_task = asyncio.create_task(_run_source(source, server.publish, log), name="job-source")
     try:
         yield

@@ -47,3 +47,13 @@ def native_impl(request):  # the choice holds for a whole test, hypothesis examp
     native.select(request.param)
     yield native
     native.select(previous)
+
+
+@pytest.fixture
+async def fleetd():
+    """fleetd with the demo chain on loopback ports, stopped after the test."""
+    from server_support import make_config, start_fleetd
+
+    running = await start_fleetd(make_config())
+    yield running
+    await running.runner.cleanup()

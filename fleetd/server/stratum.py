@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from time import perf_counter
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from fleetd import log as logging
+from fleetd.rigs.registry import UNAUTHENTICATED, Rig, RigRegistry
 from fleetd.shares.job import Job
 from fleetd.shares.registry import JobRegistry
 from fleetd.shares.validator import ShareResult, ShareValidator
@@ -40,8 +42,8 @@ from fleetd.stratum.events import (
 from fleetd.stratum.extranonce import ExtranonceAllocator
 from fleetd.stratum.framing import CloseReason
 from fleetd.stratum.session import Session, SessionConfig
+from fleetd.telemetry.histogram import Histogram
 
-UNAUTHENTICATED = "(unauthenticated)"  # stats bucket for rejects before any worker is authorized
 IDLE_CHECK_SECONDS = 5.0  # how often silent miners are offered a lower difficulty
 
 
@@ -55,18 +57,6 @@ class ServerSettings:
     login_timeout: float = 30.0
     reconnect_on_shutdown: bool = True
     shutdown_grace: float = 5.0
-
-
-@dataclass(slots=True)
-class WorkerStats:
-    """Pool-side counters for one worker name; the telemetry layer reads them at scrape time."""
-
-    accepted: int = 0
-    accepted_work: float = 0.0  # sum of share difficulties; x 2^32 is hashes
-    rejected: Counter = field(default_factory=Counter)  # by machine-readable reason
-    blocks: int = 0
-    last_share: float | None = None
-    difficulty: float = 0.0
 
 
 @dataclass(slots=True)
@@ -93,6 +83,7 @@ class StratumServer:
         source: JobSource,
         *,
         registry: JobRegistry | None = None,
+        rigs: RigRegistry | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -112,7 +103,10 @@ class StratumServer:
         self.extranonces = ExtranonceAllocator(extranonce1_size)
         self.version_mask: int | None = None  # set by a forwarding source; None: the settings' mask
         self.connections: set[MinerConnection] = set()
-        self.workers: dict[str, WorkerStats] = {}
+        self.rigs = rigs if rigs is not None else RigRegistry()
+        self.validation_seconds = Histogram()
+        self.jobs_published = 0
+        self.blocks_accepted = 0
         self.upstream_workers: dict[str, UpstreamWorkerStats] = {}
         self.log = logging.get("fleetd.stratum")
         self._server: asyncio.base_events.Server | None = None
@@ -170,6 +164,7 @@ class StratumServer:
     def publish(self, job: Job) -> None:
         """A new job from the source: register it and send it to every subscribed miner."""
         self.registry.add(job, self.wall_clock())
+        self.jobs_published += 1
         self._notify = messages.notify(job)
         self.work_withdrawn = None
         for connection in list(self.connections):
@@ -227,11 +222,10 @@ class StratumServer:
 
     # -- shares -------------------------------------------------------------------
 
-    def worker_stats(self, worker: str) -> WorkerStats:
-        stats = self.workers.get(worker)
-        if stats is None:
-            stats = self.workers[worker] = WorkerStats()
-        return stats
+    @property
+    def workers(self) -> dict[str, Rig]:
+        """Pool-side figures by worker name (the rigs this server has seen)."""
+        return self.rigs.rigs
 
     def upstream_stats(self, worker: str) -> UpstreamWorkerStats:
         stats = self.upstream_workers.get(worker)
@@ -271,6 +265,8 @@ class StratumServer:
         except Exception:
             log.exception("block_submit_failed", job_id=solved.job_id)
             return
+        if outcome.accepted:
+            self.blocks_accepted += 1
         log.info(
             "block_submitted",
             accepted=outcome.accepted,
@@ -298,6 +294,7 @@ class MinerConnection(asyncio.Protocol):
         self.vardiff: Vardiff | None = None
         self.log = server.log
         self.peer = "?"
+        self.peer_ip: str | None = None
         self.extranonce1 = b""
         self._login_timer: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
@@ -308,6 +305,7 @@ class MinerConnection(asyncio.Protocol):
         server = self.server
         self.transport = transport
         peer = transport.get_extra_info("peername") or ("?", 0)
+        self.peer_ip = peer[0]
         self.peer = f"{peer[0]}:{peer[1]}"
         try:
             self.extranonce1 = server.extranonces.allocate()
@@ -344,6 +342,10 @@ class MinerConnection(asyncio.Protocol):
             server.extranonces.release(self.extranonce1)
         if self._login_timer:
             self._login_timer.cancel()
+        if self.session is not None:
+            now = server.wall_clock()
+            for worker in self.session.authorized_workers:
+                server.rigs.disconnected(worker, now)
         reason = self.session.close_reason if self.session and self.session.closed else "peer_closed"
         self.log.info("miner_disconnected", reason=reason, error=str(exc) if exc else None)
 
@@ -421,7 +423,9 @@ class MinerConnection(asyncio.Protocol):
 
     def _on_authorized(self, event: Authorized) -> None:
         self.log = self.log.bind(worker=event.worker)
-        self.server.worker_stats(event.worker).difficulty = self.vardiff.difficulty
+        self.server.rigs.connected(event.worker, self.peer_ip, self.server.wall_clock()).difficulty = (
+            self.session.difficulty
+        )
         if self.session.ready and self._login_timer:
             self._login_timer.cancel()
             self._login_timer = None
@@ -432,22 +436,23 @@ class MinerConnection(asyncio.Protocol):
 
     def _on_submit(self, submit: SubmitReceived) -> None:
         server = self.server
-        result = server.validator.validate(submit, server.wall_clock())
+        now = server.wall_clock()
+        started = perf_counter()
+        result = server.validator.validate(submit, now)
+        server.validation_seconds.observe(perf_counter() - started)
         session = self.session
         if result.is_block:
             server.found_block(submit, result, self.log)
-        stats = server.worker_stats(submit.worker)
+            server.rigs.rig(submit.worker, now).blocks += 1
         if result.accepted:
             session.accept_submit(submit.request_id)
-            stats.accepted += 1
-            stats.accepted_work += submit.difficulty
-            stats.last_share = server.wall_clock()
+            server.rigs.share(submit.worker, submit.difficulty, now)
             self._set_difficulty(self.vardiff.on_share(self._loop.time(), submit.difficulty))
             if server.forwarding is not None:
                 server.forward_share(submit, result)
         else:
             session.reject_submit(submit.request_id, result.reject)
-            stats.rejected[result.reject.reason] += 1
+            server.rigs.reject(submit.worker, result.reject.reason, now)
             self.log.debug("share_rejected", reason=result.reject.reason, job_id=submit.job_id)
 
     def _on_submit_rejected(self, event: SubmitRejected) -> None:
@@ -455,7 +460,7 @@ class MinerConnection(asyncio.Protocol):
         # claimed names would let any client grow the stats table without limit.
         session = self.session
         worker = event.worker if session.is_authorized(event.worker) else next(iter(session.authorized_workers), UNAUTHENTICATED)
-        self.server.worker_stats(worker).rejected[event.reject.reason] += 1
+        self.server.rigs.reject(worker, event.reject.reason, self.server.wall_clock())
         self.log.debug("share_rejected", reason=event.reject.reason, job_id=event.job_id)
 
     def _on_difficulty_floor(self, event: DifficultySuggested | MinimumDifficultyRequested) -> None:
@@ -474,7 +479,9 @@ class MinerConnection(asyncio.Protocol):
             return
         sent = self.session.set_difficulty(difficulty)
         for worker in self.session.authorized_workers:
-            self.server.worker_stats(worker).difficulty = sent
+            rig = self.server.rigs.get(worker)
+            if rig is not None:
+                rig.difficulty = sent
         self.log.debug("difficulty_changed", difficulty=sent)
 
     def _login_deadline(self) -> None:

@@ -1,0 +1,237 @@
+"""Every rig the site has: pool-side truth from shares, rig-side truth from polls, in one place.
+
+A rig's identity is its worker name. It is found from Stratum connections (worker
+name and peer IP) or from the inventory file, and keeps its counters and history when
+it reconnects. Hot paths (a share, a reject) touch plain attributes; the telemetry layer
+reads them at scrape time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterator
+
+from fleetd.rigs.models import find_model
+from fleetd.rigs.reading import RigReading
+
+HASHES_PER_DIFFICULTY = 2**32  # a difficulty-1 share is 2^32 hashes of expected work
+AVERAGE_WINDOWS = {"1m": 60.0, "5m": 300.0, "1h": 3600.0}
+UNAUTHENTICATED = "(unauthenticated)"  # rejects before any worker is authorized on a connection
+
+
+class RateAverage:
+    """An exponentially decaying average of a rate, like the load average: O(1) per event."""
+
+    __slots__ = ("tau", "_value", "_updated")
+
+    def __init__(self, tau: float) -> None:
+        self.tau = tau
+        self._value = 0.0
+        self._updated: float | None = None
+
+    def add(self, amount: float, now: float) -> None:
+        self._value = self.rate(now) + amount / self.tau
+        self._updated = now
+
+    def rate(self, now: float) -> float:
+        if self._updated is None:
+            return 0.0
+        return self._value * math.exp(-max(0.0, now - self._updated) / self.tau)
+
+
+class Rig:
+    """One rig: identity, pool-side counters, the latest poll and integrated energy."""
+
+    __slots__ = (
+        "name", "ip", "model", "firmware", "nominal_hashrate", "nominal_watts",
+        "accepted", "accepted_work", "rejected", "blocks", "last_share", "difficulty", "connections",
+        "averages", "reading", "poll_failures", "last_poll", "energy_joules", "_energy_at", "_energy_watts",
+        "first_seen", "last_seen",
+    )  # fmt: skip
+
+    def __init__(self, name: str, now: float) -> None:
+        self.name = name
+        self.ip: str | None = None
+        self.model: str | None = None
+        self.firmware: str | None = None
+        self.nominal_hashrate: float | None = None  # H/s, from the inventory or the catalogue
+        self.nominal_watts: float | None = None
+        self.accepted = 0
+        self.accepted_work = 0.0  # sum of accepted share difficulties; x 2^32 is hashes
+        self.rejected: Counter = Counter()  # by the server's machine-readable reason
+        self.blocks = 0
+        self.last_share: float | None = None
+        self.difficulty = 0.0
+        self.connections = 0
+        self.averages = {window: RateAverage(tau) for window, tau in AVERAGE_WINDOWS.items()}
+        self.reading: RigReading | None = None
+        self.poll_failures = 0
+        self.last_poll: float | None = None  # last successful poll
+        self.energy_joules = 0.0
+        self._energy_at: float | None = None
+        self._energy_watts = 0.0
+        self.first_seen = now
+        self.last_seen = now
+
+    @property
+    def accepted_hashes(self) -> float:
+        return self.accepted_work * HASHES_PER_DIFFICULTY
+
+    def hashrate(self, window: str, now: float) -> float:
+        """Pool-side hash rate in H/s, averaged over ``window`` (1m, 5m, 1h)."""
+        return self.averages[window].rate(now)
+
+    def power(self, now: float) -> tuple[float | None, str | None]:
+        """(watts, source): as the rig reports it, else its nameplate scaled by hash rate.
+
+        Stock Antminer firmware reports no power; the estimate says "nameplate" so it is
+        never passed off as measured.
+        """
+        reading = self.reading
+        if reading is not None and reading.watts:
+            return reading.watts, "reported"
+        watts, rate = self.nameplate()
+        if not watts or not rate:
+            return None, None
+        measured = reading.hashrate if reading is not None and reading.hashrate else self.hashrate("5m", now)
+        return watts * max(0.0, measured) / rate, "nameplate"
+
+    def nameplate(self) -> tuple[float | None, float | None]:
+        """(watts, H/s) from the inventory, else from the model catalogue."""
+        if self.nominal_watts and self.nominal_hashrate:
+            return self.nominal_watts, self.nominal_hashrate
+        model = find_model(self.model) if self.model else None
+        return (model.nominal_watts, model.nominal_hashrate) if model else (None, None)
+
+    def efficiency(self, now: float) -> float | None:
+        """Joules per terahash from watts and the pool-side 5-minute hash rate."""
+        watts, _ = self.power(now)
+        rate = self.hashrate("5m", now)
+        return watts / (rate / 1e12) if watts and rate > 0 else None
+
+
+class RigRegistry:
+    """Rigs by worker name, with an index by IP for pollers. One per daemon, loop thread only."""
+
+    def __init__(self, *, poll_interval: float | None = None, retention: float = 86400.0) -> None:
+        self.rigs: dict[str, Rig] = {}
+        self._by_ip: dict[str, str] = {}
+        self.poll_interval = poll_interval  # None: no poller, so "up" means connected
+        self.retention = retention
+
+    def __len__(self) -> int:
+        return len(self.rigs)
+
+    def __iter__(self) -> Iterator[Rig]:
+        return iter(list(self.rigs.values()))
+
+    def get(self, name: str) -> Rig | None:
+        return self.rigs.get(name)
+
+    def rig(self, name: str, now: float) -> Rig:
+        rig = self.rigs.get(name)
+        if rig is None:
+            rig = self.rigs[name] = Rig(name, now)
+        return rig
+
+    def by_ip(self, ip: str) -> Rig | None:
+        name = self._by_ip.get(ip)
+        return self.rigs.get(name) if name else None
+
+    # -- pool side --------------------------------------------------------------------
+
+    def connected(self, name: str, ip: str | None, now: float) -> Rig:
+        rig = self.rig(name, now)
+        rig.connections += 1
+        rig.last_seen = now
+        if ip:
+            self._set_ip(rig, ip)
+        return rig
+
+    def disconnected(self, name: str, now: float) -> None:
+        rig = self.rigs.get(name)
+        if rig is not None:
+            rig.connections = max(0, rig.connections - 1)
+            rig.last_seen = now
+
+    def share(self, name: str, difficulty: float, now: float) -> None:
+        rig = self.rig(name, now)
+        rig.accepted += 1
+        rig.accepted_work += difficulty
+        rig.last_share = rig.last_seen = now
+        hashes = difficulty * HASHES_PER_DIFFICULTY
+        for average in rig.averages.values():
+            average.add(hashes, now)
+
+    def reject(self, name: str, reason: str, now: float) -> None:
+        rig = self.rig(name, now)
+        rig.rejected[reason] += 1
+        rig.last_seen = now
+
+    # -- rig side ---------------------------------------------------------------------
+
+    def reading(self, reading: RigReading) -> Rig:
+        """A successful poll: attach it to the rig at that IP (or the one it names), integrate energy."""
+        now = reading.time
+        rig = self.by_ip(reading.ip)
+        if rig is None:
+            rig = self.rig(reading.worker or reading.ip, now)
+            self._set_ip(rig, reading.ip)
+        rig.reading = reading
+        rig.model = reading.model or rig.model
+        rig.firmware = reading.firmware or rig.firmware
+        rig.poll_failures = 0
+        rig.last_poll = rig.last_seen = now
+        watts, _ = rig.power(now)
+        self._integrate(rig, watts or 0.0, now)
+        return rig
+
+    def poll_failed(self, ip: str, now: float) -> None:
+        rig = self.by_ip(ip)
+        if rig is not None:
+            rig.poll_failures += 1
+            self._integrate(rig, 0.0, now)  # an unreachable rig's draw is unknown: count none
+
+    def add_inventory(self, name: str, ip: str, model: str | None, nominal_hashrate: float | None,
+                      nominal_watts: float | None, now: float) -> Rig:  # fmt: skip
+        rig = self.rig(name, now)
+        self._set_ip(rig, ip)
+        rig.model = model or rig.model
+        rig.nominal_hashrate = nominal_hashrate or rig.nominal_hashrate
+        rig.nominal_watts = nominal_watts or rig.nominal_watts
+        return rig
+
+    def up(self, rig: Rig, now: float) -> bool:
+        """Connected and, where rigs are polled, polled within two intervals."""
+        if rig.connections == 0:
+            return False
+        if self.poll_interval is None or rig.ip is None:
+            return True
+        return rig.last_poll is not None and now - rig.last_poll <= 2 * self.poll_interval
+
+    def retire(self, now: float) -> list[str]:
+        """Forget rigs gone longer than the retention (their series disappear with them)."""
+        gone = [r.name for r in self.rigs.values() if r.connections == 0 and now - r.last_seen > self.retention]
+        for name in gone:
+            rig = self.rigs.pop(name)
+            if rig.ip and self._by_ip.get(rig.ip) == name:
+                del self._by_ip[rig.ip]
+        return gone
+
+    def _set_ip(self, rig: Rig, ip: str) -> None:
+        if rig.ip and rig.ip != ip and self._by_ip.get(rig.ip) == rig.name:
+            del self._by_ip[rig.ip]
+        rig.ip = ip
+        self._by_ip[ip] = rig.name
+
+    def _integrate(self, rig: Rig, watts: float, now: float) -> None:
+        # Hold the previous power over the gap, but never across more than two poll
+        # intervals: a rig nobody could read is not assumed to have drawn power.
+        if rig._energy_at is not None:
+            gap = max(0.0, now - rig._energy_at)
+            if self.poll_interval is not None:
+                gap = min(gap, 2 * self.poll_interval)
+            rig.energy_joules += rig._energy_watts * gap
+        rig._energy_at = now
+        rig._energy_watts = watts

@@ -1,0 +1,1 @@
+"""Rig state to Prometheus at scrape time, and the JSON API."""

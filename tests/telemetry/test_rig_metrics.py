@@ -1,0 +1,135 @@
+"""/metrics and the JSON API checked against what miners and rigs actually did."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from fleetd.rigs.reading import RigReading
+from fleetd.rigs.registry import HASHES_PER_DIFFICULTY, RateAverage, RigRegistry
+from server_support import RawClient, grind, http_json, make_config, start_fleetd
+
+
+async def scrape(base: str) -> dict[tuple[str, tuple], float]:
+    async with aiohttp.ClientSession() as session, session.get(base + "/metrics") as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain")
+        text = await response.text()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples, text
+
+
+async def test_share_counters_match_what_the_miner_did(fleetd):
+    client = await RawClient.connect(fleetd.stratum)
+    await client.login("acct.rig7")
+    for n in range(5):
+        assert (await client.request("mining.submit", grind(client, extranonce2=n.to_bytes(8, "big"))))["result"]
+    duplicate = grind(client, extranonce2=(0).to_bytes(8, "big"))
+    assert (await client.request("mining.submit", duplicate))["error"][0] == 22
+    low = grind(client, valid=False, extranonce2=b"\xee" * 8)
+    assert (await client.request("mining.submit", low))["error"][0] == 23
+
+    samples, _ = await scrape(fleetd.http)
+    rig = ("rig", "acct.rig7")
+    assert samples[("fleetd_rig_hashes_total", (rig,))] == pytest.approx(5 * client.difficulty * HASHES_PER_DIFFICULTY)
+    assert samples[("fleetd_rig_shares_total", (("reason", ""), ("result", "accepted"), rig))] == 5
+    assert samples[("fleetd_rig_shares_total", (("reason", "duplicate"), ("result", "rejected"), rig))] == 1
+    assert samples[("fleetd_rig_shares_total", (("reason", "low_difficulty"), ("result", "rejected"), rig))] == 1
+    assert samples[("fleetd_rig_up", (rig,))] == 1
+    assert samples[("fleetd_rig_difficulty", (rig,))] == pytest.approx(client.difficulty)
+    assert samples[("fleetd_rig_info", (("firmware", ""), ("ip", "127.0.0.1"), ("model", ""), rig))] == 1
+    assert samples[("fleetd_connections", ())] == 1
+    assert samples[("fleetd_share_validation_seconds_count", ())] == 7  # every share that reached the C core path
+    assert samples[("fleetd_source_up", (("kind", "demo"),))] == 1
+    assert samples[("fleetd_jobs_total", ())] >= 1
+
+    client.close()
+    for _ in range(100):
+        if not fleetd.server.connections:
+            break
+        await __import__("asyncio").sleep(0.01)
+    samples, _ = await scrape(fleetd.http)
+    assert samples[("fleetd_rig_up", (rig,))] == 0  # gone from Stratum, but its series stay
+    assert samples[("fleetd_rig_hashes_total", (rig,))] > 0
+
+
+async def test_metrics_pass_promtool_check(fleetd):
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool not found: bash deploy/quickstart.sh test installs Debian's prometheus package")
+    client = await RawClient.connect(fleetd.stratum)
+    await client.login("acct.rig1")
+    await client.request("mining.submit", grind(client))
+    rigs = fleetd.server.rigs
+    rigs.reading(RigReading(ip="127.0.0.1", time=__import__("time").time(), model="S21", firmware="stock", hashrate=2e14,
+                            watts=None, temperatures={"chip": 71.5, "board0": 60.0}, fans={"0": 4200, "1": 4100}))  # fmt: skip
+    _, text = await scrape(fleetd.http)
+    checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    client.close()
+
+
+async def test_json_api_rigs_summary_and_errors(fleetd):
+    client = await RawClient.connect(fleetd.stratum)
+    await client.login("acct.api")
+    assert (await client.request("mining.submit", grind(client)))["result"]
+
+    status, body = await http_json(fleetd.http, "/api/v1/rigs")
+    assert status == 200 and [r["rig"] for r in body["rigs"]] == ["acct.api"]
+    status, rig = await http_json(fleetd.http, "/api/v1/rigs/acct.api")
+    assert status == 200
+    assert rig["shares"] == {"accepted": 1, "rejected": {}} and rig["up"] is True and rig["ip"] == "127.0.0.1"
+    assert rig["hashes_total"] == pytest.approx(client.difficulty * HASHES_PER_DIFFICULTY)
+    status, summary = await http_json(fleetd.http, "/api/v1/summary")
+    assert status == 200 and summary["rigs"] == 1 and summary["shares"] == {"accepted": 1, "rejected": 0}
+
+    for path, reason in (("/api/v1/rigs/nobody", "no rig named 'nobody'"), ("/api/v1/nothing", "Not Found")):
+        status, error = await http_json(fleetd.http, path)
+        assert status == 404 and error == {"error": reason, "status": 404, "path": path}
+    client.close()
+
+
+def test_power_is_reported_or_labelled_nameplate_and_energy_integrates():
+    rigs = RigRegistry(poll_interval=30.0)
+    rigs.connected("site.s21-01", "127.1.0.1", 0.0)
+    rigs.connected("site.m60s-01", "127.1.0.2", 0.0)
+    # stock Antminer: no watts reported; nameplate S21 (3500 W at 200 TH/s) scaled to 100 TH/s
+    for t in (0.0, 30.0, 60.0):
+        rigs.reading(RigReading(ip="127.1.0.1", time=t, model="S21", hashrate=1e14))
+        rigs.reading(RigReading(ip="127.1.0.2", time=t, model="M60S", hashrate=1.8e14, watts=3400.0))
+    antminer, whatsminer = rigs.get("site.s21-01"), rigs.get("site.m60s-01")
+    assert antminer.power(60.0) == (pytest.approx(1750.0), "nameplate")
+    assert whatsminer.power(60.0) == (3400.0, "reported")
+    assert whatsminer.energy_joules == pytest.approx(3400.0 * 60)
+    assert antminer.energy_joules == pytest.approx(1750.0 * 60)
+    # a rig nobody could read for an hour is not assumed to have drawn power all along
+    rigs.reading(RigReading(ip="127.1.0.2", time=3660.0, model="M60S", hashrate=1.8e14, watts=3400.0))
+    assert whatsminer.energy_joules == pytest.approx(3400.0 * (60 + 60))
+
+
+def test_reconnect_keeps_history_and_retention_removes_gone_rigs():
+    rigs = RigRegistry(retention=600.0)
+    rigs.connected("site.a", "127.1.0.9", 0.0)
+    rigs.share("site.a", 2.0, 1.0)
+    rigs.disconnected("site.a", 2.0)
+    rigs.connected("site.a", "127.1.0.10", 100.0)  # back, from a new address
+    assert rigs.get("site.a").accepted == 1 and rigs.by_ip("127.1.0.10").name == "site.a"
+    assert rigs.by_ip("127.1.0.9") is None
+    rigs.disconnected("site.a", 200.0)
+    assert rigs.retire(700.0) == []
+    assert rigs.retire(801.0) == ["site.a"] and len(rigs) == 0
+
+
+def test_rate_average_follows_a_steady_rate():
+    average = RateAverage(60.0)
+    for second in range(1, 601):
+        average.add(1e12, float(second))  # 1 TH every second
+    assert average.rate(600.0) == pytest.approx(1e12, rel=0.01)
+    assert average.rate(660.0) == pytest.approx(1e12 / 2.718281828, rel=0.01)  # one time constant of silence
