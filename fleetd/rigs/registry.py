@@ -21,20 +21,33 @@ UNAUTHENTICATED = "(unauthenticated)"  # rejects before any worker is authorized
 
 
 class RateAverage:
-    """An exponentially decaying average of a rate, like the load average: O(1) per event."""
+    """An exponentially decaying average of a rate, like the load average: O(1) per event.
 
-    __slots__ = ("tau", "_value", "_updated")
+    Until a full time constant has passed it is divided by the weight it has had time
+    to gather, so a rig that just connected shows its real rate, not a slow ramp from 0.
+    """
+
+    __slots__ = ("tau", "_value", "_updated", "_started")
 
     def __init__(self, tau: float) -> None:
         self.tau = tau
         self._value = 0.0
         self._updated: float | None = None
+        self._started: float | None = None
 
     def add(self, amount: float, now: float) -> None:
-        self._value = self.rate(now) + amount / self.tau
+        if self._started is None:
+            self._started = now - 1.0  # a first share stands for about a second of work
+        self._value = self._decayed(now) + amount / self.tau
         self._updated = now
 
     def rate(self, now: float) -> float:
+        if self._started is None:
+            return 0.0
+        weight = 1.0 - math.exp(-max(1e-9, now - self._started) / self.tau)
+        return self._decayed(now) / weight
+
+    def _decayed(self, now: float) -> float:
         if self._updated is None:
             return 0.0
         return self._value * math.exp(-max(0.0, now - self._updated) / self.tau)

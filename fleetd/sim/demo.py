@@ -21,8 +21,6 @@ from fleetd import log as logging
 from fleetd.config import Config, HostPort
 from fleetd.sim.miner import Miner, MinerConfig
 
-HASHES_PER_DIFFICULTY = 2**32
-
 
 def demo_config(base: Config | None = None) -> Config:
     """The demo's defaults: loopback only, CPU-miner difficulties, blocks every few minutes."""
@@ -67,7 +65,7 @@ async def run(config: Config, *, miners: int, hashrate: float, duration: float |
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=5.0)
-            print(render(server, source, time.monotonic() - started), file=out, flush=True)
+            print(render(server.rigs, source, time.monotonic() - started), file=out, flush=True)
             if duration is not None and time.monotonic() - started >= duration:
                 break
     finally:
@@ -83,18 +81,29 @@ async def _mine(rig: Miner) -> None:
         await rig.mine()
 
 
-def render(server, source, elapsed: float) -> str:
-    """One screen of the fleet: per rig, what the pool side measured."""
+def render(rigs, source, elapsed: float, now: float | None = None) -> str:
+    """One screen of the fleet: per rig, what the pool measured and what the rig says."""
+    now = time.time() if now is None else now
     rows = [f"\n[{elapsed:6.0f} s] height {source.height}, blocks found {len(source.found_blocks)}"]
-    rows.append(f"  {'rig':<14}{'accepted':>9}{'rejected':>9}{'difficulty':>12}{'hash rate':>14}{'last share':>12}")
-    now = time.time()
-    for worker, stats in sorted(server.workers.items()):
-        rate = stats.accepted_work * HASHES_PER_DIFFICULTY / max(elapsed, 1.0)
-        last = f"{now - stats.last_share:.0f} s ago" if stats.last_share else "-"
+    rows.append(
+        f"  {'rig':<20}{'up':>3}{'pool 5m':>13}{'reported':>13}{'accepted':>9}{'rejected':>9}"
+        f"{'watts':>10}{'J/TH':>7}{'temp':>7}"
+    )
+    for rig in sorted(rigs, key=lambda r: r.name):
+        reading = rig.reading
+        watts, source_kind = rig.power(now)
+        efficiency = rig.efficiency(now)
+        hottest = max(reading.temperatures.values(), default=None) if reading else None
         rows.append(
-            f"  {worker:<14}{stats.accepted:>9}{sum(stats.rejected.values()):>9}"
-            f"{stats.difficulty:>12.3g}{_si(rate) + 'H/s':>14}{last:>12}"
+            f"  {rig.name:<20}{'yes' if rigs.up(rig, now) else 'no':>3}"
+            f"{_si(rig.hashrate('5m', now)) + 'H/s':>13}"
+            f"{(_si(reading.hashrate) + 'H/s') if reading and reading.hashrate else '-':>13}"
+            f"{rig.accepted:>9}{sum(rig.rejected.values()):>9}"
+            f"{(f'{watts:,.0f}' + ('*' if source_kind == 'nameplate' else '')) if watts else '-':>10}"
+            f"{f'{efficiency:.1f}' if efficiency else '-':>7}"
+            f"{f'{hottest:.0f}°C' if hottest is not None else '-':>7}"
         )
+    rows.append("  * nameplate estimate: the firmware reports no power")
     for block in list(source.found_blocks)[-3:]:
         rows.append(f"  block {block.height} by {block.worker}: {block.hash}")
     return "\n".join(rows)

@@ -23,7 +23,7 @@ async def test_demo_rigs_get_shares_accepted_and_the_table_shows_them():
     text = out.getvalue()
     assert "fleetd demo: 2 simulated rigs" in text
     last_table = text.rsplit("height", 1)[1]
-    rows = re.findall(r"^  (demo\.rig\d\d)\s+(\d+)\s+(\d+)\s", last_table, re.M)
+    rows = re.findall(r"^  (demo\.rig\d\d)\s+yes\s+\S+ \S*H/s\s+-\s+(\d+)\s+(\d+)\s", last_table, re.M)
     assert [name for name, _, _ in rows] == ["demo.rig01", "demo.rig02"]
     # a share in flight when a block lands is rejected as stale: a few rejects are normal
     assert all(int(accepted) > 0 and int(rejected) <= int(accepted) for _, accepted, rejected in rows)

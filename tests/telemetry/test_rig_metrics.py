@@ -127,9 +127,14 @@ def test_reconnect_keeps_history_and_retention_removes_gone_rigs():
     assert rigs.retire(801.0) == ["site.a"] and len(rigs) == 0
 
 
-def test_rate_average_follows_a_steady_rate():
-    average = RateAverage(60.0)
+def test_rate_average_follows_a_steady_rate_from_the_start():
+    hour = RateAverage(3600.0)
+    for second in range(1, 61):
+        hour.add(1e12, float(second))  # 1 TH every second
+        if second in (5, 30, 60):  # no slow ramp from zero for a rig that just connected
+            assert hour.rate(float(second)) == pytest.approx(1e12, rel=0.05)
+    minute = RateAverage(60.0)
     for second in range(1, 601):
-        average.add(1e12, float(second))  # 1 TH every second
-    assert average.rate(600.0) == pytest.approx(1e12, rel=0.01)
-    assert average.rate(660.0) == pytest.approx(1e12 / 2.718281828, rel=0.01)  # one time constant of silence
+        minute.add(1e12, float(second))
+    assert minute.rate(600.0) == pytest.approx(1e12, rel=0.01)
+    assert minute.rate(660.0) == pytest.approx(1e12 / 2.718281828, rel=0.01)  # one time constant of silence
