@@ -98,9 +98,15 @@ def build_app(config: Config, source: JobSource | None = None) -> web.Applicatio
     app[CONFIG_KEY] = config
     app[SOURCE_KEY] = source or build_source(config)
     app[STARTED_KEY] = time.time()
-    collector = api.setup(app, RigRegistry())
+    rigs_config = config.rigs
+    rigs = RigRegistry(
+        poll_interval=rigs_config.poll_interval_seconds if rigs_config.poll else None,
+        retention=rigs_config.retention_seconds,
+    )
+    collector = api.setup(app, rigs)
     collector.source = app[SOURCE_KEY]
     app.cleanup_ctx.append(_stratum_and_source)
+    app.cleanup_ctx.append(_rig_upkeep)
     app.router.add_get("/healthz", healthz)
     return app
 
@@ -120,6 +126,55 @@ async def _stratum_and_source(app: web.Application):
         source_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await source_task
+
+
+RIG_UPKEEP_SECONDS = 5.0  # how often new rig IPs reach the poller and gone rigs are retired
+
+
+async def _rig_upkeep(app: web.Application):
+    """Inventory at start; then keep the poller's rig list in step with the registry."""
+    config, rigs = app[CONFIG_KEY].rigs, app[api.RIGS_KEY]
+    log = logging.get("fleetd.rigs")
+    if config.inventory:
+        from fleetd.rigs.inventory import load as load_inventory
+
+        now = time.time()
+        for entry in load_inventory(config.inventory):
+            rigs.add_inventory(entry.name, entry.ip, entry.model, entry.nominal_hashrate, entry.nominal_watts, now)
+        log.info("inventory_loaded", path=config.inventory, rigs=len(rigs))
+    poller = None
+    if config.poll:
+        from fleetd.rigs.poller import PollerConfig, RigPoller
+
+        poller = RigPoller(
+            PollerConfig(
+                interval=config.poll_interval_seconds,
+                timeout=config.poll_timeout_seconds,
+                concurrency=config.poll_concurrency,
+            ),
+            on_reading=rigs.reading,
+            on_failure=lambda ip, error: rigs.poll_failed(ip, time.time()),
+        )
+        await poller.start()
+    task = asyncio.create_task(_upkeep_loop(rigs, poller, log), name="rig-upkeep")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        if poller is not None:
+            await poller.stop()
+
+
+async def _upkeep_loop(rigs: RigRegistry, poller, log) -> None:
+    while True:
+        gone = rigs.retire(time.time())
+        if gone:
+            log.info("rigs_retired", rigs=gone)
+        if poller is not None:
+            poller.update(rig.ip for rig in rigs if rig.ip)
+        await asyncio.sleep(RIG_UPKEEP_SECONDS)
 
 
 async def _run_source(source: JobSource, publish, log) -> None:

@@ -85,18 +85,60 @@ def _print_problems(exc) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from fleetd.config import ConfigError
+    from fleetd.config import ConfigError, parse_host_port
     from fleetd.sim import demo
 
     try:
         cfg = _load_config(args.config) if args.config else None
+        stratum = parse_host_port(args.stratum) if args.stratum else None
+        http = parse_host_port(args.http) if args.http else None
     except ConfigError as exc:
         _print_problems(exc)
         return 2
+    except ValueError as exc:
+        print(f"fleetd demo: {exc}", file=sys.stderr)
+        return 2
     try:
-        return demo.main(cfg, miners=args.rigs, hashrate=args.hashrate, duration=args.duration)
+        return demo.main(cfg, rigs=args.rigs, stratum=stratum, http=http, duration=args.duration,
+                         faults=tuple(args.fault) if args.fault is not None else demo.DEFAULT_FAULTS)  # fmt: skip
     except OSError as exc:
         print(f"fleetd demo: cannot listen: {exc}", file=sys.stderr)
+        return 1
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from fleetd.config import parse_host_port
+    from fleetd.rigs.models import CATALOGUE
+    from fleetd.sim import fleet
+    from fleetd.sim.fleet_faults import parse_fault
+
+    try:
+        pool = parse_host_port(args.pool)
+    except ValueError as exc:
+        print(f"fleetd simulate: --pool {args.pool}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        config = fleet.FleetConfig(
+            pool.host,
+            pool.port,
+            rigs=args.rigs,
+            models=fleet.parse_models(args.models) if args.models else CATALOGUE,
+            site=args.site,
+            seed=args.seed,
+            firmware=not args.no_firmware,
+            hash_scale=args.hash_scale,
+            faults=tuple(parse_fault(text) for text in args.faults),
+        )
+    except (ValueError, LookupError) as exc:
+        print(f"fleetd simulate: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return fleet.main(config, duration=args.duration)
+    except PermissionError as exc:
+        print(f"fleetd simulate: {exc}; rig APIs need ports 80 and 4028 (root), or --no-firmware", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"fleetd simulate: {exc}", file=sys.stderr)
         return 1
 
 
@@ -109,10 +151,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo = commands.add_parser("demo", help="run fleetd on its demo chain with simulated rigs mining it")
     demo.add_argument("--config", metavar="PATH", help="TOML configuration (demo defaults when omitted)")
-    demo.add_argument("--rigs", type=_positive, default=4, help="simulated rigs (default 4)")
-    demo.add_argument("--hashrate", type=float, default=100_000.0, help="hashes per second per rig (default 100000)")
+    demo.add_argument("--rigs", type=_positive, default=20, help="simulated rigs of mixed models (default 20)")
+    demo.add_argument("--stratum", metavar="HOST:PORT", help="Stratum listener (default 127.0.0.1:3333)")
+    demo.add_argument("--http", metavar="HOST:PORT", help="metrics and API listener (default 127.0.0.1:9550)")
+    demo.add_argument("--fault", action="append", metavar="SPEC",
+                      help="inject RIG:KIND[=VALUE][@START[+DURATION]] (repeatable; default: two misbehaving rigs)")  # fmt: skip
     demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
     demo.set_defaults(handler=_demo)
+
+    simulate = commands.add_parser(
+        "simulate", help="run simulated rigs (real Stratum, emulated firmware APIs) against a pool on loopback"
+    )
+    simulate.add_argument("--pool", required=True, metavar="HOST:PORT", help="the pool's Stratum address (loopback)")
+    simulate.add_argument("--rigs", type=_positive, default=20, help="simulated rigs (default 20)")
+    simulate.add_argument("--models", metavar="LIST", help="comma-separated models, taken in turn (default: all)")
+    simulate.add_argument(
+        "--faults", nargs="*", default=[], metavar="SPEC", help="RIG:KIND[=VALUE][@START[+DURATION]] (2:offline@5+9)"
+    )
+    simulate.add_argument("--duration", type=_positive_float, default=None, help="stop after this many seconds")
+    simulate.add_argument("--seed", type=int, default=0, help="share timing and fault draws (default 0)")
+    simulate.add_argument("--site", default="site", help="worker names are SITE.<rig> (default site)")
+    simulate.add_argument("--hash-scale", type=_positive_float, default=None, help="simulated / nominal hash rate")
+    simulate.add_argument("--no-firmware", action="store_true", help="no emulated rig APIs (no root needed)")
+    simulate.set_defaults(handler=_simulate)
 
     serve = commands.add_parser("serve", help="run the daemon")
     serve.add_argument("--config", metavar="PATH", help="TOML configuration (built-in defaults when omitted)")

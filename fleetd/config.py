@@ -76,6 +76,16 @@ class SourceConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RigsConfig:
+    poll: bool = True  # read each rig's management API (pyasic) at the IP it connects from
+    poll_interval_seconds: float = 30.0
+    poll_timeout_seconds: float = 10.0
+    poll_concurrency: int = 256
+    inventory: str = ""  # optional TOML or CSV: ip, name, model, nominal TH/s and watts
+    retention_seconds: float = 86400.0  # a rig gone this long is forgotten and its series removed
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     level: str = "info"
     format: str = "auto"  # auto | json | console
@@ -87,6 +97,7 @@ class Config:
     auth: AuthConfig = AuthConfig()
     http: HttpConfig = HttpConfig()
     source: SourceConfig = SourceConfig()
+    rigs: RigsConfig = RigsConfig()
     log: LogConfig = LogConfig()
 
 
@@ -95,6 +106,7 @@ _SECTION_TYPES = {
     "auth": AuthConfig,
     "http": HttpConfig,
     "source": SourceConfig,
+    "rigs": RigsConfig,
     "log": LogConfig,
 }
 _CHOICES = {
@@ -212,6 +224,7 @@ _RANGES = {
     "extranonce2_size": (2, 16),
     "max_line_bytes": (512, 1 << 20),
     "max_garbage_requests": (1, 1000),
+    "poll_concurrency": (1, 100_000),
 }
 
 
@@ -264,6 +277,15 @@ def _cross_checks(config: Config, problems: list[str]) -> None:
         problems.append(
             f"[stratum] start_difficulty = {s.start_difficulty:g}: must be between min_difficulty and max_difficulty"
         )
+    if config.rigs.poll_timeout_seconds >= config.rigs.poll_interval_seconds:
+        problems.append("[rigs] poll_timeout_seconds must be shorter than poll_interval_seconds")
+    if config.rigs.inventory:
+        from fleetd.rigs.inventory import load as load_inventory
+
+        try:
+            load_inventory(config.rigs.inventory)
+        except (OSError, ValueError) as exc:
+            problems.append(f"[rigs] inventory = {config.rigs.inventory!r}: {exc}")
     if config.auth.policy == "allowlist" and not config.auth.accounts:
         problems.append('[auth] policy = "allowlist" needs accounts = ["..."]')
     if config.auth.policy == "password" and not config.auth.passwords:

@@ -15,7 +15,7 @@ from fleetd import app as fleetd_app
 from fleetd import native
 from fleetd.chain.byteorder import prevhash_from_stratum, u32_from_hex, u32_to_hex
 from fleetd.chain.target import difficulty_to_target
-from fleetd.config import Config, HostPort, HttpConfig, SourceConfig, StratumConfig
+from fleetd.config import Config, HostPort, HttpConfig, RigsConfig, SourceConfig, StratumConfig
 
 TINY_DIFFICULTY = 1e-6  # a valid share in a few thousand hashes
 
@@ -32,6 +32,7 @@ def make_config(network_difficulty: float = 1e9, **stratum) -> Config:
         ),
         http=HttpConfig(listen=HostPort("127.0.0.1", 0)),
         source=SourceConfig(network_difficulty=network_difficulty),  # default: no blocks unless a test wants them
+        rigs=RigsConfig(poll=False),  # test miners have no management API to poll
     )
 
 

@@ -132,6 +132,9 @@ class RigRegistry:
         self._by_ip: dict[str, str] = {}
         self.poll_interval = poll_interval  # None: no poller, so "up" means connected
         self.retention = retention
+        # Work credited per unit of share difficulty. Always 1 on a real site; only the demo's
+        # simulated fleet, which grinds a tiny fixed fraction of its nominal work, scales it up.
+        self.credit_scale = 1.0
 
     def __len__(self) -> int:
         return len(self.rigs)
@@ -170,10 +173,11 @@ class RigRegistry:
 
     def share(self, name: str, difficulty: float, now: float) -> None:
         rig = self.rig(name, now)
+        work = difficulty * self.credit_scale
         rig.accepted += 1
-        rig.accepted_work += difficulty
+        rig.accepted_work += work
         rig.last_share = rig.last_seen = now
-        hashes = difficulty * HASHES_PER_DIFFICULTY
+        hashes = work * HASHES_PER_DIFFICULTY
         for average in rig.averages.values():
             average.add(hashes, now)
 

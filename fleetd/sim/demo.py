@@ -1,8 +1,9 @@
-"""``fleetd demo``: the daemon on its embedded demo chain, mined by simulated rigs on loopback.
+"""``fleetd demo``: the whole site on loopback — the daemon on its demo chain, a simulated
+fleet of rigs mining it over real Stratum, and their emulated firmware APIs polled with pyasic.
 
-Everything a site would see, shrunk to one host: rigs connect over real Stratum,
-vardiff settles each one near a share every few seconds, every share is checked in
-the C core, and a block now and then moves the chain on.
+The rigs grind real shares, but only a fixed fraction (the fleet's hash scale) of their
+nominal work, since one CPU core cannot do 200 TH/s. The demo credits each share with the
+inverse of that fraction, so hash rates, J/TH and margins read as a real site's would.
 """
 
 from __future__ import annotations
@@ -19,66 +20,83 @@ from aiohttp import web
 from fleetd import app as fleetd_app
 from fleetd import log as logging
 from fleetd.config import Config, HostPort
-from fleetd.sim.miner import Miner, MinerConfig
+from fleetd.sim.fleet import Fleet, FleetConfig
+from fleetd.sim.fleet_faults import parse_fault
+from fleetd.telemetry import api
+
+DEFAULT_RIGS = 20
+# One or two rigs misbehave, so the table and the alerts have something to show.
+DEFAULT_FAULTS = ("3:invalid=0.15", "7:overheat=25@20")
+TABLE_EVERY = 5.0
 
 
-def demo_config(base: Config | None = None) -> Config:
-    """The demo's defaults: loopback only, CPU-miner difficulties, blocks every few minutes."""
-    if base is not None:
-        return base
-    config = Config()
-    return dataclasses.replace(
-        config,
-        stratum=dataclasses.replace(
-            config.stratum, listen=HostPort("127.0.0.1", 3333), min_difficulty=1e-9, start_difficulty=1e-5
-        ),
-        source=dataclasses.replace(config.source, network_difficulty=0.003, refresh_seconds=10.0),
-    )
+def demo_config(base: Config | None = None, stratum: HostPort | None = None, http: HostPort | None = None) -> Config:
+    """Loopback only, CPU-sized difficulties (simulated rigs must grind real shares), fast polls."""
+    config = base or Config()
+    if base is None:
+        config = dataclasses.replace(
+            config,
+            stratum=dataclasses.replace(
+                config.stratum, listen=HostPort("127.0.0.1", 3333), min_difficulty=1e-9, start_difficulty=1e-9,
+                max_difficulty=5e-4,
+            ),
+            source=dataclasses.replace(config.source, network_difficulty=0.003, refresh_seconds=10.0),
+            rigs=dataclasses.replace(config.rigs, poll_interval_seconds=10.0, poll_timeout_seconds=5.0),
+        )  # fmt: skip
+    if stratum is not None:
+        config = dataclasses.replace(config, stratum=dataclasses.replace(config.stratum, listen=stratum))
+    if http is not None:
+        config = dataclasses.replace(config, http=dataclasses.replace(config.http, listen=http))
+    return config
 
 
-async def run(config: Config, *, miners: int, hashrate: float, duration: float | None, out=sys.stdout) -> int:
+async def run(
+    config: Config,
+    *,
+    rigs: int = DEFAULT_RIGS,
+    faults: tuple[str, ...] = DEFAULT_FAULTS,
+    duration: float | None = None,
+    out=sys.stdout,
+    every: float = TABLE_EVERY,
+) -> int:
     application = fleetd_app.build_app(config)
     runner = web.AppRunner(application, access_log=None)
     await runner.setup()
     http = config.http.listen
-    await web.TCPSite(runner, http.host, http.port).start()
+    site = web.TCPSite(runner, http.host, http.port)
+    await site.start()
     server = application[fleetd_app.STRATUM_KEY]
     source = application[fleetd_app.SOURCE_KEY]
+    registry = application[api.RIGS_KEY]
     host, port = server.address
+    http_base = f"http://{runner.addresses[0][0]}:{runner.addresses[0][1]}"
+    fleet = Fleet(FleetConfig(host, port, rigs=rigs, faults=tuple(parse_fault(f) for f in faults if f)))
+    registry.credit_scale = 1.0 / fleet.hash_scale
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
-    rigs = [
-        Miner(MinerConfig(host, port, username=f"demo.rig{i + 1:02d}", hashrate=hashrate, version_rolling=i % 2 == 0))
-        for i in range(miners)
-    ]
-    tasks = [asyncio.create_task(_mine(rig), name=f"rig{i + 1}") for i, rig in enumerate(rigs)]
     print(
-        f"fleetd demo: {miners} simulated rigs at {hashrate:,.0f} H/s each mining stratum+tcp://{host}:{port}; "
-        f"health at http://{http}/healthz; Ctrl-C stops",
+        f"fleetd demo: {rigs} simulated rigs mining stratum+tcp://{host}:{port}\n"
+        f"  metrics  {http_base}/metrics\n  rigs     {http_base}/api/v1/rigs\n  health   {http_base}/healthz\n"
+        f"  rigs grind {fleet.hash_scale:g} of their nominal work; each share is credited {1 / fleet.hash_scale:g}x\n"
+        f"  faults: {', '.join(faults) or 'none'}; Ctrl-C stops",
         file=out,
+        flush=True,
     )
     started = time.monotonic()
     try:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=5.0)
-            print(render(server.rigs, source, time.monotonic() - started), file=out, flush=True)
-            if duration is not None and time.monotonic() - started >= duration:
-                break
+        async with fleet:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=every)
+                print(render(registry, source, time.monotonic() - started), file=out, flush=True)
+                if duration is not None and time.monotonic() - started >= duration:
+                    break
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         await runner.cleanup()
     return 0
-
-
-async def _mine(rig: Miner) -> None:
-    async with rig:
-        await rig.mine()
 
 
 def render(rigs, source, elapsed: float, now: float | None = None) -> str:
@@ -86,7 +104,7 @@ def render(rigs, source, elapsed: float, now: float | None = None) -> str:
     now = time.time() if now is None else now
     rows = [f"\n[{elapsed:6.0f} s] height {source.height}, blocks found {len(source.found_blocks)}"]
     rows.append(
-        f"  {'rig':<20}{'up':>3}{'pool 5m':>13}{'reported':>13}{'accepted':>9}{'rejected':>9}"
+        f"  {'rig':<20}{'up':>4}{'pool 5m':>13}{'reported':>13}{'accepted':>9}{'rejected':>9}"
         f"{'watts':>10}{'J/TH':>7}{'temp':>7}"
     )
     for rig in sorted(rigs, key=lambda r: r.name):
@@ -95,7 +113,7 @@ def render(rigs, source, elapsed: float, now: float | None = None) -> str:
         efficiency = rig.efficiency(now)
         hottest = max(reading.temperatures.values(), default=None) if reading else None
         rows.append(
-            f"  {rig.name:<20}{'yes' if rigs.up(rig, now) else 'no':>3}"
+            f"  {rig.name:<20}{'yes' if rigs.up(rig, now) else 'no':>4}"
             f"{_si(rig.hashrate('5m', now)) + 'H/s':>13}"
             f"{(_si(reading.hashrate) + 'H/s') if reading and reading.hashrate else '-':>13}"
             f"{rig.accepted:>9}{sum(rig.rejected.values()):>9}"
@@ -110,13 +128,15 @@ def render(rigs, source, elapsed: float, now: float | None = None) -> str:
 
 
 def _si(value: float) -> str:
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+    for unit, scale in (("E", 1e18), ("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if value >= scale:
             return f"{value / scale:.2f} {unit}"
     return f"{value:.0f} "
 
 
-def main(config: Config | None, *, miners: int, hashrate: float, duration: float | None) -> int:
-    config = demo_config(config)
-    logging.configure("warning", "console")  # the table is the demo's output; logs only for trouble
-    return asyncio.run(run(config, miners=miners, hashrate=hashrate, duration=duration))
+def main(config: Config | None, *, rigs: int, stratum: HostPort | None, http: HostPort | None,
+         duration: float | None, faults: tuple[str, ...]) -> int:  # fmt: skip
+    import pyasic  # noqa: F401  (pyasic reconfigures logging on import: let it, then set ours)
+
+    logging.configure("warning", "console", stream=sys.stderr)  # the table is the demo's output
+    return asyncio.run(run(demo_config(config, stratum, http), rigs=rigs, faults=faults, duration=duration))

@@ -54,9 +54,15 @@ class MinerConfig:
     follow_reconnect: bool = True
     max_reconnects: int = 3
     max_reconnect_wait: float = 5.0  # a longer client.reconnect wait is cut to this
+    local_host: str | None = None  # connect from this loopback address (a rig's own IP); None: any
+    minimum_difficulty: float | None = None  # BIP310 minimum-difficulty in mining.configure, before subscribe
 
     def __post_init__(self) -> None:
         require_loopback(self.host)
+        if self.local_host is not None:
+            require_loopback(self.local_host)
+        if self.minimum_difficulty is not None and not self.minimum_difficulty > 0:
+            raise ValueError(f"minimum_difficulty must be positive, got {self.minimum_difficulty!r}")
         if not 0 < self.port <= 65535:
             raise ValueError(f"port must be 1..65535, got {self.port!r}")
         if self.hashrate is not None and not self.hashrate > 0:
@@ -250,7 +256,7 @@ class Miner:
 
     def find_share(
         self,
-        job_id: str | None = None,
+        job_id: str | MinerJob | None = None,
         *,
         meets_target: bool = True,
         version_bits: int | None = None,
@@ -260,9 +266,13 @@ class Miner:
         """Grind a share for a known job (the current one by default) without submitting it.
 
         ``meets_target=False`` finds one that misses the job's target, for low-difficulty
-        tests; extranonce2 values come from a range ``mine`` never uses.
+        tests; extranonce2 values come from a range ``mine`` never uses. A ``MinerJob`` kept
+        from earlier works too, even one a clean job has since replaced (for stale shares).
         """
-        job = self._job if job_id is None else self._recent.get(job_id)
+        if isinstance(job_id, MinerJob):
+            job = job_id
+        else:
+            job = self._job if job_id is None else self._recent.get(job_id)
         if job is None:
             raise MinerError(f"no job {job_id!r} known to this miner" if job_id else "no job received yet")
         if extranonce2 is None:
@@ -276,6 +286,20 @@ class Miner:
             if check.meets_target == meets_target:
                 return Share(job.job_id, extranonce2, job.ntime, nonce, version_bits, check.hash, check.meets_target)
         raise MinerError(f"no share with meets_target={meets_target} in {max_tries} nonces")
+
+    def grind(self, count: int) -> list[Share]:
+        """Hash the next ``count`` nonces of the current job exactly as ``mine`` does (version
+        bits rolled, extranonce2 advanced); the shares found, not yet submitted."""
+        if self._job is None:
+            raise MinerError("no job received yet")
+        return self._grind(self._job, count)
+
+    def submit_nowait(self, share: Share) -> asyncio.Future[Reply]:
+        """Send a share without waiting; the future gets the pool's reply (ConnectionError if
+        the connection ends first). Lets a caller keep many submits in flight."""
+        future = asyncio.get_running_loop().create_future()
+        self._write_request("mining.submit", share.params(self.config.username), future)
+        return future
 
     async def submit(self, share_or_params: Share | list, timeout: float | None = None) -> Reply:
         """Submit a share (or raw ``mining.submit`` params) and wait for the pool's reply."""
@@ -310,6 +334,11 @@ class Miner:
     @property
     def job(self) -> MinerJob | None:
         return self._job
+
+    @property
+    def connected(self) -> bool:
+        """As ``stats().connected``, without building the stats (cheap enough to ask per step)."""
+        return self._writer is not None and not self._ended
 
     def stats(self) -> MinerStats:
         extranonce = self._extranonce
@@ -375,7 +404,8 @@ class Miner:
         host, port = self.config.host, self.config.port
         try:
             while True:
-                reader, writer = await asyncio.open_connection(host, port, limit=_MAX_LINE)
+                local = None if self.config.local_host is None else (self.config.local_host, 0)
+                reader, writer = await asyncio.open_connection(host, port, limit=_MAX_LINE, local_addr=local)
                 self._writer = writer
                 self._login()
                 try:
@@ -401,12 +431,16 @@ class Miner:
     def _login(self) -> None:
         # Pipelined, as firmware does: the pool answers in order.
         config = self.config
+        extensions, options = [], {}
         if config.version_rolling:
-            options = {
-                "version-rolling.mask": u32_to_hex(config.requested_mask),
-                "version-rolling.min-bit-count": config.min_bit_count,
-            }
-            self._write_request("mining.configure", [["version-rolling"], options], None)
+            extensions.append("version-rolling")
+            options["version-rolling.mask"] = u32_to_hex(config.requested_mask)
+            options["version-rolling.min-bit-count"] = config.min_bit_count
+        if config.minimum_difficulty is not None:  # before subscribe, so the first job already has it
+            extensions.append("minimum-difficulty")
+            options["minimum-difficulty.value"] = config.minimum_difficulty
+        if extensions:
+            self._write_request("mining.configure", [extensions, options], None)
         self._write_request("mining.subscribe", [config.user_agent], None)
         if config.extranonce_subscribe:
             self._write_request("mining.extranonce.subscribe", [], None)

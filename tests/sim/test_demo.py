@@ -1,30 +1,67 @@
-"""`fleetd demo`: the daemon and simulated rigs together, as a newcomer first sees fleetd."""
+"""`fleetd demo`: the whole site on loopback, as a newcomer first sees fleetd."""
 
 from __future__ import annotations
 
-import dataclasses
+import asyncio
 import io
 import re
+import socket
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from fleetd.config import HostPort
 from fleetd.sim import demo
 
 
-async def test_demo_rigs_get_shares_accepted_and_the_table_shows_them():
-    config = demo.demo_config()
-    config = dataclasses.replace(
-        config,
-        stratum=dataclasses.replace(config.stratum, listen=HostPort("127.0.0.1", 0)),
-        http=dataclasses.replace(config.http, listen=HostPort("127.0.0.1", 0)),
-        source=dataclasses.replace(config.source, network_difficulty=1e-4),  # blocks within seconds
-    )
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_demo_fleet_shows_in_metrics_api_and_table():
+    pytest.importorskip("pyasic")
+    http_port = _free_port()
+    config = demo.demo_config(stratum=HostPort("127.0.0.1", 0), http=HostPort("127.0.0.1", http_port))
     out = io.StringIO()
-    assert await demo.run(config, miners=2, hashrate=200_000, duration=6, out=out) == 0
-    text = out.getvalue()
-    assert "fleetd demo: 2 simulated rigs" in text
-    last_table = text.rsplit("height", 1)[1]
-    rows = re.findall(r"^  (demo\.rig\d\d)\s+yes\s+\S+ \S*H/s\s+-\s+(\d+)\s+(\d+)\s", last_table, re.M)
-    assert [name for name, _, _ in rows] == ["demo.rig01", "demo.rig02"]
-    # a share in flight when a block lands is rejected as stale: a few rejects are normal
-    assert all(int(accepted) > 0 and int(rejected) <= int(accepted) for _, accepted, rejected in rows)
-    assert re.search(r"block \d+ by demo\.rig0[12]: [0-9a-f]{64}", text)
+    try:
+        task = asyncio.create_task(
+            demo.run(config, rigs=5, faults=("3:invalid=0.5",), duration=24, out=out, every=4)
+        )
+    except PermissionError:
+        pytest.skip("binding the rigs' ports 80 and 4028 needs root")
+    await asyncio.sleep(18)  # a few polls (every 10 s) and plenty of shares
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"http://127.0.0.1:{http_port}/metrics") as response:
+            text = await response.text()
+        async with http.get(f"http://127.0.0.1:{http_port}/api/v1/summary") as response:
+            summary = await response.json()
+    assert await asyncio.wait_for(task, 30) == 0
+
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples.setdefault(s.name, []).append((s.labels, s.value))
+    power = {labels["rig"]: labels["source"] for labels, _ in samples["fleetd_rig_power_watts"]}
+    # the catalogue in turn: S19 XP, S21, S21 XP, M60S, Bitaxe — stock Antminers report no power
+    assert power == {
+        "site.s19xp-01": "nameplate", "site.s21-02": "nameplate", "site.s21xp-03": "nameplate",
+        "site.m60s-04": "reported", "site.bitaxe-05": "reported",
+    }  # fmt: skip
+    reported = {labels["rig"]: value for labels, value in samples["fleetd_rig_reported_hashrate_hashes_per_second"]}
+    assert reported["site.s21-02"] == pytest.approx(200e12, rel=0.01)
+    assert {labels["rig"] for labels, _ in samples["fleetd_rig_temperature_celsius"]} == set(power)
+    up = {labels["rig"]: value for labels, value in samples["fleetd_rig_up"]}
+    assert up == dict.fromkeys(power, 1.0)
+    rejects = [(labels["rig"], labels["reason"]) for labels, value in samples["fleetd_rig_shares_total"]
+               if labels["result"] == "rejected" and value > 0]  # fmt: skip
+    assert ("site.s21xp-03", "low_difficulty") in rejects  # the injected invalid submits
+    assert summary["rigs"] == 5 and summary["rigs_up"] == 5 and summary["power_watts"] > 10_000
+
+    text_out = out.getvalue()
+    assert "fleetd demo: 5 simulated rigs" in text_out and "/metrics" in text_out
+    last_table = text_out.rsplit("height", 1)[1]
+    rows = re.findall(r"^  (site\.\S+)\s+yes\s", last_table, re.M)
+    assert sorted(rows) == sorted(power)

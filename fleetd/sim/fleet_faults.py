@@ -1,0 +1,100 @@
+"""Faults a simulated rig can be given, and the ``RIG:KIND[=VALUE][@START[+DURATION]]`` syntax.
+
+    3:offline@20+30     rig 3 drops off the network 20 s in, comes back 30 s later
+    s21-02:degrade=0.6  that rig hashes at 60 % of nominal from the start, for good
+    5:invalid=0.2       a fifth of rig 5's submits miss the target (rejected, code 23)
+
+A rig is named by its 1-based position in the fleet or by its name. Rig-side faults
+(offline, overheat, degrade, power) go on the rig's ``RigState``, which both its firmware
+API and its Stratum side read; submit faults (stale, invalid, duplicate) set the fraction
+of the rig's submits that are bad on purpose.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+
+class FaultKind(enum.StrEnum):
+    OFFLINE = "offline"  # Stratum disconnects, the management API stops answering
+    OVERHEAT = "overheat"  # value: degrees the temperatures climb (over the fleet's overheat_ramp)
+    DEGRADE = "degrade"  # value: fraction of nominal hash rate left (shares and reported rate)
+    POWER = "power"  # value: factor on power draw at the same hash rate
+    STALE = "stale"  # value: fraction of submits for a job a new block retired (code 21)
+    INVALID = "invalid"  # value: fraction of submits whose hash misses the target (code 23)
+    DUPLICATE = "duplicate"  # value: fraction of submits repeating an accepted share (code 22)
+
+
+DEFAULT_VALUE = {
+    FaultKind.OFFLINE: None,
+    FaultKind.OVERHEAT: 30.0,
+    FaultKind.DEGRADE: 0.5,
+    FaultKind.POWER: 1.5,
+    FaultKind.STALE: 0.2,
+    FaultKind.INVALID: 0.2,
+    FaultKind.DUPLICATE: 0.2,
+}
+SUBMIT_FAULTS = (FaultKind.STALE, FaultKind.INVALID, FaultKind.DUPLICATE)
+
+_SPEC = re.compile(r"^(?P<rig>[^:]+):(?P<kind>[a-z]+)(?:=(?P<value>[^@]+))?(?:@(?P<at>[^+]+)(?:\+(?P<for>.+))?)?$")
+
+
+@dataclass(frozen=True, slots=True)
+class FaultSpec:
+    rig: int | str  # 1-based position in the fleet, or the rig's name
+    kind: FaultKind
+    value: float | None = None  # None: the kind's default
+    at: float = 0.0  # seconds after the fleet starts
+    duration: float | None = None  # None: until the fleet stops
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", FaultKind(self.kind))
+        if self.value is None:
+            object.__setattr__(self, "value", DEFAULT_VALUE[self.kind])
+        check_value(self.kind, self.value)
+        if self.at < 0 or (self.duration is not None and not self.duration > 0):
+            raise ValueError(f"fault {self.kind}: start must be >= 0 and duration > 0 seconds")
+
+
+def check_value(kind: FaultKind, value: float | None) -> None:
+    """ValueError naming the fault when ``value`` makes no sense for it."""
+    match kind:
+        case FaultKind.OFFLINE:
+            ok = value is None
+        case FaultKind.OVERHEAT:
+            ok = value is not None and value >= 0
+        case FaultKind.DEGRADE | FaultKind.STALE | FaultKind.INVALID | FaultKind.DUPLICATE:
+            ok = value is not None and 0 <= value <= 1
+        case FaultKind.POWER:
+            ok = value is not None and value > 0
+    if not ok:
+        wanted = {
+            FaultKind.OFFLINE: "no value",
+            FaultKind.OVERHEAT: "degrees >= 0",
+            FaultKind.POWER: "a factor > 0",
+        }.get(kind, "a fraction within 0..1")
+        raise ValueError(f"fault {kind}: value {value!r} is not {wanted}")
+
+
+def parse_fault(text: str) -> FaultSpec:
+    """``RIG:KIND[=VALUE][@START[+DURATION]]`` as a FaultSpec; ValueError says what is wrong."""
+    match = _SPEC.match(text.strip())
+    if match is None:
+        raise ValueError(f"fault {text!r}: expected RIG:KIND[=VALUE][@START[+DURATION]], e.g. 3:offline@20+30")
+    try:
+        kind = FaultKind(match["kind"])
+    except ValueError:
+        raise ValueError(f"fault {text!r}: unknown kind {match['kind']!r}; one of {', '.join(FaultKind)}") from None
+    rig: int | str = int(match["rig"]) if match["rig"].isdigit() else match["rig"]
+    try:
+        value = None if match["value"] is None else float(match["value"])
+        at = 0.0 if match["at"] is None else float(match["at"])
+        duration = None if match["for"] is None else float(match["for"])
+    except ValueError:
+        raise ValueError(f"fault {text!r}: value, start and duration must be numbers") from None
+    try:
+        return FaultSpec(rig, kind, value, at, duration)
+    except ValueError as exc:
+        raise ValueError(f"fault {text!r}: {exc}") from None

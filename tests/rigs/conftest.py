@@ -1,0 +1,72 @@
+"""Emulated rigs on loopback for the poller tests, and pyasic held to short timeouts."""
+
+from __future__ import annotations
+
+import faulthandler
+import random
+
+import pytest
+
+from fleetd.rigs.poller import load_pyasic
+from fleetd.sim.firmware import EmulatedRig, LoopbackAllocator, RigState
+
+from rigs_support import HARD_BOUND_S, FakeTime
+
+FAST_PYASIC = {  # whole seconds; 1 is pyasic's floor
+    "factory_get_timeout": 1,
+    "factory_get_retries": 1,
+    "api_function_timeout": 1,
+    "get_data_retries": 1,
+    "btminer_v3_ping_timeout": 1,
+}
+
+
+@pytest.fixture(autouse=True)
+def bounded():
+    """A test that hangs despite its own deadlines ends the run with every thread's traceback."""
+    faulthandler.dump_traceback_later(HARD_BOUND_S, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
+
+
+@pytest.fixture(autouse=True)
+def fast_pyasic():
+    settings = load_pyasic().settings
+    previous = {key: settings.get(key) for key in FAST_PYASIC}
+    for key, value in FAST_PYASIC.items():
+        settings.update(key, value)
+    yield
+    for key, value in previous.items():
+        settings.update(key, value)
+
+
+@pytest.fixture
+def allocator() -> LoopbackAllocator:
+    # a random /24 per test (clear of the firmware tests' 100-250 range), so runs side by
+    # side rarely meet; start_free skips any address another run holds
+    return LoopbackAllocator(f"127.{random.randint(30, 99)}.{random.randint(0, 255)}.0/24")
+
+
+@pytest.fixture
+def rig_clock() -> FakeTime:
+    """The emulated rigs' own clock (their uptime), apart from the poller's."""
+    return FakeTime(now=50_000.0)
+
+
+@pytest.fixture
+async def start_rig(allocator, rig_clock):
+    """Start an emulated rig of a catalogue model; every one started is stopped afterwards."""
+    rigs: list[EmulatedRig] = []
+
+    async def start(model, name: str = "rig-001") -> EmulatedRig:
+        try:
+            rig = await EmulatedRig.start_free(RigState(model, name=name, clock=rig_clock), allocator)
+        except PermissionError:
+            pytest.skip("listening on port 80 needs root or CAP_NET_BIND_SERVICE")
+        rigs.append(rig)
+        return rig
+
+    yield start
+    for rig in rigs:
+        rig.state.come_online()  # release connections a hung rig still holds
+        await rig.stop()
