@@ -104,6 +104,7 @@ class PollRoundResult:
     per_model: tuple[RoundTiming, ...]
     scheduled: RoundTiming | None
     scheduled_interval: float | None
+    kept_up: float | None  # polls done / polls due, over the scheduler's settled intervals
     rig_side_cpu: float  # the emulated rigs' process, over every round
 
     @property
@@ -140,7 +141,7 @@ def poll_round(
     interval = max(MIN_SCHEDULED_INTERVAL, n * DESIGN_INTERVAL / DESIGN_RIGS)
     with _rig_process(n, concurrency) as (pid, rigs), asyncio.Runner(loop_factory=loop_factory) as runner:
         child_cpu = procfs.cpu_seconds(pid)
-        cold, warm, per_model, sched = runner.run(_measure(rigs, concurrency, interval if scheduled else None))
+        cold, warm, per_model, sched, kept_up = runner.run(_measure(rigs, concurrency, interval if scheduled else None))
         rig_side_cpu = procfs.cpu_seconds(pid) - child_cpu
     mix = Counter(model for _, model in rigs)
     return PollRoundResult(
@@ -154,18 +155,21 @@ def poll_round(
         per_model=per_model,
         scheduled=sched,
         scheduled_interval=interval if scheduled else None,
+        kept_up=kept_up,
         rig_side_cpu=rig_side_cpu,
     )
 
 
 async def _measure(
     rigs: list[tuple[str, str]], concurrency: int, interval: float | None
-) -> tuple[RoundTiming, RoundTiming, tuple[RoundTiming, ...], RoundTiming | None]:
+) -> tuple[RoundTiming, RoundTiming, tuple[RoundTiming, ...], RoundTiming | None, float | None]:
     counts: Counter = Counter()
     errors: list[str] = []
+    read_at: list[float] = []  # wall clock of every reading
 
     def on_reading(_reading: RigReading) -> None:
         counts["ok"] += 1
+        read_at.append(_reading.time)
 
     def on_failure(ip: str, error: str) -> None:
         counts["failed"] += 1
@@ -196,16 +200,19 @@ async def _measure(
     for model in CATALOGUE:
         ips = [ip for ip, name in rigs if name == model.name]
         per_model.append(await timed(model.name, ips, rounds=ERRORS_EVERY))
-    sched = None
+    sched, kept_up = None, None
     if interval is not None:
         before = Counter(counts)
-        wall, cpu = time.perf_counter(), time.process_time()
+        wall, cpu, started = time.perf_counter(), time.process_time(), time.time()
         async with poller:
             await asyncio.sleep(ERRORS_EVERY * interval)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         label = f"scheduler ({ERRORS_EVERY} x {interval:g} s interval)"
         sched = RoundTiming(label, counts["ok"] - before["ok"], counts["failed"] - before["failed"], wall, cpu)
-    return cold, warm, tuple(per_model), sched
+        # after the first interval every rig is on its phase: each is due once per interval
+        settled = [t for t in read_at if started + interval <= t < started + ERRORS_EVERY * interval]
+        kept_up = len(settled) / (len(rigs) * (ERRORS_EVERY - 1))
+    return cold, warm, tuple(per_model), sched, kept_up
 
 
 def _loop_factory(use_uvloop: bool):
@@ -310,7 +317,7 @@ def format_poll_round(result: PollRoundResult) -> str:
         s = result.scheduled
         lines.append(
             f"  scheduler at the design's rate ({result.rigs:,} rigs per {result.scheduled_interval:g} s): "
-            f"{s.polls / result.rigs:.1f} polls per rig in {result.rounds} intervals, {s.core_share:.0%} of a core, "
+            f"{result.kept_up:.0%} of the polls due were done, {s.core_share:.0%} of a core, "
             f"{(s.cpu_per_poll / result.warm.cpu_per_poll - 1):+.0%} CPU per poll against the warm rounds"
         )
     lines += [

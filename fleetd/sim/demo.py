@@ -70,7 +70,8 @@ async def run(
     registry = application[api.RIGS_KEY]
     host, port = server.address
     http_base = f"http://{runner.addresses[0][0]}:{runner.addresses[0][1]}"
-    fleet = Fleet(FleetConfig(host, port, rigs=rigs, faults=tuple(parse_fault(f) for f in faults if f)))
+    fleet_config = FleetConfig(host, port, rigs=rigs, faults=tuple(parse_fault(f) for f in faults if f))
+    fleet = Fleet(fleet_config)
     registry.credit_scale = 1.0 / fleet.hash_scale
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -87,7 +88,16 @@ async def run(
     )
     started = time.monotonic()
     try:
-        async with fleet:
+        try:
+            await fleet.start()
+        except PermissionError:  # ports 80 and 4028 need root: mine without the rigs' APIs
+            await fleet.stop()
+            print("  (not root: the rigs' firmware APIs cannot bind ports 80/4028; running without them)", file=out)
+            fleet = Fleet(dataclasses.replace(fleet_config, firmware=False))
+            registry.poll_interval = None  # nothing to poll: "up" means connected
+            await fleet.start()
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(fleet.stop)
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=every)

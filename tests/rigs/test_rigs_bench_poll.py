@@ -26,6 +26,7 @@ def test_every_rig_is_read_in_every_round(result):
     assert result.scheduled_interval == 1.0
     assert result.scheduled.failures == 0
     assert 20 * (result.rounds - 1) <= result.scheduled.polls <= 20 * (result.rounds + 1)
+    assert 0.9 <= result.kept_up <= 1.05  # 20 polls/s is light work: the schedule is kept
 
 
 def test_figures_are_consistent(result):
@@ -48,6 +49,7 @@ def test_the_report_states_the_projection(result):
     assert match, report
     assert float(match.group(1)) == pytest.approx(result.design_cpu(), abs=0.05)
     assert (match.group(3) == "met") == result.meets_design
+    assert re.search(r"scheduler at the design's rate \(20 rigs per 1 s\): \d+% of the polls due were done", report)
 
 
 def test_too_few_rigs_is_refused():

@@ -65,3 +65,19 @@ async def test_demo_fleet_shows_in_metrics_api_and_table():
     last_table = text_out.rsplit("height", 1)[1]
     rows = re.findall(r"^  (site\.\S+)\s+yes\s", last_table, re.M)
     assert sorted(rows) == sorted(power)
+
+
+async def test_demo_without_root_runs_the_fleet_without_firmware_apis(monkeypatch):
+    from fleetd.sim.firmware.rig import EmulatedRig
+
+    async def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(EmulatedRig, "start", refuse)
+    config = demo.demo_config(stratum=HostPort("127.0.0.1", 0), http=HostPort("127.0.0.1", _free_port()))
+    out = io.StringIO()
+    assert await demo.run(config, rigs=2, faults=(), duration=5, out=out, every=5) == 0
+    text = out.getvalue()
+    assert "running without them" in text
+    accepted = [int(n) for n in re.findall(r"^  site\.\S+\s+yes\s+\S+ \S*H/s\s+-\s+(\d+)", text, re.M)]
+    assert len(accepted) == 2 and all(n > 0 for n in accepted)  # mining goes on; "up" means connected here
