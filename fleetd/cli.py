@@ -27,6 +27,20 @@ def _bench_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_telemetry(args: argparse.Namespace) -> int:
+    from fleetd.bench import scrape, telemetry
+
+    print(scrape.format_scrape(scrape.measure(args.rigs, args.repeats)))
+    if args.poll_rigs:
+        print()
+        try:
+            print(telemetry.format_poll_round(telemetry.poll_round(args.poll_rigs)))
+        except (telemetry.BenchError, PermissionError) as exc:
+            print(f"fleetd bench telemetry: poll round skipped: {exc}", file=sys.stderr)
+            return 1
+    return 0
+
+
 def _bench_stratum(args: argparse.Namespace) -> int:
     from fleetd.bench import stratum
 
@@ -208,6 +222,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="also run the load through a proxy fleetd (upstream source): its submits per CPU-second and added p99",
     )
     stratum.set_defaults(handler=_bench_stratum)
+
+    telemetry = benches.add_parser(
+        "telemetry", help="/metrics scrape cost for a large site, and one poll round against emulated rig APIs"
+    )
+    telemetry.add_argument("--rigs", type=_positive, default=10_000, help="registered rigs for the scrape")
+    telemetry.add_argument("--repeats", type=_positive, default=7, help="scrapes timed (median reported)")
+    telemetry.add_argument(
+        "--poll-rigs", type=_non_negative, default=1000, help="emulated rig APIs for the poll round (0: skip)"
+    )
+    telemetry.set_defaults(handler=_bench_telemetry)
     return parser
 
 

@@ -53,3 +53,10 @@ def test_bad_command_lines_exit_with_usage(argv, capsys):
 def test_console_script_is_installed():
     out = subprocess.run([sys.executable, "-m", "fleetd", "version"], capture_output=True, text=True, check=True)
     assert "native:" in out.stdout
+
+
+def test_bench_telemetry_scrape_reports_series_and_core_share(capsys):
+    assert main(["bench", "telemetry", "--rigs", "50", "--repeats", "2", "--poll-rigs", "0"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"series\s+1,250$", out, re.M)  # 25 per fully populated rig
+    assert re.search(r"one core's share at a 15 s scrape interval\s+[\d.]+%", out)

@@ -10,16 +10,17 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from fleetd.rigs.registry import AVERAGE_WINDOWS, Rig, RigRegistry
-from fleetd.telemetry.collector import FleetCollector
+from fleetd.telemetry import exposition
+from fleetd.telemetry.collector import DaemonCollector
 
 RIGS_KEY = web.AppKey("rigs", RigRegistry)
-COLLECTOR_KEY = web.AppKey("collector", FleetCollector)
+COLLECTOR_KEY = web.AppKey("collector", DaemonCollector)
 METRICS_REGISTRY_KEY = web.AppKey("metrics_registry", CollectorRegistry)
 
 
-def setup(app: web.Application, rigs: RigRegistry) -> FleetCollector:
+def setup(app: web.Application, rigs: RigRegistry) -> DaemonCollector:
     """Mount the API and /metrics; the collector learns the server and source once they run."""
-    collector = FleetCollector(rigs)
+    collector = DaemonCollector()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
     ProcessCollector(registry=registry)  # process CPU and memory for the daemon dashboard
@@ -36,8 +37,13 @@ def setup(app: web.Application, rigs: RigRegistry) -> FleetCollector:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[METRICS_REGISTRY_KEY])
+    body = metrics_text(request.app[RIGS_KEY], request.app[METRICS_REGISTRY_KEY], time.time())
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def metrics_text(rigs: RigRegistry, registry: CollectorRegistry, now: float) -> bytes:
+    """The whole /metrics body: per-rig families, then the daemon's and the process's."""
+    return exposition.render(rigs, now).encode() + generate_latest(registry)
 
 
 async def list_rigs(request: web.Request) -> web.Response:

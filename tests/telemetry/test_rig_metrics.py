@@ -138,3 +138,21 @@ def test_rate_average_follows_a_steady_rate_from_the_start():
         minute.add(1e12, float(second))
     assert minute.rate(600.0) == pytest.approx(1e12, rel=0.01)
     assert minute.rate(660.0) == pytest.approx(1e12 / 2.718281828, rel=0.01)  # one time constant of silence
+
+
+def test_exposition_escapes_any_worker_name_and_parses_back():
+    from fleetd.telemetry.exposition import render
+
+    rigs = RigRegistry()
+    odd = 'acct.a"b\\c\nd é'
+    rigs.connected(odd, "127.0.0.5", 0.0)
+    rigs.share(odd, 1.0, 1.0)
+    rigs.reject(odd, "low_difficulty", 2.0)
+    parsed = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(render(rigs, 3.0))
+        for s in family.samples
+    }
+    assert parsed[("fleetd_rig_hashes_total", (("rig", odd),))] == HASHES_PER_DIFFICULTY
+    assert parsed[("fleetd_rig_shares_total", (("reason", "low_difficulty"), ("result", "rejected"), ("rig", odd)))] == 1
+    assert parsed[("fleetd_rig_info", (("firmware", ""), ("ip", "127.0.0.5"), ("model", ""), ("rig", odd)))] == 1
