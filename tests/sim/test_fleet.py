@@ -15,7 +15,9 @@ import math
 import random
 import warnings
 
+import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 with warnings.catch_warnings():  # pyasic's import trips deprecation warnings that are not ours
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -94,6 +96,18 @@ async def settle(fleet, seconds: float):
     return snapshot
 
 
+async def scrape_metrics(running) -> dict[tuple[str, str], float]:
+    """Per-rig samples from the real /metrics endpoint (accepted shares only, for shares_total)."""
+    async with aiohttp.ClientSession() as session, session.get(running.http + "/metrics") as response:
+        text = await response.text()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if "rig" in sample.labels and sample.labels.get("result", "accepted") == "accepted":
+                samples[(sample.name, sample.labels["rig"])] = sample.value
+    return samples
+
+
 def pool_side(running, worker):
     return running.server.workers[worker]
 
@@ -131,6 +145,7 @@ async def test_each_rig_mines_from_its_own_address_at_the_rate_its_hash_rate_imp
     async with asyncio.timeout(TEST_BOUND_S), pool() as running, fleet_on(running) as fleet:
         assert peers(running) == {rig.host for rig in fleet.rigs}  # five rigs, five peer IPs
         snapshot = await settle(fleet, 3.0)
+        metrics = await scrape_metrics(running)
 
     assert [rig.worker for rig in snapshot.rigs] == [
         "site.s19xp-01", "site.s21-02", "site.s21xp-03", "site.m60s-04", "site.bitaxe-05",
@@ -141,6 +156,9 @@ async def test_each_rig_mines_from_its_own_address_at_the_rate_its_hash_rate_imp
         # the pool counted exactly what the simulator says it got accepted
         assert (seen.accepted, sum(seen.rejected.values())) == (rig.accepted, rig.rejected_total) == (rig.submitted, 0)
         assert seen.accepted_work == pytest.approx(rig.accepted_work, rel=1e-9)
+        # and /metrics says the same: shares accepted x difficulty x 2^32 = fleetd_rig_hashes_total
+        assert metrics[("fleetd_rig_hashes_total", rig.worker)] == pytest.approx(rig.accepted_work * 2**32, rel=1e-9)
+        assert metrics[("fleetd_rig_shares_total", rig.worker)] == rig.accepted
         # ~60 Poisson-timed shares: within 4 standard deviations of what the rate implied
         assert abs(rig.submitted - rig.implied_shares) < 4 * math.sqrt(rig.implied_shares) + 2
         measured = rig.accepted_hashes / rig.mining_seconds
