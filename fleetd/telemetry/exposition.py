@@ -25,6 +25,7 @@ FAMILIES = (
     ("fleetd_rig_nominal_hashrate_hashes_per_second", "gauge", "Nameplate hash rate (inventory or model catalogue)."),
     ("fleetd_rig_temperature_celsius", "gauge", "Rig temperatures by sensor."),
     ("fleetd_rig_fan_rpm", "gauge", "Fan speeds."),
+    ("fleetd_rig_uptime_seconds", "gauge", "Uptime the rig reports."),
     ("fleetd_rig_up", "gauge", "1 when the rig is connected and, if polled, polled recently."),
     ("fleetd_rig_last_share_timestamp_seconds", "gauge", "Unix time of the rig's last accepted share."),
     ("fleetd_rig_difficulty", "gauge", "Current share difficulty."),
@@ -65,6 +66,8 @@ def _rig_lines(rigs: RigRegistry, rig: Rig, now: float, lines: dict[str, list[st
             )
         _labelled(lines["fleetd_rig_temperature_celsius"], "fleetd_rig_temperature_celsius", label, "sensor", reading.temperatures.items())
         _labelled(lines["fleetd_rig_fan_rpm"], "fleetd_rig_fan_rpm", label, "fan", reading.fans.items())
+        if reading.uptime is not None:
+            lines["fleetd_rig_uptime_seconds"].append(f"fleetd_rig_uptime_seconds{{{label}}} {value(reading.uptime)}\n")
     _, nominal = rig.nameplate()
     if nominal:
         lines["fleetd_rig_nominal_hashrate_hashes_per_second"].append(

@@ -156,3 +156,32 @@ def test_exposition_escapes_any_worker_name_and_parses_back():
     assert parsed[("fleetd_rig_hashes_total", (("rig", odd),))] == HASHES_PER_DIFFICULTY
     assert parsed[("fleetd_rig_shares_total", (("reason", "low_difficulty"), ("result", "rejected"), ("rig", odd)))] == 1
     assert parsed[("fleetd_rig_info", (("firmware", ""), ("ip", "127.0.0.5"), ("model", ""), ("rig", odd)))] == 1
+
+
+async def test_inventory_rigs_are_known_before_they_connect(tmp_path):
+    import dataclasses
+
+    inventory = tmp_path / "rigs.csv"
+    inventory.write_text(
+        "ip,name,model,nominal_ths,nominal_watts\n"
+        "127.1.9.1,acct.rack1-01,Antminer S19 XP,,\n"
+        "127.1.9.2,acct.rack1-02,Custom Hydro X,250,5400\n"
+    )
+    config = make_config()
+    config = dataclasses.replace(config, rigs=dataclasses.replace(config.rigs, inventory=str(inventory)))
+    running = await start_fleetd(config)
+    try:
+        status, body = await http_json(running.http, "/api/v1/rigs")
+        rigs = {rig["rig"]: rig for rig in body["rigs"]}
+        assert set(rigs) == {"acct.rack1-01", "acct.rack1-02"}
+        assert rigs["acct.rack1-01"]["nominal_hashrate"] == 140e12 and rigs["acct.rack1-01"]["up"] is False
+        assert (rigs["acct.rack1-02"]["nominal_hashrate"], rigs["acct.rack1-02"]["nominal_watts"]) == (250e12, 5400)
+        assert rigs["acct.rack1-02"]["ip"] == "127.1.9.2"
+    finally:
+        await running.runner.cleanup()
+    # a broken inventory is a configuration problem named with its line
+    inventory.write_text("ip,name,model,nominal_ths,nominal_watts\n127.1.9.1,acct.x,Mystery Box,,\n")
+    from fleetd.config import ConfigError, parse
+
+    with pytest.raises(ConfigError, match=r"\[rigs\] inventory = .*rigs.csv.*:2"):
+        parse(f'[rigs]\ninventory = "{inventory}"\n')
