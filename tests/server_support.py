@@ -8,7 +8,6 @@ import json
 from dataclasses import dataclass, field, replace
 
 import aiohttp
-import pytest
 from aiohttp import web
 
 from fleetd import app as fleetd_app

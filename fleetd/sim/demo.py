@@ -146,7 +146,5 @@ def _si(value: float) -> str:
 
 def main(config: Config | None, *, rigs: int, stratum: HostPort | None, http: HostPort | None,
          duration: float | None, faults: tuple[str, ...]) -> int:  # fmt: skip
-    import pyasic  # noqa: F401  (pyasic reconfigures logging on import: let it, then set ours)
-
     logging.configure("warning", "console", stream=sys.stderr)  # the table is the demo's output
     return asyncio.run(run(demo_config(config, stratum, http), rigs=rigs, faults=faults, duration=duration))

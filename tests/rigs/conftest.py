@@ -6,8 +6,8 @@ import faulthandler
 import random
 
 import pytest
+from pyasic_support import pyasic_settings
 
-from fleetd.rigs.poller import load_pyasic
 from fleetd.sim.firmware import EmulatedRig, LoopbackAllocator, RigState
 
 from rigs_support import HARD_BOUND_S, FakeTime
@@ -31,13 +31,8 @@ def bounded():
 
 @pytest.fixture(autouse=True)
 def fast_pyasic():
-    settings = load_pyasic().settings
-    previous = {key: settings.get(key) for key in FAST_PYASIC}
-    for key, value in FAST_PYASIC.items():
-        settings.update(key, value)
-    yield
-    for key, value in previous.items():
-        settings.update(key, value)
+    with pyasic_settings(FAST_PYASIC):
+        yield
 
 
 @pytest.fixture

@@ -17,11 +17,12 @@ import warnings
 
 import aiohttp
 import pytest
+from pyasic_support import pyasic_settings
 from prometheus_client.parser import text_string_to_metric_families
 
 with warnings.catch_warnings():  # pyasic's import trips deprecation warnings that are not ours
     warnings.simplefilter("ignore", DeprecationWarning)
-    from pyasic import get_miner, settings
+    from pyasic import get_miner
     from pyasic.device.algorithm import MinerAlgo
 
 from fleetd import cli
@@ -43,12 +44,8 @@ PYASIC = {  # whole seconds; loose enough for a loaded machine, where identifyin
 
 @pytest.fixture(autouse=True)
 def quick_pyasic():
-    previous = {key: settings.get(key) for key in PYASIC}
-    for key, value in PYASIC.items():
-        settings.update(key, value)
-    yield
-    for key, value in previous.items():
-        settings.update(key, value)
+    with pyasic_settings(PYASIC):
+        yield
 
 
 @contextlib.asynccontextmanager

@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import random
-import warnings
 
 import pytest
-
-with warnings.catch_warnings():
-    # pyasic's import trips pydantic v1-style and passlib deprecation warnings: not ours to fix
-    warnings.simplefilter("ignore", DeprecationWarning)
-    from pyasic import settings
+from pyasic_support import pyasic_settings
 
 from fleetd.sim.firmware import EmulatedRig, LoopbackAllocator, RigState
 
@@ -27,12 +22,8 @@ FAST_PYASIC = {  # pyasic's settings are whole seconds; 1 is its floor
 
 @pytest.fixture(autouse=True)
 def fast_pyasic():
-    previous = {key: settings.get(key) for key in FAST_PYASIC}
-    for key, value in FAST_PYASIC.items():
-        settings.update(key, value)
-    yield
-    for key, value in previous.items():
-        settings.update(key, value)
+    with pyasic_settings(FAST_PYASIC):
+        yield
 
 
 @pytest.fixture
