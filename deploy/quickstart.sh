@@ -16,6 +16,7 @@ log() { printf 'quickstart: %s\n' "$*" >&2; }
 SYSTEM_PACKAGES=(
     "gcc:gcc"
     "promtool:prometheus"  # promtool check metrics, promtool test rules, a real Prometheus in tests
+    "systemd-analyze:systemd"  # systemd-analyze verify/security on deploy/systemd/fleetd.service
     "amtool:prometheus-alertmanager"  # amtool check-config on the Alertmanager example
 )
 

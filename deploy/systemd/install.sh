@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Install fleetd as a systemd service on a site host, from this repository checkout.
+#
+#   sudo bash deploy/systemd/install.sh            # install or upgrade, then start
+#   bash deploy/systemd/install.sh --dry-run       # print every step, change nothing
+#
+# Steps: Debian build packages if missing (python3-venv, python3-dev, gcc), a virtualenv at
+# $FLEETD_PREFIX/venv (default /opt/fleetd/venv) with fleetd built from this checkout (the C
+# core compiles here), the unit in /etc/systemd/system, the example config at
+# /etc/fleetd/fleetd.toml only if none is there, then daemon-reload and enable --now.
+# Running it again upgrades the code and restarts fleetd; it never overwrites a config.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+PREFIX=${FLEETD_PREFIX:-/opt/fleetd}
+ETC=${FLEETD_ETC:-/etc/fleetd}
+UNIT_DIR=${FLEETD_UNIT_DIR:-/etc/systemd/system}
+VENV=$PREFIX/venv
+DRY_RUN=0
+
+usage() { sed -n '2,11s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+
+for arg in "$@"; do
+    case $arg in
+        --dry-run|-n) DRY_RUN=1 ;;
+        --help|-h) usage; exit 0 ;;
+        *) printf 'install.sh: unknown option %s\n' "$arg" >&2; usage >&2; exit 64 ;;
+    esac
+done
+
+log() { printf 'install: %s\n' "$*"; }
+run() {
+    if [ "$DRY_RUN" -eq 1 ]; then
+        printf 'would run: %s\n' "$*"
+    else
+        log "$*"
+        "$@"
+    fi
+}
+
+if [ "$DRY_RUN" -eq 0 ] && [ "$(id -u)" -ne 0 ]; then
+    printf 'install.sh: must run as root (it writes %s, %s and %s and runs systemctl).\n' \
+        "$PREFIX" "$ETC" "$UNIT_DIR" >&2
+    printf 'install.sh: try: sudo bash %s   (or --dry-run to see the steps)\n' "$0" >&2
+    exit 1
+fi
+[ "$DRY_RUN" -eq 1 ] && log "dry run: nothing is changed"
+
+# 1. Build prerequisites: the cffi core compiles against the Python headers.
+find_python() {
+    local candidate
+    for candidate in python3.13 python3.12 python3.11 python3; do
+        if command -v "$candidate" >/dev/null 2>&1 &&
+            "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+missing=()
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+PYTHON=$(find_python) || { printf 'install.sh: fleetd needs Python 3.11 or newer\n' >&2; exit 1; }
+"$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+[ -f "$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ] || missing+=(python3-dev)
+if [ ${#missing[@]} -gt 0 ]; then
+    command -v apt-get >/dev/null 2>&1 || {
+        printf 'install.sh: install %s with your package manager first\n' "${missing[*]}" >&2
+        exit 1
+    }
+    run apt-get update -qq
+    run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+# 2. Code: a virtualenv built from this checkout (re-running upgrades it in place).
+if [ -x "$VENV/bin/python" ]; then
+    log "virtualenv $VENV exists: upgrading fleetd in it"
+else
+    run "$PYTHON" -m venv "$VENV"
+fi
+run "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+run "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "$REPO"
+run install -m 0644 "$REPO/README.md" "$PREFIX/README.md"
+
+# 3. Configuration: the example only when there is no config yet.
+run install -d -m 0755 "$ETC"
+if [ -e "$ETC/fleetd.toml" ]; then
+    log "keeping existing $ETC/fleetd.toml"
+else
+    run install -m 0644 "$REPO/deploy/fleetd.example.toml" "$ETC/fleetd.toml"
+fi
+run "$VENV/bin/fleetd" check-config "$ETC/fleetd.toml"
+
+# 4. Service.
+was_active=0
+[ "$DRY_RUN" -eq 0 ] && systemctl is-active --quiet fleetd 2>/dev/null && was_active=1
+run install -m 0644 "$REPO/deploy/systemd/fleetd.service" "$UNIT_DIR/fleetd.service"
+run systemctl daemon-reload
+run systemctl enable --now fleetd.service
+[ "$was_active" -eq 1 ] && run systemctl restart fleetd.service
+log "done: systemctl status fleetd; journalctl -u fleetd -f; curl -s http://127.0.0.1:9550/healthz"
