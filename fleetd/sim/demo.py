@@ -146,5 +146,7 @@ def _si(value: float) -> str:
 
 def main(config: Config | None, *, rigs: int, stratum: HostPort | None, http: HostPort | None,
          duration: float | None, faults: tuple[str, ...]) -> int:  # fmt: skip
+    if faults == DEFAULT_FAULTS:  # a small fleet keeps only the misbehaving rigs it has
+        faults = tuple(f for f in faults if int(f.split(":", 1)[0]) <= rigs)
     logging.configure("warning", "console", stream=sys.stderr)  # the table is the demo's output
     return asyncio.run(run(demo_config(config, stratum, http), rigs=rigs, faults=faults, duration=duration))

@@ -81,3 +81,11 @@ async def test_demo_without_root_runs_the_fleet_without_firmware_apis(monkeypatc
     assert "running without them" in text
     accepted = [int(n) for n in re.findall(r"^  site\.\S+\s+yes\s+\S+ \S*H/s\s+-\s+(\d+)", text, re.M)]
     assert len(accepted) == 2 and all(n > 0 for n in accepted)  # mining goes on; "up" means connected here
+
+
+def test_demo_command_with_a_small_fleet_keeps_only_the_faults_it_can_place(capsys):
+    from fleetd.cli import main
+
+    assert main(["demo", "--rigs", "2", "--duration", "3", "--stratum", "127.0.0.1:0", "--http", "127.0.0.1:0"]) == 0
+    out = capsys.readouterr().out
+    assert "fleetd demo: 2 simulated rigs" in out and "faults: none" in out
