@@ -56,9 +56,10 @@ async def run(
     rigs: int = DEFAULT_RIGS,
     faults: tuple[str, ...] = DEFAULT_FAULTS,
     duration: float | None = None,
-    out=sys.stdout,
+    out=None,
     every: float = TABLE_EVERY,
 ) -> int:
+    out = out or sys.stdout  # looked up per call: the default would pin the stdout of import time
     application = fleetd_app.build_app(config)
     runner = web.AppRunner(application, access_log=None)
     await runner.setup()
