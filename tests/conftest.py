@@ -57,3 +57,14 @@ async def fleetd():
     running = await start_fleetd(make_config())
     yield running
     await running.runner.cleanup()
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging_config():
+    """A test that runs a CLI entry point configures structlog onto pytest's captured
+    stream; put the configuration back so later tests never log into a closed file."""
+    import structlog
+
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
