@@ -1,0 +1,1 @@
+"""Mining economics as pure functions: hashprice, margins, difficulty projection, power prices, curtailment."""

@@ -1,0 +1,124 @@
+"""Curtailment advice: which rigs lose money, and which to switch off for a target power reduction."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import reduce
+
+from fleetd.economics.profitability import RigEconomics, rig_economics
+
+
+@dataclass(frozen=True)
+class RigPower:
+    """A rig's pool-side hash rate and measured draw, with an optional power-price override."""
+
+    rig_id: str
+    hashrate_hps: float
+    watts: float
+    usd_per_kwh: float | None = None  # None: the site price applies
+
+
+def unprofitable_rigs(
+    rigs: Iterable[RigPower], usd_per_kwh: float, hashprice_usd_per_ph_day: float
+) -> tuple[RigEconomics, ...]:
+    """Rigs whose margin is negative, worst efficiency (highest J/TH, no hash rate first) first."""
+    losing = [
+        econ
+        for rig in rigs
+        if (
+            econ := rig_economics(
+                rig.rig_id,
+                rig.hashrate_hps,
+                rig.watts,
+                hashprice_usd_per_ph_day,
+                usd_per_kwh if rig.usd_per_kwh is None else rig.usd_per_kwh,
+            )
+        ).margin_usd_per_day
+        < 0
+    ]
+    return tuple(
+        sorted(
+            losing,
+            key=lambda e: (
+                -(math.inf if e.joules_per_terahash is None else e.joules_per_terahash),
+                e.margin_usd_per_day,
+                e.rig_id,
+            ),
+        )
+    )
+
+
+@dataclass(frozen=True)
+class CurtailmentPlan:
+    rig_ids: tuple[str, ...]  # rigs to switch off, in input order
+    reduction_kw: float  # actual reduction (>= target when meets_target)
+    lost_revenue_usd_per_day: float
+    meets_target: bool  # False only when switching everything off is not enough (then all are listed)
+    exact: bool  # the selection is proven optimal (every draw a multiple of granularity_watts)
+    granularity_watts: float
+
+
+def curtail_for_reduction(
+    rigs: Sequence[RigEconomics], target_kw: float, *, max_units: int = 10_000
+) -> CurtailmentPlan:
+    """Rigs to switch off so that the power drawn falls by at least ``target_kw`` losing the least revenue.
+
+    A 0/1 covering knapsack solved exactly by dynamic programming over watts in units of
+    ``granularity_watts``: the gcd of the rigs' draws when they are whole watts (exact), coarsened
+    so that the target is at most ``max_units`` units. A draw is counted rounded down to whole
+    units, so the chosen set always reaches the target; the result is optimal when ``exact``.
+    """
+    if not math.isfinite(target_kw) or target_kw < 0:
+        raise ValueError(f"target_kw must be finite and >= 0, got {target_kw!r}")
+    if max_units < 1:
+        raise ValueError("max_units must be >= 1")
+    for r in rigs:
+        if not (math.isfinite(r.watts) and r.watts >= 0 and math.isfinite(r.revenue_usd_per_day)
+                and r.revenue_usd_per_day >= 0):
+            raise ValueError(f"rig {r.rig_id}: watts and revenue must be finite and >= 0")
+    target_w = target_kw * 1000
+    candidates = [i for i, r in enumerate(rigs) if r.watts > 0]
+    integral = all(float(rigs[i].watts).is_integer() for i in candidates)
+    base = float(reduce(math.gcd, (int(rigs[i].watts) for i in candidates), 0) or 1) if integral else 1.0
+
+    def plan(chosen: Iterable[int], exact: bool, granularity: float, meets: bool) -> CurtailmentPlan:
+        chosen = sorted(chosen)
+        return CurtailmentPlan(
+            rig_ids=tuple(rigs[i].rig_id for i in chosen),
+            reduction_kw=math.fsum(rigs[i].watts for i in chosen) / 1000,
+            lost_revenue_usd_per_day=math.fsum(rigs[i].revenue_usd_per_day for i in chosen),
+            meets_target=meets,
+            exact=exact,
+            granularity_watts=granularity,
+        )
+
+    if target_w == 0:
+        return plan((), True, base, True)
+    if math.fsum(rigs[i].watts for i in candidates) < target_w:
+        return plan(candidates, True, base, False)
+
+    granularity = base * max(1, math.ceil(target_w / (base * max_units)))
+    exact = integral and all(rigs[i].watts % granularity == 0 for i in candidates)
+    units_needed = math.ceil(target_w / granularity)
+    # best[j]: least revenue lost reaching a counted reduction of >= j units (j capped at units_needed).
+    best = [0.0] + [math.inf] * units_needed
+    took: list[bytes] = []
+    for i in candidates:
+        units = min(int(rigs[i].watts // granularity), units_needed)
+        revenue = rigs[i].revenue_usd_per_day
+        shifted = [best[0]] * units + best[: units_needed + 1 - units]
+        with_rig = [v + revenue for v in shifted]
+        took.append(bytes(a < b for a, b in zip(with_rig, best)))
+        best = [min(a, b) for a, b in zip(with_rig, best)]
+    if math.isinf(best[units_needed]):  # only reachable when coarse rounding lost too much: switch all off
+        return plan(candidates, False, granularity, True)
+    chosen = []
+    j = units_needed
+    for k in range(len(candidates) - 1, -1, -1):
+        if took[k][j]:
+            i = candidates[k]
+            chosen.append(i)
+            j = max(0, j - min(int(rigs[i].watts // granularity), units_needed))
+    return plan(chosen, exact, granularity, True)
