@@ -37,23 +37,15 @@ install_system_packages() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
-find_python() {
-    local candidate
-    for candidate in python3.13 python3.12 python3.11 python3; do
-        if command -v "$candidate" >/dev/null 2>&1 &&
-            "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
-            echo "$candidate"
-            return 0
-        fi
-    done
-    log "fleetd needs Python 3.11 or newer"
-    exit 1
-}
+# shellcheck source=python.sh
+source deploy/python.sh
 
 install_fleetd() {
     if [ ! -x "$VENV/bin/python" ]; then
         log "creating virtualenv $VENV"
-        "$(find_python)" -m venv "$VENV"
+        local python
+        python=$(find_python) || { log "fleetd needs Python 3.11 or newer"; exit 1; }
+        "$python" -m venv "$VENV"
     fi
     log "installing fleetd and its test tools into $VENV (compiles native/)"
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip

@@ -47,17 +47,8 @@ fi
 [ "$DRY_RUN" -eq 1 ] && log "dry run: nothing is changed"
 
 # 1. Build prerequisites: the cffi core compiles against the Python headers.
-find_python() {
-    local candidate
-    for candidate in python3.13 python3.12 python3.11 python3; do
-        if command -v "$candidate" >/dev/null 2>&1 &&
-            "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
-            echo "$candidate"
-            return 0
-        fi
-    done
-    return 1
-}
+# shellcheck source=../python.sh
+source "$REPO/deploy/python.sh"
 missing=()
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 PYTHON=$(find_python) || { printf 'install.sh: fleetd needs Python 3.11 or newer\n' >&2; exit 1; }
