@@ -93,3 +93,29 @@ def projected_difficulty_change(
         estimated_retarget_time_seconds=block_times_seconds[-1] + blocks_remaining * max(average, 0.0),
         clamped=effective != average,
     )
+
+
+@dataclass(frozen=True)
+class NetworkState:
+    """What a job source knows of the network it mines on, for the economics.
+
+    ``height`` is the block being mined (the tip is ``height - 1``). ``block_times_seconds``
+    are unix times of consecutive blocks of the tip's retarget epoch, oldest first, ending
+    with the tip: header timestamps from a node, or the arrival times of new-block jobs
+    fleetd observed (then usually far fewer than the epoch has).
+    """
+
+    difficulty: float
+    height: int
+    fees_btc_per_block: float | None = None  # averaged from templates; None: not known to the source
+    block_times_seconds: tuple[float, ...] = ()
+    block_times_origin: str = "observed"  # "headers" | "observed" | "modelled"
+
+    @property
+    def tip_height(self) -> int:
+        return max(0, self.height - 1)
+
+
+def epoch_start_height(height: int) -> int:
+    """First height of the retarget epoch that ``height`` is in."""
+    return height - height % RETARGET_INTERVAL_BLOCKS

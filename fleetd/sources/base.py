@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from fleetd.chain.byteorder import HASH_SIZE
+from fleetd.economics.network import NetworkState
 from fleetd.shares.job import Job
 from fleetd.stratum.events import SubmitReceived
 
@@ -173,4 +174,13 @@ class ForwardingSource(Protocol):
         share, hence the session's own event rather than a copy); the future completes with
         the pool's answer.
         """
+        ...
+
+
+@runtime_checkable
+class NetworkReporting(Protocol):
+    """A source that can tell the economics what network it mines on (every built-in one can)."""
+
+    def network_state(self) -> NetworkState | None:
+        """Difficulty, height, fees and the epoch's block times as known now; None before the first job."""
         ...
