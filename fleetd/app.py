@@ -22,6 +22,7 @@ from fleetd.stratum.auth import AllowListAuthorization, OpenAuthorization, Passw
 from fleetd.stratum.session import SessionConfig
 from fleetd.rigs.registry import RigRegistry
 from fleetd.telemetry import api
+from fleetd.telemetry.economics import SiteEconomicsView
 
 SOURCE_KEY = web.AppKey("source", object)
 STRATUM_KEY = web.AppKey("stratum", StratumServer)
@@ -78,7 +79,7 @@ def build_source(config: Config) -> JobSource:
         from fleetd.sources import upstream
 
         return upstream.build_source(src.upstream)
-    from fleetd.sources.demo import DemoChain
+    from fleetd.sources.demo import DemoChain, EconomicsNetwork
 
     s = config.stratum
     options = {"payout_script": src.payout_script} if src.payout_script else {}
@@ -89,6 +90,9 @@ def build_source(config: Config) -> JobSource:
         pool_tag=src.pool_tag,
         block_interval_seconds=src.block_interval_seconds,
         refresh_seconds=src.refresh_seconds,
+        economics_network=EconomicsNetwork(
+            src.economics_difficulty, src.economics_height, src.economics_block_time_seconds
+        ),
         **options,
     )
 
@@ -103,10 +107,12 @@ def build_app(config: Config, source: JobSource | None = None) -> web.Applicatio
         poll_interval=rigs_config.poll_interval_seconds if rigs_config.poll else None,
         retention=rigs_config.retention_seconds,
     )
-    collector = api.setup(app, rigs)
+    site_economics = SiteEconomicsView(config.economics, rigs, app[SOURCE_KEY])
+    collector = api.setup(app, rigs, site_economics)
     collector.source = app[SOURCE_KEY]
     app.cleanup_ctx.append(_stratum_and_source)
     app.cleanup_ctx.append(_rig_upkeep)
+    app.cleanup_ctx.append(_price_feed)
     app.router.add_get("/healthz", healthz)
     return app
 
@@ -165,6 +171,30 @@ async def _rig_upkeep(app: web.Application):
             await task
         if poller is not None:
             await poller.stop()
+
+
+async def _price_feed(app: web.Application):
+    """Fetch the BTC price in the background when [economics.price_feed] is set."""
+    view = app[api.ECONOMICS_KEY]
+    feed_config = view.config.price_feed if view.config is not None else None
+    if feed_config is None:
+        yield
+        return
+    from fleetd.economics.price_feed import PriceFeed
+
+    view.feed = PriceFeed(
+        feed_config.url,
+        feed_config.json_path,
+        interval_seconds=feed_config.interval_seconds,
+        timeout_seconds=feed_config.timeout_seconds,
+    )
+    task = asyncio.create_task(view.feed.run(), name="price-feed")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _upkeep_loop(rigs: RigRegistry, poller, log) -> None:

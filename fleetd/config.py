@@ -69,6 +69,10 @@ class SourceConfig:
     refresh_seconds: float = 30.0  # new job with fresh ntime on the same block
     pool_tag: str = "/fleetd/"
     payout_script: str = ""  # hex scriptPubKey; demo uses an OP_TRUE placeholder when empty
+    # demo only: the mainnet-sized network the economics values the demo's work against
+    economics_difficulty: float = 1.4e14
+    economics_height: int = 975_000
+    economics_block_time_seconds: float = 627.0
     # [source.bitcoind] and [source.upstream]: each validated by its source's own config
     # class, so both can stay configured and `kind` alone switches between them.
     bitcoind: Any = None
@@ -99,6 +103,7 @@ class Config:
     source: SourceConfig = SourceConfig()
     rigs: RigsConfig = RigsConfig()
     log: LogConfig = LogConfig()
+    economics: Any = None  # an EconomicsConfig when [economics] is given: prices make margins
 
 
 _SECTION_TYPES = {
@@ -108,6 +113,7 @@ _SECTION_TYPES = {
     "source": SourceConfig,
     "rigs": RigsConfig,
     "log": LogConfig,
+    "economics": None,  # its own parser: nested tables
 }
 _CHOICES = {
     ("auth", "policy"): ("open", "allowlist", "password"),
@@ -141,6 +147,10 @@ def parse(text: str, source: str = "config") -> Config:
             problems.append(f"[{name}]: unknown section{_suggest(name, _SECTION_TYPES)}")
         elif not isinstance(value, dict):
             problems.append(f"{name} = {value!r}: must be a [{name}] table")
+        elif name == "economics":
+            from fleetd.economics import settings
+
+            sections[name] = settings.parse(value, problems)
         else:
             sections[name] = _section(name, value, problems)
     config = Config(**{name: section for name, section in sections.items() if section is not None})
@@ -220,6 +230,8 @@ _RANGES = {
     "max_difficulty": (1e-9, 1e15),
     "start_difficulty": (1e-9, 1e15),
     "network_difficulty": (1e-9, 1e20),
+    "economics_difficulty": (1.0, 1e20),
+    "economics_height": (1, 0x7FFFFFFE),
     "extranonce1_size": (1, 8),
     "extranonce2_size": (2, 16),
     "max_line_bytes": (512, 1 << 20),

@@ -132,6 +132,8 @@ def test_example_config_documents_every_key_with_its_default():
     raw = tomllib.loads(example.read_text())
     assert load(example) == Config()  # the example shows the defaults
     for section in dataclasses.fields(Config):
+        if section.name == "economics":  # off by default: shown commented out, checked below
+            continue
         documented = set(raw.get(section.name, {}))
         keys = {f.name for f in dataclasses.fields(getattr(Config(), section.name))}
         missing = keys - documented - {"passwords", "bitcoind", "upstream"}  # shown commented out
@@ -142,6 +144,17 @@ def test_example_config_documents_every_key_with_its_default():
         table = f"[source]\nkind = \"{kind}\"\n[source.{kind}]\n" + "\n".join(line[2:] for line in block.splitlines())
         table = table.replace("bc1q...", "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4")
         assert parse(table).source.kind == kind
+    # the commented [economics] block is valid once uncommented, but prices come from one place each
+    block = example.read_text().split("# [economics]\n", 1)[1].split("\n\n", 1)[0]
+    lines = [line[2:] for line in block.splitlines()]
+    text = "[economics]\n" + "\n".join(lines)
+    problems = str(pytest.raises(ConfigError, parse, text).value)
+    assert "give one, not both" in problems
+    for drop in ("btc_price_usd", "power_price_usd_per_kwh"):
+        text = "\n".join(line for line in text.splitlines() if not line.startswith(drop))
+    economics = parse(text).economics
+    assert economics.price_feed.json_path == "bitcoin.usd" and economics.overrides[0].patterns == ("acct.rack7-*",)
+    assert [e.usd_per_kwh for e in economics.power_schedule.entries] == [0.045, 0.11]
 
 
 BITCOIND = """

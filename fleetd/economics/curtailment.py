@@ -20,27 +20,27 @@ class RigPower:
     usd_per_kwh: float | None = None  # None: the site price applies
 
 
-def unprofitable_rigs(
+def price_rigs(
     rigs: Iterable[RigPower], usd_per_kwh: float, hashprice_usd_per_ph_day: float
 ) -> tuple[RigEconomics, ...]:
-    """Rigs whose margin is negative, worst efficiency (highest J/TH, no hash rate first) first."""
-    losing = [
-        econ
+    """Each rig's economics at its own power price, or the site's when it has none."""
+    return tuple(
+        rig_economics(
+            rig.rig_id,
+            rig.hashrate_hps,
+            rig.watts,
+            hashprice_usd_per_ph_day,
+            usd_per_kwh if rig.usd_per_kwh is None else rig.usd_per_kwh,
+        )
         for rig in rigs
-        if (
-            econ := rig_economics(
-                rig.rig_id,
-                rig.hashrate_hps,
-                rig.watts,
-                hashprice_usd_per_ph_day,
-                usd_per_kwh if rig.usd_per_kwh is None else rig.usd_per_kwh,
-            )
-        ).margin_usd_per_day
-        < 0
-    ]
+    )
+
+
+def losing(economics: Iterable[RigEconomics]) -> tuple[RigEconomics, ...]:
+    """Rigs whose margin is negative, worst efficiency (highest J/TH, no hash rate first) first."""
     return tuple(
         sorted(
-            losing,
+            (e for e in economics if e.margin_usd_per_day < 0),
             key=lambda e: (
                 -(math.inf if e.joules_per_terahash is None else e.joules_per_terahash),
                 e.margin_usd_per_day,
@@ -48,6 +48,13 @@ def unprofitable_rigs(
             ),
         )
     )
+
+
+def unprofitable_rigs(
+    rigs: Iterable[RigPower], usd_per_kwh: float, hashprice_usd_per_ph_day: float
+) -> tuple[RigEconomics, ...]:
+    """Rigs whose margin is negative at their power price, worst efficiency first."""
+    return losing(price_rigs(rigs, usd_per_kwh, hashprice_usd_per_ph_day))
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,10 @@ from aiohttp import web
 from fleetd import app as fleetd_app
 from fleetd import log as logging
 from fleetd.config import Config, HostPort
+from fleetd.economics.prices import TouSchedule
+from fleetd.economics.profitability import RigEconomics
+from fleetd.economics.settings import EconomicsConfig
+from fleetd.economics.site import SiteEconomics
 from fleetd.sim.fleet import Fleet, FleetConfig
 from fleetd.sim.fleet_faults import parse_fault
 from fleetd.telemetry import api
@@ -28,6 +32,15 @@ DEFAULT_RIGS = 20
 # One or two rigs misbehave, so the table and the alerts have something to show.
 DEFAULT_FAULTS = ("3:invalid=0.15", "7:overheat=25@20")
 TABLE_EVERY = 5.0
+# Prices of the situation the demo shows: hashprice about $35/PH/day at ~1 ZH/s, and a power
+# price at which the S19 XPs (21.5 J/TH, breakeven about $0.068/kWh) run at a loss.
+DEMO_ECONOMICS = EconomicsConfig(
+    power_schedule=TouSchedule.flat(0.075),
+    btc_price_usd=77_000.0,
+    fees_btc_per_block=0.025,
+    ai_hosting_usd_per_mw_day=2_500.0,
+    curtail_target_kw=5.0,
+)
 
 
 def demo_config(base: Config | None = None, stratum: HostPort | None = None, http: HostPort | None = None) -> Config:
@@ -43,6 +56,8 @@ def demo_config(base: Config | None = None, stratum: HostPort | None = None, htt
             source=dataclasses.replace(config.source, network_difficulty=0.003, refresh_seconds=10.0),
             rigs=dataclasses.replace(config.rigs, poll_interval_seconds=10.0, poll_timeout_seconds=5.0),
         )  # fmt: skip
+    if config.economics is None:
+        config = dataclasses.replace(config, economics=DEMO_ECONOMICS)
     if stratum is not None:
         config = dataclasses.replace(config, stratum=dataclasses.replace(config.stratum, listen=stratum))
     if http is not None:
@@ -69,6 +84,7 @@ async def run(
     server = application[fleetd_app.STRATUM_KEY]
     source = application[fleetd_app.SOURCE_KEY]
     registry = application[api.RIGS_KEY]
+    site_economics = application[api.ECONOMICS_KEY]
     host, port = server.address
     http_base = f"http://{runner.addresses[0][0]}:{runner.addresses[0][1]}"
     fleet_config = FleetConfig(host, port, rigs=rigs, faults=tuple(parse_fault(f) for f in faults if f))
@@ -102,7 +118,9 @@ async def run(
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=every)
-                print(render(registry, source, time.monotonic() - started), file=out, flush=True)
+                now = time.time()
+                table = render(registry, source, time.monotonic() - started, now, site_economics.snapshot(now))
+                print(table, file=out, flush=True)
                 if duration is not None and time.monotonic() - started >= duration:
                     break
     finally:
@@ -110,14 +128,15 @@ async def run(
     return 0
 
 
-def render(rigs, source, elapsed: float, now: float | None = None) -> str:
-    """One screen of the fleet: per rig, what the pool measured and what the rig says."""
+def render(rigs, source, elapsed: float, now: float | None = None, site: SiteEconomics | None = None) -> str:
+    """One screen of the fleet: per rig, what the pool measured, what the rig says, what it earns."""
     now = time.time() if now is None else now
     rows = [f"\n[{elapsed:6.0f} s] height {source.height}, blocks found {len(source.found_blocks)}"]
     rows.append(
         f"  {'rig':<20}{'up':>4}{'pool 5m':>13}{'reported':>13}{'accepted':>9}{'rejected':>9}"
-        f"{'watts':>10}{'J/TH':>7}{'temp':>7}"
+        f"{'watts':>10}{'J/TH':>7}{'temp':>7}{'margin/day':>12}{'breakeven':>11}"
     )
+    by_rig = {e.rig_id: e for e in site.rigs} if site is not None else {}
     for rig in sorted(rigs, key=lambda r: r.name):
         reading = rig.reading
         watts, source_kind = rig.power(now)
@@ -131,11 +150,63 @@ def render(rigs, source, elapsed: float, now: float | None = None) -> str:
             f"{(f'{watts:,.0f}' + ('*' if source_kind == 'nameplate' else '')) if watts else '-':>10}"
             f"{f'{efficiency:.1f}' if efficiency else '-':>7}"
             f"{f'{hottest:.0f}°C' if hottest is not None else '-':>7}"
+            f"{_margin_columns(by_rig.get(rig.name))}"
         )
     rows.append("  * nameplate estimate: the firmware reports no power")
+    if site is not None:
+        rows.extend(economics_lines(site))
     for block in list(source.found_blocks)[-3:]:
         rows.append(f"  block {block.height} by {block.worker}: {block.hash}")
     return "\n".join(rows)
+
+
+def _margin_columns(e: RigEconomics | None) -> str:
+    if e is None:
+        return f"{'-':>12}{'-':>11}"
+    breakeven = f"${e.breakeven_usd_per_kwh:.3f}" if e.breakeven_usd_per_kwh is not None else "-"
+    return f"{_usd(e.margin_usd_per_day):>12}{breakeven:>11}"
+
+
+def economics_lines(site: SiteEconomics) -> list[str]:
+    """The site's economics under the table: hashprice, fleet margin and breakeven, retarget, curtailment."""
+    if site.hashprice_usd_per_ph_day is None:
+        why = "BTC price stale or unknown" if site.price_stale else "no network figures from the job source yet"
+        return [f"  economics: {why}"]
+    lines = [
+        f"  hashprice ${site.hashprice_usd_per_ph_day:.2f}/PH/day at BTC ${site.btc_usd:,.0f}, "
+        f"network {_si(site.network_hashrate_hps or 0)}H/s; power ${site.site_usd_per_kwh:.3f}/kWh"
+    ]
+    fleet = site.fleet
+    if fleet is not None and fleet.breakeven_usd_per_kwh is not None:
+        per_mw = fleet.margin_usd_per_mw_day
+        offer = site.ai_hosting_usd_per_mw_day
+        lines.append(
+            f"  fleet: revenue {_usd(fleet.revenue_usd_per_day)}/day, power {_usd(fleet.power_cost_usd_per_day)}/day, "
+            f"margin {_usd(fleet.margin_usd_per_day)}/day; breakeven power price ${fleet.breakeven_usd_per_kwh:.3f}/kWh"
+        )
+        if per_mw is not None:
+            lines.append(
+                f"  margin per MW {_usd(per_mw)}/day" + (f" vs AI hosting offer {_usd(offer)}/MW/day" if offer else "")
+            )
+    projection = site.projection
+    if projection is not None:
+        lines.append(
+            f"  next difficulty adjustment {projection.change_ratio * 100:+.2f} % in {projection.blocks_remaining} blocks "
+            f"(average block {projection.average_block_time_seconds:.0f} s over {projection.blocks_known} blocks)"
+        )
+    losing = ", ".join(e.rig_id for e in site.unprofitable) or "none"
+    lines.append(f"  losing money now (switch off first): {losing}")
+    plan = site.curtail_plan
+    if plan is not None:
+        lines.append(
+            f"  to shed {site.curtail_target_kw:g} kW: {', '.join(plan.rig_ids) or 'nothing'} "
+            f"({plan.reduction_kw:.1f} kW, losing {_usd(plan.lost_revenue_usd_per_day)}/day of revenue)"
+        )
+    return lines
+
+
+def _usd(amount: float) -> str:
+    return f"-${-amount:,.2f}" if amount < 0 else f"${amount:,.2f}"
 
 
 def _si(value: float) -> str:

@@ -26,6 +26,8 @@ from fleetd.chain.byteorder import hash_to_display, hash_to_int, pack_header
 from fleetd.chain.hashes import sha256d
 from fleetd.chain.serialize import Transaction, TxIn, TxOut
 from fleetd.chain.target import bits_to_target, difficulty_to_target, target_to_bits
+from fleetd.economics.epoch import EpochBlockTimes
+from fleetd.economics.network import NetworkState, epoch_start_height
 from fleetd.shares.job import Job
 
 from .base import BlockOutcome, ExtranonceLayout, Publish, SolvedBlock, SourceHealth
@@ -104,6 +106,33 @@ def synthetic_transactions(height: int, count: int) -> tuple[tuple[TemplateTx, i
     return tuple(txs)
 
 
+@dataclass(frozen=True, slots=True)
+class EconomicsNetwork:
+    """The network the demo chain stands in for when the economics values its work.
+
+    The demo's rigs are credited as full-size ASICs, so margins read true only against a
+    mainnet-sized network: by default about 1 ZH/s, at a height past the 2024 halving, with
+    the epoch so far mined at ``block_time_seconds`` a block (627 s projects about -4.3 %).
+    """
+
+    difficulty: float = 1.4e14
+    height: int = 975_000  # of the block being mined when the demo starts
+    block_time_seconds: float = 627.0
+
+    def __post_init__(self) -> None:
+        _positive_number("economics difficulty", self.difficulty)
+        _positive_number("economics block_time_seconds", self.block_time_seconds)
+        _count("economics height", self.height, 1, 0x7FFFFFFF - 1)
+
+    def history(self, now: float) -> EpochBlockTimes:
+        """Block times from the epoch's first block to the tip, the tip found ``now``."""
+        epoch = EpochBlockTimes()
+        tip = self.height - 1
+        for h in range(epoch_start_height(tip), tip + 1):
+            epoch.record(h, now - (tip - h) * self.block_time_seconds)
+        return epoch
+
+
 class DemoChain:
     """A regtest-like chain inside the daemon; implements ``JobSource``."""
 
@@ -122,6 +151,7 @@ class DemoChain:
         transactions_per_block: int = 4,
         max_found_blocks: int = 100,
         start_height: int = 1,
+        economics_network: EconomicsNetwork | None = None,
         clock: Clock = time.time,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -155,6 +185,9 @@ class DemoChain:
         self._last_job: Job | None = None
         self._last_job_time: float | None = None
         self._publish: Publish | None = None
+        self.economics_network = economics_network or EconomicsNetwork()
+        self._economics_start_height = self._height
+        self._epoch = self.economics_network.history(now)
 
     # -- the JobSource interface -------------------------------------------------------
 
@@ -228,6 +261,17 @@ class DemoChain:
         )
         return SourceHealth(self.kind, running, self._last_job_time, detail if running else "not running; " + detail)
 
+    def network_state(self) -> NetworkState:
+        """The mainnet-sized network the demo stands in for (its own difficulty is CPU-sized)."""
+        model = self.economics_network
+        return NetworkState(
+            difficulty=model.difficulty,
+            height=model.height + self._height - self._economics_start_height,
+            fees_btc_per_block=None,
+            block_times_seconds=self._epoch.times(),
+            block_times_origin="modelled",
+        )
+
     # -- read-only views ----------------------------------------------------------------
 
     @property
@@ -292,6 +336,8 @@ class DemoChain:
         self._recent_times.append(ntime)
         self._tip_since = self._clock()
         self._template = self._build_template()
+        model = self.economics_network
+        self._epoch.record(model.height + self._height - self._economics_start_height - 1, self._tip_since)
 
     def _retire(self, job_id: str, reason: str) -> None:
         self._retired[job_id] = reason

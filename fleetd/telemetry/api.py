@@ -1,4 +1,5 @@
-"""The JSON API on the HTTP listener: /api/v1/rigs, /api/v1/rigs/{rig}, /api/v1/summary, /metrics."""
+"""The JSON API on the HTTP listener: /api/v1/rigs, /api/v1/rigs/{rig}, /api/v1/summary,
+/api/v1/economics, and /metrics."""
 
 from __future__ import annotations
 
@@ -10,15 +11,17 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from fleetd.rigs.registry import AVERAGE_WINDOWS, Rig, RigRegistry
-from fleetd.telemetry import exposition
+from fleetd.telemetry import economics, exposition
 from fleetd.telemetry.collector import DaemonCollector
+from fleetd.telemetry.economics import SiteEconomicsView
 
 RIGS_KEY = web.AppKey("rigs", RigRegistry)
 COLLECTOR_KEY = web.AppKey("collector", DaemonCollector)
 METRICS_REGISTRY_KEY = web.AppKey("metrics_registry", CollectorRegistry)
+ECONOMICS_KEY = web.AppKey("economics", SiteEconomicsView)
 
 
-def setup(app: web.Application, rigs: RigRegistry) -> DaemonCollector:
+def setup(app: web.Application, rigs: RigRegistry, site_economics: SiteEconomicsView | None = None) -> DaemonCollector:
     """Mount the API and /metrics; the collector learns the server and source once they run."""
     collector = DaemonCollector()
     registry = CollectorRegistry(auto_describe=False)
@@ -28,27 +31,47 @@ def setup(app: web.Application, rigs: RigRegistry) -> DaemonCollector:
     app[RIGS_KEY] = rigs
     app[COLLECTOR_KEY] = collector
     app[METRICS_REGISTRY_KEY] = registry
+    app[ECONOMICS_KEY] = site_economics or SiteEconomicsView(None, rigs)
     app.middlewares.append(json_errors)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/rigs", list_rigs)
     app.router.add_get("/api/v1/rigs/{rig}", one_rig)
     app.router.add_get("/api/v1/summary", summary)
+    app.router.add_get("/api/v1/economics", economics_report)
     return collector
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = metrics_text(request.app[RIGS_KEY], request.app[METRICS_REGISTRY_KEY], time.time())
+    app, now = request.app, time.time()
+    body = metrics_text(app[RIGS_KEY], app[METRICS_REGISTRY_KEY], now, app[ECONOMICS_KEY].snapshot(now))
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def metrics_text(rigs: RigRegistry, registry: CollectorRegistry, now: float) -> bytes:
-    """The whole /metrics body: per-rig families, then the daemon's and the process's."""
-    return exposition.render(rigs, now).encode() + generate_latest(registry)
+def metrics_text(rigs: RigRegistry, registry: CollectorRegistry, now: float, site=None) -> bytes:
+    """The whole /metrics body: per-rig families, economics, then the daemon's and the process's."""
+    text = exposition.render(rigs, now) + (economics.render(site) if site is not None else "")
+    return text.encode() + generate_latest(registry)
+
+
+async def economics_report(request: web.Request) -> web.Response:
+    """The site's economics now; ``?curtail_kw=N`` plans for shedding N kW instead of the configured target."""
+    raw = request.query.get("curtail_kw")
+    target = None
+    if raw is not None:
+        try:
+            target = float(raw)
+        except ValueError:
+            target = -1.0
+        if not 0 <= target < 1e9:  # also refuses nan and inf
+            raise web.HTTPBadRequest(reason=f"curtail_kw must be a number of kW, 0 or more; got {raw!r}")
+    snap = request.app[ECONOMICS_KEY].snapshot(time.time(), target)
+    return web.json_response(economics.to_json(snap))
 
 
 async def list_rigs(request: web.Request) -> web.Response:
-    rigs, now = request.app[RIGS_KEY], time.time()
-    return web.json_response({"rigs": [rig_json(rigs, rig, now) for rig in sorted(rigs, key=lambda r: r.name)]})
+    app, now = request.app, time.time()
+    rigs, by_rig = app[RIGS_KEY], _rig_economics(app, now)
+    return web.json_response({"rigs": [rig_json(rigs, rig, now, by_rig) for rig in sorted(rigs, key=lambda r: r.name)]})
 
 
 async def one_rig(request: web.Request) -> web.Response:
@@ -56,7 +79,15 @@ async def one_rig(request: web.Request) -> web.Response:
     rig = rigs.get(name)
     if rig is None:
         raise web.HTTPNotFound(reason=f"no rig named {name!r}")
-    return web.json_response(rig_json(rigs, rig, time.time()))
+    now = time.time()
+    return web.json_response(rig_json(rigs, rig, now, _rig_economics(request.app, now)))
+
+
+def _rig_economics(app: web.Application, now: float) -> dict[str, dict]:
+    """Each priced rig's economics fields, with whether it should be curtailed."""
+    snap = app[ECONOMICS_KEY].snapshot(now)
+    losing = {e.rig_id for e in snap.unprofitable}
+    return {e.rig_id: {**economics.rig_fields(e), "curtail_recommended": e.rig_id in losing} for e in snap.rigs}
 
 
 async def summary(request: web.Request) -> web.Response:
@@ -83,7 +114,7 @@ async def summary(request: web.Request) -> web.Response:
     )
 
 
-def rig_json(rigs: RigRegistry, rig: Rig, now: float) -> dict:
+def rig_json(rigs: RigRegistry, rig: Rig, now: float, by_rig: dict[str, dict] | None = None) -> dict:
     watts, power_source = rig.power(now)
     rejected = sum(rig.rejected.values())
     reading = rig.reading
@@ -113,6 +144,7 @@ def rig_json(rigs: RigRegistry, rig: Rig, now: float) -> dict:
         "uptime": reading.uptime if reading else None,
         "errors": list(reading.errors) if reading else [],
         "poll": {"last_ok": rig.last_poll, "failures": rig.poll_failures},
+        "economics": (by_rig or {}).get(rig.name),  # null: no prices configured, rig down or no watts
     }
 
 
