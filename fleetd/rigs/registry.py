@@ -95,8 +95,9 @@ class Rig:
         """Pool-side hash rate in H/s, averaged over ``window`` (1m, 5m, 1h)."""
         return self.averages[window].rate(now)
 
-    def power(self, now: float) -> tuple[float | None, str | None]:
-        """(watts, source): as the rig reports it, else its nameplate scaled by hash rate.
+    def power(self, now: float, window: str = "5m") -> tuple[float | None, str | None]:
+        """(watts, source): as the rig reports it, else its nameplate scaled by hash rate
+        (reported, else pool-side over ``window``).
 
         Stock Antminer firmware reports no power; the estimate says "nameplate" so it is
         never passed off as measured.
@@ -107,7 +108,7 @@ class Rig:
         watts, rate = self.nameplate()
         if not watts or not rate:
             return None, None
-        measured = reading.hashrate if reading is not None and reading.hashrate else self.hashrate("5m", now)
+        measured = reading.hashrate if reading is not None and reading.hashrate else self.hashrate(window, now)
         return watts * max(0.0, measured) / rate, "nameplate"
 
     def nameplate(self) -> tuple[float | None, float | None]:

@@ -47,7 +47,7 @@ class SiteEconomicsView:
         prices = self._prices.for_rigs([rig.name for rig in live], now)
         powered, without_power = [], []
         for rig in live:
-            watts, _ = rig.power(now)
+            watts, _ = rig.power(now, window)
             if watts is None:
                 without_power.append(rig.name)
             else:
@@ -221,6 +221,7 @@ def to_json(snap: SiteEconomics) -> dict:
             "efficiency_joules_per_terahash": fleet.joules_per_terahash,
         },
         "ai_hosting_offer_usd_per_megawatt_day": snap.ai_hosting_usd_per_mw_day,
+        "rigs": [rig_fields(e) for e in sorted(snap.rigs, key=lambda e: (e.margin_usd_per_day, e.rig_id))],
         "rigs_without_power": list(snap.rigs_without_power),
         "curtailment": {
             "unprofitable": [rig_fields(e) for e in snap.unprofitable],
