@@ -59,12 +59,18 @@ async def test_demo_fleet_shows_in_metrics_api_and_table():
                if labels["result"] == "rejected" and value > 0]  # fmt: skip
     assert ("site.s21xp-03", "low_difficulty") in rejects  # the injected invalid submits
     assert summary["rigs"] == 5 and summary["rigs_up"] == 5 and summary["power_watts"] > 10_000
+    margins = {labels["rig"] for labels, _ in samples["fleetd_rig_margin_usd_per_day"]}
+    assert margins == set(power)
+    [(_, hashprice)] = samples["fleetd_hashprice_usd_per_petahash_day"]
+    assert hashprice == pytest.approx(1e15 * 86_400 / (1.4e14 * 2**32) * (3.125 + 0.025) * 77_000)  # about $35
 
     text_out = out.getvalue()
     assert "fleetd demo: 5 simulated rigs" in text_out and "/metrics" in text_out
     last_table = text_out.rsplit("height", 1)[1]
-    rows = re.findall(r"^  (site\.\S+)\s+yes\s", last_table, re.M)
-    assert sorted(rows) == sorted(power)
+    rows = re.findall(r"^  (site\.\S+)\s+yes\s.*\s(-?\$[\d.,]+)\s+\$0\.\d{3}$", last_table, re.M)
+    assert sorted(name for name, _ in rows) == sorted(power)  # every rig with its margin/day and breakeven
+    assert re.search(r"breakeven power price \$0\.\d{3}/kWh", last_table)
+    assert "next difficulty adjustment -4.31 % in 745 blocks" in last_table
 
 
 async def test_demo_without_root_runs_the_fleet_without_firmware_apis(monkeypatch):
