@@ -1,7 +1,8 @@
 """``fleetd bench telemetry`` (scrape part): /metrics for a site of N registered rigs.
 
 Every rig is fully populated (shares, three reject reasons, a poll with temperatures and
-fans, power) so each carries every per-rig series. The verdict is a ratio from the run:
+fans, power) so each carries every per-rig series, economics included (a site price, a
+rack on its own contract, a curtailment target). The verdict is a ratio from the run:
 the CPU share one scrape per 15 s interval costs the daemon's single core.
 """
 
@@ -13,10 +14,14 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
+from fleetd.config import parse
 from fleetd.rigs.models import CATALOGUE
 from fleetd.rigs.reading import RigReading
 from fleetd.rigs.registry import RigRegistry
+from fleetd.sources.demo import DemoChain
 from fleetd.telemetry.api import metrics_text
+from fleetd.telemetry import economics
+from fleetd.telemetry.economics import SiteEconomicsView
 
 SCRAPE_INTERVAL = 15.0  # seconds: a common Prometheus scrape_interval
 
@@ -28,6 +33,7 @@ class ScrapeResult:
     bytes: int
     seconds_median: float
     seconds_p90: float
+    economics_seconds_median: float  # of which the economics snapshot and its families
 
     @property
     def core_share(self) -> float:
@@ -55,17 +61,36 @@ def populated_registry(rigs: int, now: float) -> RigRegistry:
     return registry
 
 
+ECONOMICS = """
+[economics]
+btc_price_usd = 77000
+power_price_usd_per_kwh = 0.06
+fees_btc_per_block = 0.025
+curtail_target_kw = 500
+[[economics.power_override]]
+rigs = ["site.rig0*"]
+usd_per_kwh = 0.05
+"""
+
+
 def measure(rigs: int = 10_000, repeats: int = 7) -> ScrapeResult:
     now = time.time()
     registry, daemon = populated_registry(rigs, now), CollectorRegistry(auto_describe=False)
-    body = metrics_text(registry, daemon, now)  # exactly what the /metrics handler sends
-    times = []
+    view = SiteEconomicsView(parse(ECONOMICS).economics, registry, DemoChain())
+    body = metrics_text(registry, daemon, now, view.snapshot(now))  # exactly what the /metrics handler sends
+    times, economics_times = [], []
     for _ in range(repeats):
         started = time.process_time()
-        metrics_text(registry, daemon, now)
+        metrics_text(registry, daemon, now, view.snapshot(now))
         times.append(time.process_time() - started)
+        started = time.process_time()
+        economics.render(view.snapshot(now))
+        economics_times.append(time.process_time() - started)
     series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
-    return ScrapeResult(rigs, series, len(body), statistics.median(times), sorted(times)[int(0.9 * (repeats - 1))])
+    return ScrapeResult(
+        rigs, series, len(body), statistics.median(times), sorted(times)[int(0.9 * (repeats - 1))],
+        statistics.median(economics_times),
+    )  # fmt: skip
 
 
 def format_scrape(result: ScrapeResult) -> str:
@@ -75,6 +100,7 @@ def format_scrape(result: ScrapeResult) -> str:
             f"  series                                   {result.series:>12,}",
             f"  body                                     {result.bytes / 2**20:>12.1f} MiB",
             f"  CPU per scrape (median / p90)            {result.seconds_median:>12.3f} s / {result.seconds_p90:.3f} s",
+            f"  of which economics (snapshot + families) {result.economics_seconds_median:>12.3f} s",
             f"  CPU per rig                              {result.seconds_median / result.rigs * 1e6:>12.1f} µs",
             f"  one core's share at a {SCRAPE_INTERVAL:.0f} s scrape interval {result.core_share:>9.1%}",
         ]

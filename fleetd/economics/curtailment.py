@@ -68,7 +68,7 @@ class CurtailmentPlan:
 
 
 def curtail_for_reduction(
-    rigs: Sequence[RigEconomics], target_kw: float, *, max_units: int = 10_000
+    rigs: Sequence[RigEconomics], target_kw: float, *, max_units: int = 10_000, max_cells: int = 2_000_000
 ) -> CurtailmentPlan:
     """Rigs to switch off so that the power drawn falls by at least ``target_kw`` losing the least revenue.
 
@@ -76,6 +76,9 @@ def curtail_for_reduction(
     ``granularity_watts``: the gcd of the rigs' draws when they are whole watts (exact), coarsened
     so that the target is at most ``max_units`` units. A draw is counted rounded down to whole
     units, so the chosen set always reaches the target; the result is optimal when ``exact``.
+    When rigs x units exceeds ``max_cells`` (a large site, a large target) the table would cost
+    seconds of CPU, so the cheapest revenue per watt is taken first instead: then the plan
+    loses at most about one rig's revenue more than the optimum, and says ``exact=False``.
     """
     if not math.isfinite(target_kw) or target_kw < 0:
         raise ValueError(f"target_kw must be finite and >= 0, got {target_kw!r}")
@@ -107,6 +110,8 @@ def curtail_for_reduction(
         return plan(candidates, True, base, False)
 
     granularity = base * max(1, math.ceil(target_w / (base * max_units)))
+    if len(candidates) * math.ceil(target_w / granularity) > max_cells:
+        return plan(_cheapest_per_watt(rigs, candidates, target_w), False, granularity, True)
     exact = integral and all(rigs[i].watts % granularity == 0 for i in candidates)
     units_needed = math.ceil(target_w / granularity)
     # best[j]: least revenue lost reaching a counted reduction of >= j units (j capped at units_needed).
@@ -129,3 +134,18 @@ def curtail_for_reduction(
             chosen.append(i)
             j = max(0, j - min(int(rigs[i].watts // granularity), units_needed))
     return plan(chosen, exact, granularity, True)
+
+
+def _cheapest_per_watt(rigs: Sequence[RigEconomics], candidates: list[int], target_w: float) -> list[int]:
+    """Greedy cover: least revenue per watt first, then drop any rig the target does not need."""
+    chosen, reached = [], 0.0
+    for i in sorted(candidates, key=lambda i: (rigs[i].revenue_usd_per_day / rigs[i].watts, i)):
+        if reached >= target_w:
+            break
+        chosen.append(i)
+        reached += rigs[i].watts
+    for i in sorted(chosen, key=lambda i: -rigs[i].revenue_usd_per_day):  # costliest first
+        if reached - rigs[i].watts >= target_w:
+            chosen.remove(i)
+            reached -= rigs[i].watts
+    return chosen

@@ -167,7 +167,7 @@ class _Problems:
 
     def add(self, table: str, key: str, value: Any, why: str) -> None:
         shown = "" if value is None else f" = {value!r}"
-        self.problems.append(f"[{table}] {key}{shown}: {why}")
+        self.problems.append(f"[{table}]{' ' + key if key else ''}{shown}: {why}")
 
 
 def _number(p: _Problems, table: str, values: Mapping[str, Any], key: str, *, positive: bool = False) -> float | None:
@@ -227,6 +227,8 @@ def _schedule(p: _Problems, table: str, entries: Any) -> TouSchedule | None:
         try:
             at = dt.time.fromisoformat(entry.get("start")) if isinstance(entry.get("start"), str) else None
         except ValueError:
+            at = None
+        if at is not None and at.tzinfo is not None:  # the schedule's zone is [economics] timezone
             at = None
         if at is None:
             p.add(where, "start", entry.get("start"), 'must be a time of day "HH:MM"')

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 
 import pytest
 from hypothesis import given, settings
@@ -106,7 +107,20 @@ def test_coarse_granularity_still_reaches_the_target(rigs, fraction, max_units):
 
 def test_a_large_fleet_is_fast_enough():
     rigs = [econ(f"r{i}", 3000 + 250 * (i % 7), 5 + (i % 11) * 0.5) for i in range(1000)]
-    plan = curtail_for_reduction(rigs, 1000.0)  # 1 MW of about 3.5 MW
+    plan = curtail_for_reduction(rigs, 1000.0, max_cells=5_000_000)  # 1 MW of about 3.5 MW: 4,000 units
     assert plan.meets_target and plan.exact and plan.granularity_watts == 250
     assert plan.reduction_kw >= 1000
     assert not math.isinf(plan.lost_revenue_usd_per_day)
+
+
+def test_beyond_max_cells_the_cheapest_revenue_per_watt_goes_first_within_one_rig_of_optimal():
+    rng = random.Random(8)
+    rigs = [econ(f"r{i}", rng.choice((3000, 3500, 3650, 3450)), rng.uniform(4, 14)) for i in range(300)]
+    exact = curtail_for_reduction(rigs, 200.0)
+    greedy = curtail_for_reduction(rigs, 200.0, max_cells=1000)
+    assert exact.exact and not greedy.exact and greedy.meets_target and greedy.reduction_kw >= 200
+    worst_rig = max(r.revenue_usd_per_day for r in rigs)
+    assert exact.lost_revenue_usd_per_day <= greedy.lost_revenue_usd_per_day <= exact.lost_revenue_usd_per_day + worst_rig
+    # nothing in the greedy plan is surplus: dropping any rig misses the target
+    chosen = [r for r in rigs if r.rig_id in greedy.rig_ids]
+    assert all(sum(r.watts for r in chosen) - r.watts < 200_000 for r in chosen)
