@@ -320,10 +320,222 @@ def pool_daemon() -> dict:
                      panels, rig=False)
 
 
+# --------------------------------------------------------------------------- Economics
+
+USD = "currencyUSD"
+BTC = "currencyBTC"
+EPOCH_MS = "dateTimeAsIso"  # Grafana date units take milliseconds
+
+
+def thresholds(base: str, *steps: tuple[float, str]) -> dict:
+    """Grafana thresholds: base colour, then (value, colour) steps upwards."""
+    return {"mode": "absolute",
+            "steps": [{"color": base, "value": None}, *({"color": c, "value": v} for v, c in steps)]}  # fmt: skip
+
+
+RED_BELOW_ZERO = thresholds("red", (0, "green"))  # a margin
+NEUTRAL = thresholds("text")  # a figure that is neither good nor bad (Grafana's default turns red at 80)
+
+
+def _override(matcher: str, options: str, properties: dict) -> dict:
+    # Property ids with a dot (custom.axisPlacement) are passed as keyword arguments with __ for the dot.
+    return {"matcher": {"id": matcher, "options": options},
+            "properties": [{"id": k.replace("__", "."), "value": v} for k, v in properties.items()]}
+
+
+def by_ref(ref: str, **properties) -> dict:
+    """Field override for the fields of one query (refId)."""
+    return _override("byFrameRefID", ref, properties)
+
+
+def by_name(name: str, **properties) -> dict:
+    """Field override for one (table) column."""
+    return _override("byName", name, properties)
+
+
+def with_overrides(p: dict, *overrides: dict, **defaults) -> dict:
+    p["fieldConfig"]["overrides"] = list(overrides)
+    p["fieldConfig"]["defaults"].update(defaults)
+    return p
+
+
+def rig_value(metric: str) -> str:
+    """One value per rig. The (site, rig) grouping drops __name__ and scrape labels so table queries join."""
+    return f"max by (site, rig) ({metric}{{{RIGS}}})"
+
+
+def mapping(values: dict[str, tuple[str, str]]) -> list[dict]:
+    """Grafana value mappings: {value: (text, colour)}."""
+    options = {v: {"text": text, "color": color, "index": i} for i, (v, (text, color)) in enumerate(values.items())}
+    return [{"type": "value", "options": options}]
+
+
+STALE = mapping({"0": ("fresh", "green"), "1": ("STALE", "red")})
+CURTAIL = mapping({"0": ("run", "green"), "1": ("curtail", "red")})
+TABLE_HIDDEN = {"Time": True}  # site stays: on a central Prometheus rig names may repeat across sites
+
+
+def rig_table(title: str, columns: list[tuple[str, str, str]], *, sort: str, desc: bool = False,
+              mappings: dict[str, list[dict]] | None = None, only: str | None = None, **kw) -> dict:
+    """An instant table, one row per rig: columns are (header, expr, unit), merged on (site, rig).
+
+    only: the header of a 0/1 column; Grafana keeps the rows where it is 1 and hides it. Filtering
+    here rather than in PromQL keeps every query answering while no rig is flagged.
+    """
+    value_of = {header: f"Value #{ref}" for ref, (header, _, _) in zip("ABCDEFGH", columns)}
+    keep = [] if only is None else [{"id": "filterByValue", "options": {"type": "include", "match": "any", "filters": [
+        {"fieldName": value_of[only], "config": {"id": "equal", "options": {"value": 1}}}]}}]  # fmt: skip
+    t = panel("table", title, "none", [target(expr, instant=True, fmt="table") for _, expr, _ in columns],
+              options={"showHeader": True, "sortBy": [{"displayName": sort, "desc": desc}]},
+              transformations=[
+                  {"id": "merge", "options": {}},
+                  *keep,
+                  {"id": "organize", "options": {
+                      "excludeByName": {**TABLE_HIDDEN, **({value_of[only]: True} if only else {})},
+                      "renameByName": {v: k for k, v in value_of.items()}}},
+                  {"id": "sortBy", "options": {"sort": [{"field": sort, "desc": desc}]}},
+              ], **kw)  # fmt: skip
+    mappings = mappings or {}
+    columns_config = [by_name(header, unit=unit, **({"mappings": mappings[header]} if header in mappings else {}))
+                      for header, _, unit in columns]  # fmt: skip
+    return with_overrides(t, *columns_config)
+
+
+def economics() -> dict:
+    margin = rig_value("fleetd_rig_margin_usd_per_day")
+    jth = rig_value("fleetd_rig_efficiency_joules_per_terahash")
+    breakeven = rig_value("fleetd_rig_breakeven_power_price_usd_per_kwh")
+    rig_price = rig_value("fleetd_rig_power_price_usd_per_kwh")
+    recommended = "fleetd_rig_curtail_recommended"
+    for_target = "fleetd_rig_curtail_for_target"
+    panels = [
+        with_overrides(timeseries("Hashprice (per PH/s per day)", USD, [
+            target(f"fleetd_hashprice_usd_per_petahash_day{{{SITE}}}", "USD {{site}}"),
+            target(f"fleetd_hashprice_btc_per_petahash_day{{{SITE}}}", "BTC {{site}}"),
+        ], description="What a petahash per second of work earns in a day at the current difficulty, block "
+                       "reward and BTC price. The USD figure is absent while the BTC price is stale."),
+            by_ref("B", unit=BTC, custom__axisPlacement="right")),
+        with_overrides(timeseries("Network hash rate and difficulty", "Hs", [
+            target(f"fleetd_network_hashrate_hashes_per_second{{{SITE}}}", "network hash rate {{site}}"),
+            target(f"fleetd_network_difficulty{{{SITE}}}", "difficulty {{site}}"),
+        ], description="Network hash rate implied by the difficulty (difficulty x 2^32 / 600 s)."),
+            by_ref("B", unit="short", custom__axisPlacement="right")),
+        timeseries("Block reward", BTC, [
+            target(f"fleetd_block_reward_btc{{{SITE}}}", "reward {{site}}"),
+            target(f"fleetd_block_subsidy_btc{{{SITE}}}", "subsidy {{site}}"),
+            target(f"fleetd_block_fees_btc{{{SITE}}}", "fees ({{origin}}) {{site}}"),
+        ], w=8, description="Subsidy of the block being mined plus the average fees: from the block template, "
+                            "or the configured fees_btc_per_block when the source has no templates."),
+        with_overrides(timeseries("BTC price", USD, [
+            target(f"fleetd_btc_price_usd{{{SITE}}}", "{{origin}} {{site}}"),
+            target(f"fleetd_btc_price_stale{{{SITE}}}", "stale {{site}}"),
+        ], w=10, description="The price fleetd values revenue at. While the price is older than the feed's "
+                             "max_age_seconds it is withheld (a gap here); red bars mark the stale time."),
+            by_ref("B", unit="none", min=0, max=1, color={"mode": "fixed", "fixedColor": "red"},
+                   custom__axisPlacement="right", custom__drawStyle="bars", custom__fillOpacity=30)),
+        # No fleetd_btc_price_age_seconds here: a configured price has none (feed only), and every
+        # query must return data in the demo, which uses a configured price.
+        with_overrides(stat("BTC price now", USD, [
+            target(f"fleetd_btc_price_stale{{{SITE}}}", "{{site}}", instant=True),
+            target(f"fleetd_btc_price_usd{{{SITE}}}", "{{origin}} {{site}}", instant=True),
+        ], w=6, description="STALE: no fresh price, so USD revenue, margins and the curtailment advice are withheld "
+                            "(alert FleetdBtcPriceStale); the feed's age is fleetd_btc_price_age_seconds and in "
+                            "GET /api/v1/economics.",
+            options={"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "background", "graphMode": "none"}),
+            by_ref("A", unit="none", mappings=STALE), thresholds=thresholds("blue")),
+        timeseries("Fleet revenue vs power cost (USD/day)", USD, [
+            target(f"sum(fleetd_fleet_revenue_usd_per_day{{{SITE}}})", "revenue"),
+            target(f"sum(fleetd_fleet_power_cost_usd_per_day{{{SITE}}})", "power cost"),
+            target(f"sum(fleetd_fleet_margin_usd_per_day{{{SITE}}})", "margin"),
+        ], description="fleetd's whole-fleet figures for the selected sites (all rigs, whatever $rig selects), "
+                       "at the current power price: revenue at the pool-side hash rate, cost at the power drawn."),
+        timeseries("Margin per MW vs AI hosting offer (USD/MW/day)", USD, [
+            target(f"fleetd_fleet_margin_usd_per_megawatt_day{{{SITE}}}", "mining margin {{site}}"),
+            target(f"fleetd_ai_hosting_offer_usd_per_megawatt_day{{{SITE}}}", "AI hosting offer {{site}}"),
+        ], description="The fleet's margin per megawatt drawn, next to the configured ai_hosting_usd_per_mw_day: "
+                       "what the same power would earn hosting instead of mining."),
+        with_overrides(panel("bargauge", "Margin by rig, lowest 20 (USD/day)", USD, [
+            target(f"sort(bottomk(20, {margin}))", "{{rig}}", instant=True),
+        ], w=8, h=10, description="Revenue minus power cost of each rig at its own power price, worst first.",
+            options={"orientation": "horizontal", "displayMode": "gradient", "showUnfilled": True,
+                     "reduceOptions": {"calcs": ["lastNotNull"]}}), thresholds=RED_BELOW_ZERO),
+        timeseries("Breakeven vs power price (USD/kWh)", USD, [
+            target(f"fleetd_fleet_breakeven_power_price_usd_per_kwh{{{SITE}}}", "fleet breakeven {{site}}"),
+            target(f"fleetd_power_price_usd_per_kwh{{{SITE}}}", "site power price now {{site}}"),
+            target(f"min({breakeven})", "lowest rig breakeven (selected rigs)"),
+        ], w=16, h=10,
+            description="Breakeven: the power price at which revenue only just pays for the power. The site price "
+                        "follows the time-of-use schedule; a rig whose breakeven is below its own price loses money."),
+        rig_table("Rig economics", [
+            ("Margin", margin, USD),
+            ("Revenue", rig_value("fleetd_rig_revenue_usd_per_day"), USD),
+            ("Power cost", rig_value("fleetd_rig_power_cost_usd_per_day"), USD),
+            ("Breakeven", breakeven, USD),
+            ("Power price", rig_price, USD),
+            ("Headroom", f"{breakeven} - {rig_price}", USD),
+            ("J/TH", jth, JTH),
+            ("Advice", rig_value(recommended), "none"),
+        ], sort="Margin", w=24, h=10,
+            description="USD per day, and USD per kWh for breakeven, the rig's own power price (per-rig and group "
+                        "overrides) and headroom (breakeven minus price). Advice: curtail when the margin is negative.",
+            mappings={"Advice": CURTAIL}),
+        with_overrides(stat("Next difficulty adjustment", "none", [
+            target(f"fleetd_difficulty_adjustment_projected_ratio{{{SITE}}}", "projected change {{site}}",
+                   instant=True),
+            target(f"fleetd_difficulty_adjustment_blocks_remaining{{{SITE}}}", "blocks to go {{site}}", instant=True),
+            target(f"fleetd_difficulty_adjustment_estimated_timestamp_seconds{{{SITE}}} * 1000",
+                   "expected at {{site}}", instant=True),
+            target(f"fleetd_network_height{{{SITE}}}", "block being mined {{site}}", instant=True),
+        ], w=16, h=6, description="Projected from the epoch's block times so far: a negative change raises hashprice. "
+                                  "Shown once enough blocks of the epoch are known.",
+            options={"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "value", "graphMode": "none"}),
+            # Lower difficulty is good news for the miner: green below zero.
+            by_ref("A", unit="percentunit", decimals=2, thresholds=thresholds("green", (0, "orange"))),
+            by_ref("C", unit=EPOCH_MS), thresholds=NEUTRAL),
+        with_overrides(stat("Epoch blocks known", "none", [
+            target(f"fleetd_difficulty_epoch_blocks_known{{{SITE}}}", "{{origin}} {{site}}", instant=True),
+        ], w=8, h=6, description="Blocks of the current epoch the projection rests on: headers (bitcoind), observed "
+                                 "(blocks fleetd saw found) or modelled (the demo).",
+            options={"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "value", "graphMode": "none"}),
+            thresholds=NEUTRAL),
+        rig_table("Rigs to curtail: margin below zero", [
+            ("Margin", margin, USD),
+            ("J/TH", jth, JTH),
+            ("Breakeven", breakeven, USD),
+            ("Power price", rig_price, USD),
+            ("curtail", rig_value(recommended), "none"),
+        ], sort="Margin", only="curtail", w=10, h=8,
+            description="Rigs with fleetd_rig_curtail_recommended = 1: negative margin at their current power price. "
+                        "Empty when every rig pays its way. Same list: GET /api/v1/economics."),
+        with_overrides(stat("Curtailment target", "watt", [
+            target(f"fleetd_curtail_target_watts{{{SITE}}}", "target {{site}}", instant=True),
+            target(f"fleetd_curtail_plan_watts{{{SITE}}}", "plan sheds {{site}}", instant=True),
+            target(f"fleetd_curtail_plan_lost_revenue_usd_per_day{{{SITE}}}", "revenue lost/day {{site}}",
+                   instant=True),
+        ], w=4, h=8, description="The configured curtail_target_kw, the power the least-revenue-loss plan sheds, "
+                                 "and the revenue it gives up.",
+            options={"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "value", "graphMode": "none",
+                     "orientation": "horizontal"}),
+            by_ref("C", unit=USD), thresholds=NEUTRAL),
+        rig_table("Curtailment plan for the target", [
+            ("Revenue", rig_value("fleetd_rig_revenue_usd_per_day"), USD),
+            ("Power", rig_value("fleetd_rig_power_watts"), "watt"),
+            ("Margin", margin, USD),
+            ("in plan", rig_value(for_target), "none"),
+        ], sort="Power", desc=True, only="in plan", w=10, h=8,
+            description="Rigs with fleetd_rig_curtail_for_target = 1: the set to switch off to shed the target "
+                        "power while losing the least revenue."),
+    ]  # fmt: skip
+    return dashboard("fleetd-economics", "fleetd / Economics",
+                     "Hashprice, network, BTC price, revenue, power cost and margin per rig and fleet, breakeven "
+                     "power price, difficulty projection and curtailment.", panels)
+
+
 DASHBOARDS = {
     "fleet-overview.json": fleet_overview,
     "rig-detail.json": rig_detail,
     "pool-daemon.json": pool_daemon,
+    "economics.json": economics,
 }
 
 

@@ -22,7 +22,7 @@ from fleetd import log as logging
 from fleetd.config import Config, HostPort
 from fleetd.economics.prices import TouSchedule
 from fleetd.economics.profitability import RigEconomics
-from fleetd.economics.settings import EconomicsConfig
+from fleetd.economics.settings import EconomicsConfig, PowerOverride
 from fleetd.economics.site import SiteEconomics
 from fleetd.sim.fleet import Fleet, FleetConfig
 from fleetd.sim.fleet_faults import parse_fault
@@ -32,10 +32,12 @@ DEFAULT_RIGS = 20
 # One or two rigs misbehave, so the table and the alerts have something to show.
 DEFAULT_FAULTS = ("3:invalid=0.15", "7:overheat=25@20")
 TABLE_EVERY = 5.0
-# Prices of the situation the demo shows: hashprice about $35/PH/day at ~1 ZH/s, and a power
-# price at which the S19 XPs (21.5 J/TH, breakeven about $0.068/kWh) run at a loss.
+# Prices of the situation the demo shows: hashprice about $35/PH/day at ~1 ZH/s, power at
+# $0.075/kWh, and the S19 XPs (21.5 J/TH, breakeven about $0.068/kWh) on an older hall's
+# $0.09 contract, where they clearly run at a loss.
 DEMO_ECONOMICS = EconomicsConfig(
     power_schedule=TouSchedule.flat(0.075),
+    overrides=(PowerOverride(("*.s19xp-*",), TouSchedule.flat(0.09)),),
     btc_price_usd=77_000.0,
     fees_btc_per_block=0.025,
     ai_hosting_usd_per_mw_day=2_500.0,

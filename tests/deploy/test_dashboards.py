@@ -62,7 +62,7 @@ def _queries(dashboard: dict):
 
 def test_dashboards_exist():
     names = {p.name for p in DASHBOARDS}
-    assert {"fleet-overview.json", "rig-detail.json", "pool-daemon.json"} <= names
+    assert {"fleet-overview.json", "rig-detail.json", "pool-daemon.json", "economics.json"} <= names
 
 
 def test_dashboards_match_generator():
