@@ -129,9 +129,7 @@ async def _stratum_and_source(app: web.Application):
         yield
     finally:
         await server.stop()
-        source_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await source_task
+        await _cancel(source_task)
 
 
 RIG_UPKEEP_SECONDS = 5.0  # how often new rig IPs reach the poller and gone rigs are retired
@@ -166,9 +164,7 @@ async def _rig_upkeep(app: web.Application):
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await _cancel(task)
         if poller is not None:
             await poller.stop()
 
@@ -192,9 +188,13 @@ async def _price_feed(app: web.Application):
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await _cancel(task)
+
+
+async def _cancel(task: asyncio.Task) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _upkeep_loop(rigs: RigRegistry, poller, log) -> None:

@@ -191,10 +191,7 @@ def _price_feed(p: _Problems, values: Any) -> PriceFeedConfig | None:
         p.add("economics", "price_feed", values, "must be an [economics.price_feed] table")
         return None
     start = len(p.problems)
-    known = {"url", "json_path", "interval_seconds", "timeout_seconds", "max_age_seconds"}
-    for key in values:
-        if key not in known:
-            p.add(table, key, None, f"unknown key (known: {', '.join(sorted(known))})")
+    _unknown_keys(p, table, values, ("url", "json_path", "interval_seconds", "timeout_seconds", "max_age_seconds"))
     url, path = values.get("url"), values.get("json_path")
     if not isinstance(url, str) or not re.match(r"^https?://[^/\s]+", url):
         p.add(table, "url", url, "must be an http:// or https:// URL")
@@ -221,9 +218,7 @@ def _schedule(p: _Problems, table: str, entries: Any) -> TouSchedule | None:
     parsed = []
     for n, entry in enumerate(entries, start=1):
         where = f"{table} #{n}"
-        for key in entry:
-            if key not in ("start", "usd_per_kwh", "weekdays"):
-                p.add(where, key, None, "unknown key (known: start, usd_per_kwh, weekdays)")
+        _unknown_keys(p, where, entry, ("start", "usd_per_kwh", "weekdays"))
         try:
             at = dt.time.fromisoformat(entry.get("start")) if isinstance(entry.get("start"), str) else None
         except ValueError:
@@ -247,6 +242,12 @@ def _schedule(p: _Problems, table: str, entries: Any) -> TouSchedule | None:
         return None
 
 
+def _unknown_keys(p: _Problems, where: str, values: Mapping[str, Any], known: tuple[str, ...]) -> None:
+    for key in values:
+        if key not in known:
+            p.add(where, key, None, f"unknown key (known: {', '.join(known)})")
+
+
 def _weekdays(p: _Problems, where: str, days: Any) -> frozenset[int] | None:
     names = [d.lower()[:3] if isinstance(d, str) else d for d in days] if isinstance(days, list) else None
     if not names or not all(n in WEEKDAYS for n in names):
@@ -265,9 +266,7 @@ def _overrides(p: _Problems, entries: Any) -> tuple[PowerOverride, ...]:
     overrides = []
     for n, entry in enumerate(entries, start=1):
         where = f"{table} #{n}"
-        for key in entry:
-            if key not in ("rigs", "usd_per_kwh", "schedule"):
-                p.add(where, key, None, "unknown key (known: rigs, usd_per_kwh, schedule)")
+        _unknown_keys(p, where, entry, ("rigs", "usd_per_kwh", "schedule"))
         rigs = entry.get("rigs")
         if not isinstance(rigs, list) or not rigs or not all(isinstance(r, str) and r for r in rigs):
             p.add(where, "rigs", rigs, 'must be a list of worker names or globs, e.g. ["acct.rack7-*"]')

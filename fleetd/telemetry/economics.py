@@ -93,7 +93,7 @@ SITE_FAMILIES = (
     ("fleetd_curtail_plan_watts", "Power the planned rigs draw: switching them off sheds this much."),
     ("fleetd_curtail_plan_lost_revenue_usd_per_day", "Revenue per day the planned rigs earn: the least any plan meeting the target loses."),
 )  # fmt: skip
-RIG_FAMILIES = (
+RIG_FAMILIES = (  # in the order render() lists each rig's figures
     ("fleetd_rig_revenue_usd_per_day", "Expected revenue per day at the rig's pool-side hash rate."),
     ("fleetd_rig_power_cost_usd_per_day", "Power cost per day at the rig's watts and power price."),
     ("fleetd_rig_margin_usd_per_day", "Revenue minus power cost per day."),
@@ -154,17 +154,13 @@ def render(snap: SiteEconomics) -> str:
     planned = set(plan.rig_ids) if plan is not None else set()
     for e in snap.rigs:
         label = f'rig="{escape(e.rig_id)}"'
-        per_rig["fleetd_rig_revenue_usd_per_day"].append(f"fleetd_rig_revenue_usd_per_day{{{label}}} {value(e.revenue_usd_per_day)}\n")
-        per_rig["fleetd_rig_power_cost_usd_per_day"].append(f"fleetd_rig_power_cost_usd_per_day{{{label}}} {value(e.power_cost_usd_per_day)}\n")
-        per_rig["fleetd_rig_margin_usd_per_day"].append(f"fleetd_rig_margin_usd_per_day{{{label}}} {value(e.margin_usd_per_day)}\n")
-        if e.breakeven_usd_per_kwh is not None:
-            per_rig["fleetd_rig_breakeven_power_price_usd_per_kwh"].append(
-                f"fleetd_rig_breakeven_power_price_usd_per_kwh{{{label}}} {value(e.breakeven_usd_per_kwh)}\n"
-            )
-        per_rig["fleetd_rig_power_price_usd_per_kwh"].append(f"fleetd_rig_power_price_usd_per_kwh{{{label}}} {value(e.usd_per_kwh)}\n")
-        per_rig["fleetd_rig_curtail_recommended"].append(f"fleetd_rig_curtail_recommended{{{label}}} {int(e.rig_id in losing)}\n")
-        if plan is not None:
-            per_rig["fleetd_rig_curtail_for_target"].append(f"fleetd_rig_curtail_for_target{{{label}}} {int(e.rig_id in planned)}\n")
+        figures = (
+            e.revenue_usd_per_day, e.power_cost_usd_per_day, e.margin_usd_per_day, e.breakeven_usd_per_kwh,
+            e.usd_per_kwh, int(e.rig_id in losing), int(e.rig_id in planned) if plan is not None else None,
+        )  # fmt: skip
+        for (name, _), number in zip(RIG_FAMILIES, figures):
+            if number is not None:
+                per_rig[name].append(f"{name}{{{label}}} {value(number)}\n")
     out = []
     for families, lines in ((SITE_FAMILIES, site), (RIG_FAMILIES, per_rig)):
         for name, help_text in families:
