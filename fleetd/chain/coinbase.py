@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .byteorder import HASH_SIZE
-from .serialize import Transaction, parse_transaction, write_compact_size
+from .serialize import (
+    COINBASE_PREV_INDEX,
+    COINBASE_PREV_TXID,
+    Transaction,
+    parse_transaction,
+    read_compact_size,
+    write_compact_size,
+)
 
 BIP34_VERSION = 2  # BIP34: blocks of this version or later start the coinbase scriptSig with the height
 MAX_HEIGHT = 0x7FFFFFFF  # Bitcoin Core keeps heights in an int
@@ -58,6 +65,30 @@ def bip34_height(script_sig: bytes) -> int | None:
     else:
         return None
     return height if script_sig.startswith(encode_height(height)) else None
+
+
+_NULL_PREVOUT = COINBASE_PREV_TXID + COINBASE_PREV_INDEX.to_bytes(4, "little")
+_SCRIPTSIG_LENGTH_AT = 4 + 1 + len(_NULL_PREVOUT)  # after version, input count (1) and the null prevout
+
+
+def coinb1_height(coinb1: bytes) -> int | None:
+    """The BIP34 height in a Stratum coinb1, or None when it cannot be read.
+
+    coinb1 is the non-witness coinbase cut inside its scriptSig: version, input count 1,
+    the null prevout, the scriptSig length, then the scriptSig up to the extranonce, which
+    starts with the height push. Pools send what they like, so anything else (another
+    layout, a push running past coinb1 or the scriptSig, a non-minimal number) is None,
+    never an exception.
+    """
+    if not isinstance(coinb1, (bytes, bytearray)) or len(coinb1) <= _SCRIPTSIG_LENGTH_AT:
+        return None
+    if coinb1[4] != 1 or coinb1[5:_SCRIPTSIG_LENGTH_AT] != _NULL_PREVOUT:
+        return None
+    try:
+        length, start = read_compact_size(coinb1, _SCRIPTSIG_LENGTH_AT)
+    except ValueError:  # non-canonical length
+        return None
+    return bip34_height(bytes(coinb1[start : start + length]))
 
 
 def scriptsig_span(coinbase: Transaction) -> tuple[int, int]:

@@ -110,6 +110,11 @@ class NetworkState:
     fees_btc_per_block: float | None = None  # averaged from templates; None: not known to the source
     block_times_seconds: tuple[float, ...] = ()
     block_times_origin: str = "observed"  # "headers" | "observed" | "modelled"
+    subsidy_btc: float | None = None  # None: mainnet's schedule at ``height`` (a test chain halves sooner)
+
+    @property
+    def block_subsidy_btc(self) -> float:
+        return block_subsidy_btc(self.height) if self.subsidy_btc is None else self.subsidy_btc
 
     @property
     def tip_height(self) -> int:

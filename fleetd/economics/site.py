@@ -14,7 +14,6 @@ from fleetd.economics.curtailment import CurtailmentPlan, RigPower, curtail_for_
 from fleetd.economics.network import (
     DifficultyProjection,
     NetworkState,
-    block_subsidy_btc,
     network_hashrate_hashes_per_second,
     projected_difficulty_change,
 )
@@ -89,7 +88,7 @@ def site_economics(
     subsidy = fees = fees_origin = hashrate = hashprice_btc = projection = None
     if network is not None and network.difficulty > 0:
         hashrate = network_hashrate_hashes_per_second(network.difficulty)
-        subsidy = block_subsidy_btc(network.height)
+        subsidy = network.block_subsidy_btc
         if network.fees_btc_per_block is not None:
             fees, fees_origin = network.fees_btc_per_block, "template"
         elif configured_fees_btc is not None:

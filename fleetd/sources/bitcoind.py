@@ -13,6 +13,11 @@ the server. New blocks are noticed by whichever path is first:
 A new prevhash is published at once with ``clean_jobs=True``. Each path logs what it saw
 and how long the node took.
 
+For the economics, ``network_state()`` reports the template's difficulty and height, the
+fees of recent templates, and the header timestamps of the tip's retarget epoch, which a
+background task reads with ``getblockheader`` (the whole epoch at start-up, then one call
+per new tip) without ever holding up a job.
+
 A solved share becomes a block submitted at once; a transient failure (node down, slow,
 busy) is retried until the node answers or its tip has moved past the block's parent.
 
@@ -45,7 +50,14 @@ from fleetd.chain.byteorder import U32_MAX, hash_from_display, hash_to_display, 
 from fleetd.chain.coinbase import MAX_HEIGHT
 from fleetd.chain.hashes import sha256d
 from fleetd.chain.serialize import TxOut
-from fleetd.chain.target import bits_to_target
+from fleetd.chain.target import bits_to_difficulty, bits_to_target
+from fleetd.economics.network import (
+    INITIAL_SUBSIDY_SATS,
+    SATS_PER_BTC,
+    NetworkState,
+    block_subsidy_sats,
+    epoch_start_height,
+)
 from fleetd.shares.job import Job
 
 from .base import BlockOutcome, ExtranonceLayout, Publish, SolvedBlock, SourceHealth
@@ -63,6 +75,12 @@ OUTAGE_LOG_INTERVAL = 60.0  # seconds between reminders that the node is still o
 SUBMIT_TIMEOUT_FLOOR = 30.0  # a full block can take the node seconds to validate
 SUBMIT_RETRY_CAP = 5.0  # seconds: retries back off to this, so a returning node gets the block at once
 ZMQ_TOPIC = b"hashblock"
+# Fees per block: the last template of each of the last 6 heights (about an hour), the current
+# one included; the last template before a block is the closest fleetd gets to what it paid,
+# and an hour smooths one lucky block without lagging far behind the mempool.
+FEE_WINDOW_BLOCKS = 6
+REGTEST_HALVING_INTERVAL = 150  # Core's regtest; every other chain halves every 210,000 blocks
+HEADERS_RETRY_CAP = 60.0  # seconds: a failing header walk backs off to this
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[object]]
@@ -294,6 +312,50 @@ def template_request(longpollid: str | None = None) -> dict:
     return request
 
 
+class HeaderError(ValueError):
+    """A getblockheader answer that does not describe the block asked for."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHeader:
+    """What the epoch's block times need of one block header (hashes in internal order)."""
+
+    hash: bytes
+    prevhash: bytes  # all zero for the genesis block
+    height: int
+    time: int  # the header timestamp, unix seconds
+
+
+def parse_block_header(result: object, block_hash: bytes, height: int) -> ChainHeader:
+    """A verbose getblockheader result for ``block_hash``, expected at ``height``; HeaderError otherwise."""
+    if not isinstance(result, dict):
+        raise HeaderError(f"getblockheader returned {type(result).__name__}, not an object")
+    try:
+        answered = hash_from_display(result.get("hash"))
+        prevhash = result.get("previousblockhash")
+        # Core leaves previousblockhash out for the genesis block only.
+        prevhash = bytes(32) if prevhash is None and height == 0 else hash_from_display(prevhash)
+    except ValueError as exc:
+        raise HeaderError(f"getblockheader: {exc}") from None
+    if answered != block_hash:
+        raise HeaderError(f"getblockheader answered for {hash_to_display(answered)}, not {hash_to_display(block_hash)}")
+    got_height, header_time = result.get("height"), result.get("time")
+    if isinstance(got_height, bool) or got_height != height:
+        raise HeaderError(f"getblockheader: block {hash_to_display(block_hash)} is at height {got_height!r}, "
+                          f"expected {height}")  # fmt: skip
+    if isinstance(header_time, bool) or not isinstance(header_time, int) or not 0 <= header_time <= U32_MAX:
+        raise HeaderError(f"getblockheader time must be an integer from 0 to {U32_MAX}, got {header_time!r}")
+    return ChainHeader(block_hash, prevhash, height, header_time)
+
+
+def block_subsidy_on(chain: str | None, height: int) -> int:
+    """The subsidy (satoshis) of the block at ``height`` on the chain Core names ``chain``."""
+    if chain == "regtest":
+        halvings = height // REGTEST_HALVING_INTERVAL
+        return INITIAL_SUBSIDY_SATS >> halvings if halvings < 64 else 0
+    return block_subsidy_sats(height)
+
+
 def _field_int(gbt: dict, key: str, low: int, high: int) -> int:
     value = gbt.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -379,6 +441,11 @@ class BitcoindSource:
         self._submitting = 0
         self._updates: Counter[str] = Counter()  # templates published, by the path that found them
         self._block_results: Counter[str] = Counter()  # submitblock outcomes by reason
+        self._block_fees: dict[int, int] = {}  # height -> fees (sats) in the latest template for it
+        self._headers: dict[int, ChainHeader] = {}  # the tip's epoch as read so far, by height
+        self._headers_changed = 0  # bumped with every header read, for the block-times memo
+        self._times_memo: tuple[bytes, int, tuple[float, ...]] | None = None  # tip, _headers_changed, times
+        self._tip_moved = asyncio.Event()  # wakes the header walk
 
     # -- the JobSource interface -------------------------------------------------------
 
@@ -399,6 +466,7 @@ class BitcoindSource:
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._poll_loop(), name="bitcoind-poll")
+                tasks.create_task(self._headers_loop(), name="bitcoind-headers")
                 if config.longpoll:
                     tasks.create_task(self._longpoll_loop(), name="bitcoind-longpoll")
                 if config.zmq:
@@ -451,6 +519,45 @@ class BitcoindSource:
         if self._publish is None:
             up, detail = False, "not running; " + detail
         return SourceHealth(self.kind, up, self._last_job_time, detail)
+
+    # -- NetworkReporting ----------------------------------------------------------------
+
+    def network_state(self) -> NetworkState | None:
+        """The current template's difficulty and height, recent fees, and the epoch's header times.
+
+        The block times are those read so far that run unbroken from the template's parent
+        back towards the epoch start: all of the epoch once the header walk is done, fewer
+        (or none) while it is still going.
+        """
+        template = self._current
+        if template is None:
+            return None
+        try:
+            difficulty = bits_to_difficulty(template.block.nbits)
+        except ValueError:  # a zero target: no difficulty to speak of
+            return None
+        fees = self._block_fees
+        fees_btc = sum(fees.values()) / len(fees) / SATS_PER_BTC if fees else None
+        times = self._epoch_times(template.prevhash, template.height - 1)
+        subsidy_btc = block_subsidy_on(self._chain, template.height) / SATS_PER_BTC
+        return NetworkState(difficulty, template.height, fees_btc, times, "headers", subsidy_btc)
+
+    def _epoch_times(self, tip_hash: bytes, tip_height: int) -> tuple[float, ...]:
+        memo = self._times_memo
+        if memo is not None and memo[0] == tip_hash and memo[1] == self._headers_changed:
+            return memo[2]
+        times: list[float] = []
+        expected, height = tip_hash, tip_height
+        start = epoch_start_height(tip_height)
+        while height >= start:
+            header = self._headers.get(height)
+            if header is None or header.hash != expected:
+                break
+            times.append(float(header.time))
+            expected, height = header.prevhash, height - 1
+        result = tuple(reversed(times))
+        self._times_memo = (tip_hash, self._headers_changed, result)
+        return result
 
     # -- read-only views ----------------------------------------------------------------
 
@@ -562,6 +669,66 @@ class BitcoindSource:
                     continue  # an older view than a fetch that finished first
                 self._apply(template, "longpoll", detected=returned, longpoll_wait_ms=_ms(returned - started))
 
+    async def _headers_loop(self) -> None:
+        """Keep the tip's epoch of headers read; failures are logged and retried, never fatal."""
+        failures = 0
+        while True:
+            await self._tip_moved.wait()
+            self._tip_moved.clear()
+            try:
+                await self._read_headers()
+            except Exception as exc:  # RpcFailure, HeaderError, or a bug: none may end the source
+                failures += 1
+                retry_in = min(HEADERS_RETRY_CAP, self.config.poll_interval_seconds * 2 ** min(failures - 1, 16))
+                fields = {"error": f"{type(exc).__name__}: {exc}", "retry_in": retry_in, "failures": failures}
+                if not isinstance(exc, (RpcFailure, HeaderError)):
+                    self.log.exception("epoch_headers_error", **fields)
+                elif failures == 1:
+                    self.log.warning("epoch_headers_failed", **fields)
+                else:
+                    self.log.debug("epoch_headers_failed", **fields)
+                self._tip_moved.set()  # try again after the pause, from whatever the tip is then
+                await self._sleep(retry_in)
+                continue
+            if failures:
+                self.log.info("epoch_headers_recovered", failures=failures)
+                failures = 0
+
+    async def _read_headers(self) -> None:
+        """Walk back from the tip via previousblockhash to the epoch start, asking only for headers not yet read.
+
+        At start-up that is up to 2016 calls, one at a time; after that one per new tip (more
+        after a reorg, down to the fork). What each call brings is kept at once, so a walk cut
+        short by a failure or a new tip resumes where it stopped.
+        """
+        template = self._current
+        if template is None:
+            return
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        tip_hash, tip_height = template.prevhash, template.height - 1
+        start = epoch_start_height(tip_height)
+        headers = self._headers
+        for height in [h for h in headers if not start <= h <= tip_height]:
+            del headers[height]  # an earlier epoch, or above a reorg's new tip
+        expected, height, calls = tip_hash, tip_height, 0
+        while height >= start:
+            current = self._current
+            if current is None or current.prevhash != tip_hash:
+                return  # a newer tip: the loop starts again from it
+            header = headers.get(height)
+            if header is None or header.hash != expected:
+                result = await self._rpc.call("getblockheader", [hash_to_display(expected), True])
+                calls += 1
+                header = parse_block_header(result, expected, height)
+                headers[height] = header
+                self._headers_changed += 1
+            expected, height = header.prevhash, height - 1
+        if calls:
+            log = self.log.info if calls > 1 else self.log.debug
+            log("epoch_headers_read", tip_height=tip_height, blocks=tip_height - start + 1, calls=calls,
+                elapsed_ms=_ms(loop.time() - started))  # fmt: skip
+
     async def _zmq_loop(self) -> None:
         loop = asyncio.get_running_loop()
         context = zmq.asyncio.Context()  # ours alone: no process-wide instance()
@@ -670,6 +837,9 @@ class BitcoindSource:
         self._fetched_at = self._clock()
         self._expired_logged = False
         self._have_template.set()
+        self._note_fees(template)
+        if new_tip:
+            self._tip_moved.set()
         job = self._emit(clean=new_tip)
         self._updates[trigger] += 1
         loop = asyncio.get_running_loop()
@@ -685,6 +855,14 @@ class BitcoindSource:
             latency_ms=_ms(loop.time() - detected),
             **timing,
         )
+
+    def _note_fees(self, template: NodeTemplate) -> None:
+        fees = self._block_fees
+        height = template.height
+        for stale in [h for h in fees if not height - FEE_WINDOW_BLOCKS < h <= height]:
+            del fees[stale]  # too old, or above a reorg's new tip
+        # Never below zero: a node paying less than the subsidy has no fees to report.
+        fees[height] = max(0, template.coinbasevalue - block_subsidy_on(self._chain, height))
 
     def _emit(self, clean: bool) -> Job | None:
         template = self._current

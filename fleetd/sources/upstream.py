@@ -35,8 +35,10 @@ from dataclasses import dataclass, fields, replace
 from fleetd import __version__
 from fleetd import log as logging
 from fleetd.chain.byteorder import U32_MAX, hash_to_display
-from fleetd.chain.coinbase import bip34_height
-from fleetd.chain.target import bits_to_target, difficulty_to_target
+from fleetd.chain.coinbase import coinb1_height
+from fleetd.chain.target import bits_to_difficulty, bits_to_target, difficulty_to_target
+from fleetd.economics.epoch import EpochBlockTimes
+from fleetd.economics.network import NetworkState
 from fleetd.shares.job import Job
 from fleetd.stratum.client import (
     AuthorizeAnswered,
@@ -237,6 +239,14 @@ class _JobRef:
     network_target: int  # a share meeting it is a block candidate
     padding: int  # zero bytes before the rig prefix in the upstream extranonce2
     extranonce2_size: int  # the upstream extranonce2 size for this job
+
+
+@dataclass(frozen=True, slots=True)
+class _ChainView:
+    """What the latest published job says of the network (None: unreadable)."""
+
+    difficulty: float | None  # from the job's nbits
+    height: int | None  # the block being mined, from the BIP34 push in coinb1
 
 
 # --- one upstream connection -----------------------------------------------------------------------
@@ -498,6 +508,10 @@ class UpstreamSource:
         self._last_job_time: float | None = None
         self._last_job_at: float | None = None  # loop time
         self._withdrawn = False
+        self._chain_view: _ChainView | None = None  # None before the first job
+        self._tip: tuple[_Link, bytes] | None = None  # the session and prevhash of the latest job
+        self._epoch = EpochBlockTimes()  # arrival times of new-prevhash jobs, by tip height
+        self._unreadable_pools: set[str] = set()  # warned about: their jobs do not say the network
         self.failovers = 0
         self.forwarded = self.accepted = 0
         self.accepted_work = 0.0
@@ -543,6 +557,20 @@ class UpstreamSource:
         errors = "; ".join(f"{p.url}: {p.last_error or 'not tried yet'}" for p in self._pools)
         state = "work withdrawn" if self._withdrawn else "rigs keep the last job"
         return SourceHealth(self.kind, False, self._last_job_time, f"no upstream pool ({state}); {errors}")
+
+    # -- NetworkReporting -------------------------------------------------------------------------
+
+    def network_state(self) -> NetworkState | None:
+        """Difficulty from the pool's nbits, height from its coinbase, block times as fleetd saw them.
+
+        Fees are None: a pool's coinb2 pays what the pool decides, not what the block earns.
+        """
+        view = self._chain_view
+        if view is None or view.difficulty is None or view.height is None:
+            return None
+        epoch = self._epoch
+        times = epoch.times() if epoch.tip_height == view.height - 1 else ()
+        return NetworkState(view.difficulty, view.height, None, times, "observed")
 
     # -- ForwardingSource ---------------------------------------------------------------------------
 
@@ -640,9 +668,10 @@ class UpstreamSource:
         padding = session.extranonce2_size - self.config.prefix_size - self._layout.extranonce2_size
         self._job_counter = (self._job_counter + 1) & 0xFFFFFFFF
         job_id = f"{self._job_counter:08x}"
+        height = self._observe_chain(link, job)
         rig_job = replace(
             job, job_id=job_id, coinb1=job.coinb1 + session.extranonce1 + bytes(padding),
-            clean_jobs=clean, height=_height(job.coinb1),
+            clean_jobs=clean, height=height,
         )  # fmt: skip
         self._jobs[job_id] = _JobRef(link, job.job_id, difficulty, job.version, _network_target(job.nbits), padding,
                                      session.extranonce2_size)  # fmt: skip
@@ -656,6 +685,37 @@ class UpstreamSource:
                 self._publish(rig_job)
             except Exception:  # a job the server refuses must not take the pool connection down
                 link.log.exception("job_publish_failed", upstream_job_id=job.job_id)
+
+    def _observe_chain(self, link: _Link, job: Job) -> int | None:
+        """Note the network the job is for; its height (None when coinb1 has no readable one)."""
+        height = coinb1_height(job.coinb1)
+        if height is not None and height < 1:  # nobody mines the genesis block: a misread
+            height = None
+        try:
+            difficulty = bits_to_difficulty(job.nbits)
+        except ValueError:
+            difficulty = None
+        self._chain_view = _ChainView(difficulty, height)
+        pool = str(link.url)
+        if difficulty is None or height is None:
+            if pool not in self._unreadable_pools:  # once, not per job, until its jobs read again
+                self._unreadable_pools.add(pool)
+                link.log.warning(
+                    "upstream_network_unreadable", nbits=f"{job.nbits:08x}", height=height,
+                    coinb1=job.coinb1[:48].hex(), upstream_job_id=job.job_id,
+                )  # fmt: skip
+        else:
+            self._unreadable_pools.discard(pool)
+        tip = self._tip
+        if tip is None or tip[1] != job.prevhash:
+            if tip is not None and tip[0] is link and height is not None:
+                self._epoch.record(height - 1, self._clock())
+            else:
+                # The first job, one a new session brings, or one we cannot place: when that block
+                # came is unknown, so the run of times starts again from the next one seen arriving.
+                self._epoch = EpochBlockTimes()
+        self._tip = (link, job.prevhash)
+        return height
 
     def extranonce_changed(self, link: _Link) -> None:
         """mining.set_extranonce on the active session: applies from its next job."""
@@ -876,17 +936,6 @@ class UpstreamSource:
                 context.verify_mode = ssl.CERT_NONE
             self._tls = context
         return self._tls
-
-
-def _height(coinb1: bytes) -> int | None:
-    """The BIP34 height at the start of the coinbase scriptSig, when coinb1 reaches it (for logs)."""
-    # version 4, input count 1, prevout 36, then a one-byte scriptSig length in practice
-    if len(coinb1) < 43 or coinb1[41] >= 0xFD:
-        return None
-    try:
-        return bip34_height(coinb1[42:])
-    except (IndexError, ValueError):
-        return None
 
 
 def _network_target(nbits: int) -> int:

@@ -4,7 +4,9 @@ It answers as Core does: getblocktemplate with Core's field set (real transactio
 real txids, wtxids, depends and weights; default_witness_commitment; longpollid that
 waits), submitblock that checks the block the way consensus would (header hash against
 the target, merkle root, BIP34 height, coinbase amount, BIP141 witness commitment) and
-returns null or a BIP22 reason, getbestblockhash, getblockchaininfo. Replies follow the
+returns null or a BIP22 reason, getbestblockhash, getblockchaininfo, getblockheader and
+getblockhash over a chain of real 80-byte headers with realistic timestamps (the whole
+retarget epoch of the tip, and a few blocks of the one before). Replies follow the
 request's JSON-RPC version: 1.x gets ``result``/``error``/``id`` with HTTP 500 (404 for
 an unknown method) on errors, 2.0 gets HTTP 200 with ``result`` or ``error``.
 
@@ -22,7 +24,10 @@ import asyncio
 import base64
 import hashlib
 import json
+import random
 import secrets
+import statistics
+import struct
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -40,12 +45,18 @@ COOKIE_USER = "__cookie__"
 COINBASE_PREVOUT = (bytes(32), 0xFFFFFFFF)
 WITNESS_HEADER = bytes.fromhex("aa21a9ed")
 HALVING = 150  # regtest
+MAINNET_HALVING = 210_000  # every other chain
+RETARGET = 2016
+EARLIER_EPOCH_BLOCKS = 16  # headers kept from before the tip's epoch: a walk must stop at the epoch start
 METHOD_ARGS = {  # Core's parameter names, for named-parameter calls
     "getblocktemplate": ("template_request",),
     "submitblock": ("hexdata", "dummy"),
     "getbestblockhash": (),
     "getblockchaininfo": (),
+    "getblockheader": ("blockhash", "verbose"),
+    "getblockhash": ("height",),
 }
+_HEADER = struct.Struct("<I32s32sIII")
 SEGWIT_RULE_ERROR = 'getblocktemplate must be called with the segwit rule set (call with {"rules": ["segwit"]})'
 
 
@@ -77,8 +88,36 @@ def height_push(height: int) -> bytes:
     return bytes((len(number),)) + number
 
 
-def subsidy(height: int) -> int:
-    return (50 * 100_000_000) >> (height // HALVING) if height // HALVING < 64 else 0
+def subsidy(height: int, interval: int = HALVING) -> int:
+    return (50 * 100_000_000) >> (height // interval) if height // interval < 64 else 0
+
+
+@dataclass(frozen=True)
+class FakeHeader:
+    raw: bytes  # the 80-byte header
+    height: int
+
+    @property
+    def hash(self) -> bytes:
+        return dsha(self.raw)
+
+    @property
+    def prevhash(self) -> bytes:
+        return self.raw[4:36]
+
+    @property
+    def time(self) -> int:
+        return _HEADER.unpack(self.raw)[3]
+
+
+def realistic_times(count: int, last: int, seed: int) -> list[int]:
+    """``count`` header timestamps ending near ``last``: exponential gaps averaging 600 s, and
+    the few-minute jitter miners' clocks add, so a timestamp is sometimes below its parent's."""
+    rng = random.Random(seed)
+    steady = [last]
+    for _ in range(count - 1):
+        steady.append(steady[-1] - max(1, round(rng.expovariate(1 / 600))))
+    return [t + rng.randint(-120, 120) for t in reversed(steady)]
 
 
 @dataclass(frozen=True)
@@ -213,8 +252,17 @@ class FakeBitcoind:
         self.nbits = nbits
         self.target = bits_target(nbits)
         self.height = height  # of the tip
-        self.tip = dsha(b"fake genesis" + height.to_bytes(4, "little"))
-        self.known_blocks: set[bytes] = {self.tip}
+        self.halving = HALVING if chain == "regtest" else MAINNET_HALVING
+        self.headers: dict[bytes, FakeHeader] = {}  # every block the node knows, stale ones included
+        self.active: dict[int, bytes] = {}  # the best chain, by height, from first_height up
+        self.first_height = max(0, height - height % RETARGET - EARLIER_EPOCH_BLOCKS)
+        self.tip = bytes(32) if self.first_height == 0 else dsha(b"below the fake chain")
+        self.known_blocks: set[bytes] = set()
+        self._external = 0
+        self.height = self.first_height - 1
+        count = height - self.first_height + 1
+        for t in realistic_times(count, int(time.time()) - 120, seed=height):
+            self._connect(self.header_on_tip(t, b"initial"))
         self.mempool: list[MempoolTx] = make_transactions(mempool, b"mempool-0")
         self.tx_updates = 1  # Core's nTransactionsUpdated: part of longpollid
         self.witness_commitment = witness_commitment
@@ -237,7 +285,6 @@ class FakeBitcoind:
         self._pub = None
         self.zmq_endpoint = ""
         self._zmq_sequence = 0
-        self._external = 0
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -301,11 +348,42 @@ class FakeBitcoind:
         self.tx_updates += 1
         self._notify_longpoll()
 
-    async def mine_external_block(self) -> bytes:
+    def header_on_tip(self, header_time: int, tag: bytes = b"external") -> bytes:
+        """An 80-byte header on the current tip (proof of work is not checked for these)."""
+        merkle_root = dsha(b"%s %d %d" % (tag, self.height + 1, self._external))
+        return _HEADER.pack(0x20000000, self.tip, merkle_root, header_time, self.nbits, self.height + 1)
+
+    def header_time(self, height: int) -> int:
+        """The timestamp of the best chain's block at ``height``."""
+        return self.headers[self.active[height]].time
+
+    def epoch_times(self) -> list[int]:
+        """Timestamps of the tip's retarget epoch, oldest first, ending with the tip."""
+        return [self.header_time(h) for h in range(self.height - self.height % RETARGET, self.height + 1)]
+
+    async def mine_external_block(self, header_time: int | None = None) -> bytes:
         """Another miner's block: the tip moves on, the mempool empties."""
         self._external += 1
-        header = self.tip + dsha(b"external %d" % self._external)
-        await self._advance(dsha(header), [])
+        header_time = int(time.time()) if header_time is None else header_time
+        await self._advance(self.header_on_tip(header_time), [])
+        return self.tip
+
+    async def reorg(self, depth: int, times: list[int] | None = None) -> bytes:
+        """Replace the last ``depth`` blocks by ``depth + 1`` others (one notification, as Core sends)."""
+        times = times or [int(time.time())] * (depth + 1)
+        assert len(times) == depth + 1
+        for height in range(self.height - depth + 1, self.height + 1):
+            del self.active[height]
+        self.height -= depth
+        self.tip = self.active[self.height]
+        self._external += 1
+        for t in times:
+            self._connect(self.header_on_tip(t, b"reorg"))
+        self.mempool = []
+        self.tx_updates += 1
+        self._notify_longpoll()
+        if self._pub is not None:
+            await self.publish_hashblock()
         return self.tip
 
     async def publish_hashblock(self, block_hash: bytes | None = None) -> None:
@@ -315,10 +393,17 @@ class FakeBitcoind:
         await self._pub.send_multipart([b"hashblock", body, self._zmq_sequence.to_bytes(4, "little")])
         self._zmq_sequence += 1
 
-    async def _advance(self, block_hash: bytes, included: list[bytes]) -> None:
-        self.tip = block_hash
-        self.known_blocks.add(block_hash)
+    def _connect(self, raw_header: bytes) -> None:
+        header = FakeHeader(raw_header[:80], self.height + 1)
+        assert header.prevhash == self.tip
+        self.headers[header.hash] = header
+        self.tip = header.hash
+        self.known_blocks.add(header.hash)
         self.height += 1
+        self.active[self.height] = header.hash
+
+    async def _advance(self, raw_header: bytes, included: list[bytes]) -> None:
+        self._connect(raw_header)
         gone = set(included)
         self.mempool = [m for m in self.mempool if m.txid not in gone] if gone else []
         self.tx_updates += 1
@@ -354,7 +439,7 @@ class FakeBitcoind:
                 for m in entries
             ],
             "coinbaseaux": {},
-            "coinbasevalue": subsidy(height) + sum(m.fee for m in entries),
+            "coinbasevalue": subsidy(height, self.halving) + sum(m.fee for m in entries),
             "longpollid": self.longpollid,
             "target": f"{self.target:064x}",
             "mintime": int(time.time()) - 3600,
@@ -421,7 +506,7 @@ class FakeBitcoind:
         if any(txid not in mempool for txid in txids[1:]):
             return "bad-txns-inputs-missingorspent"
         fees = sum(mempool[txid].fee for txid in txids[1:])
-        if sum(out.value for out in coinbase.outputs) > subsidy(height) + fees:
+        if sum(out.value for out in coinbase.outputs) > subsidy(height, self.halving) + fees:
             return "bad-cb-amount"
         commitment = next(
             (o.script_pubkey for o in reversed(coinbase.outputs)
@@ -437,7 +522,7 @@ class FakeBitcoind:
             if dsha(merkle(wtxids) + coinbase.witnesses[0][0]) != commitment[6:38]:
                 return "bad-witness-merkle-match"
         self.accepted.append(block)
-        await self._advance(block_hash, txids[1:])
+        await self._advance(raw[:80], txids[1:])
         return None
 
     async def rpc_getbestblockhash(self):
@@ -459,6 +544,52 @@ class FakeBitcoind:
             "pruned": False,
             "warnings": [],
         }
+
+    async def rpc_getblockhash(self, height=None):
+        if isinstance(height, bool) or not isinstance(height, int):
+            raise RpcFault(-3, f"JSON value of type {type(height).__name__} is not of expected type number")
+        if height not in self.active:  # the fake knows the chain from first_height only
+            raise RpcFault(-8, "Block height out of range")
+        return display(self.active[height])
+
+    async def rpc_getblockheader(self, blockhash=None, verbose=True):
+        if not isinstance(blockhash, str):
+            raise RpcFault(-3, f"JSON value of type {type(blockhash).__name__} is not of expected type string")
+        if len(blockhash) != 64:
+            raise RpcFault(-8, f"blockhash must be of length 64 (not {len(blockhash)}, for '{blockhash}')")
+        try:
+            block_hash = bytes.fromhex(blockhash)[::-1]
+        except ValueError:
+            raise RpcFault(-8, f"blockhash must be hexadecimal string (not '{blockhash}')") from None
+        header = self.headers.get(block_hash)
+        if header is None:
+            raise RpcFault(-5, "Block not found")
+        if not verbose:
+            return header.raw.hex()
+        version, prevhash, merkle_root, header_time, nbits, nonce = _HEADER.unpack(header.raw)
+        height = header.height
+        in_best_chain = self.active.get(height) == block_hash
+        earlier = [self.headers[self.active[h]].time for h in range(max(self.first_height, height - 10), height)]
+        answer = {
+            "hash": blockhash,
+            "confirmations": self.height - height + 1 if in_best_chain else -1,
+            "height": height,
+            "version": version,
+            "versionHex": f"{version:08x}",
+            "merkleroot": display(merkle_root),
+            "time": header_time,
+            "mediantime": int(statistics.median_low(earlier + [header_time])),
+            "nonce": nonce,
+            "bits": f"{nbits:08x}",
+            "difficulty": (0xFFFF << 208) / bits_target(nbits),
+            "chainwork": f"{height + 1:064x}",
+            "nTx": 1,
+        }
+        if height > 0:
+            answer["previousblockhash"] = display(prevhash)
+        if in_best_chain and height + 1 in self.active:
+            answer["nextblockhash"] = display(self.active[height + 1])
+        return answer
 
     async def dispatch(self, method: str, params: object) -> object:
         handler = getattr(self, f"rpc_{method}", None)
