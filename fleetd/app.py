@@ -172,7 +172,18 @@ async def _rig_upkeep(app: web.Application):
 async def _price_feed(app: web.Application):
     """Fetch the BTC price in the background when [economics.price_feed] is set."""
     view = app[api.ECONOMICS_KEY]
-    feed_config = view.config.price_feed if view.config is not None else None
+    economics = view.config
+    if economics is not None:  # what every margin will rest on, once, at start
+        logging.get("fleetd.economics").info(
+            "economics_configured",
+            btc_price="feed" if economics.price_feed else economics.btc_price_usd,
+            power_usd_per_kwh_now=economics.site_usd_per_kwh(time.time()),
+            time_of_use=len(economics.power_schedule.entries) > 1,
+            overrides=len(economics.overrides),
+            timezone=economics.timezone,
+            curtail_target_kw=economics.curtail_target_kw,
+        )
+    feed_config = economics.price_feed if economics is not None else None
     if feed_config is None:
         yield
         return

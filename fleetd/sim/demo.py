@@ -99,7 +99,8 @@ async def run(
             loop.add_signal_handler(signum, stop.set)
     print(
         f"fleetd demo: {rigs} simulated rigs mining stratum+tcp://{host}:{port}\n"
-        f"  metrics  {http_base}/metrics\n  rigs     {http_base}/api/v1/rigs\n  health   {http_base}/healthz\n"
+        f"  metrics  {http_base}/metrics\n  rigs     {http_base}/api/v1/rigs\n  economics {http_base}/api/v1/economics\n"
+        f"  health   {http_base}/healthz\n"
         f"  rigs grind {fleet.hash_scale:g} of their nominal work; each share is credited {1 / fleet.hash_scale:g}x\n"
         f"  faults: {', '.join(faults) or 'none'}; Ctrl-C stops",
         file=out,
