@@ -181,9 +181,24 @@ def submit_params(client: RawClient, extranonce2: bytes, ntime: int, nonce: int)
     return [client.worker, client.job.job_id, extranonce2.hex(), u32_to_hex(ntime), u32_to_hex(nonce)]
 
 
+async def scrape(base: str) -> tuple[dict[tuple[str, tuple], float], str]:
+    """/metrics as {(name, sorted label items): value}, and the text itself."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with aiohttp.ClientSession() as session, session.get(base + "/metrics") as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain")
+        text = await response.text()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples, text
+
+
 async def http_json(base: str, path: str) -> tuple[int, dict]:
     async with aiohttp.ClientSession() as session, session.get(base + path) as response:
         return response.status, await response.json()
 
 
-__all__ = ["RawClient", "grind", "submit_params", "http_json", "start_fleetd", "make_config", "replace"]
+__all__ = ["RawClient", "grind", "submit_params", "http_json", "scrape", "start_fleetd", "make_config", "replace"]

@@ -12,13 +12,11 @@ import dataclasses
 import shutil
 import subprocess
 
-import aiohttp
 import pytest
 from aiohttp import web
-from prometheus_client.parser import text_string_to_metric_families
 
 from fleetd.config import parse
-from server_support import RawClient, grind, http_json, make_config, start_fleetd
+from server_support import RawClient, grind, http_json, make_config, scrape, start_fleetd
 
 DIFFICULTY = 1.4e14  # the demo chain's mainnet-sized network
 SUBSIDY_BTC = 3.125  # at its height 975,000
@@ -62,16 +60,6 @@ async def _mine(running, shares: int = 3) -> list[RawClient]:
             assert reply["result"] is True
         clients.append(client)
     return clients
-
-
-async def _samples(base: str) -> tuple[dict, str]:
-    async with aiohttp.ClientSession() as session, session.get(base + "/metrics") as response:
-        text = await response.text()
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return samples, text
 
 
 async def test_economics_report_per_rig_fields_and_metrics(tmp_path):
@@ -124,7 +112,7 @@ async def test_economics_report_per_rig_fields_and_metrics(tmp_path):
             status, error = await http_json(running.http, f"/api/v1/economics?curtail_kw={bad}")
             assert status == 400 and "curtail_kw" in error["error"]
 
-        samples, text = await _samples(running.http)
+        samples, text = await scrape(running.http)
         assert samples[("fleetd_rig_curtail_recommended", (("rig", "acct.bad"),))] == 1
         assert samples[("fleetd_rig_curtail_recommended", (("rig", "acct.good"),))] == 0
         assert samples[("fleetd_hashprice_usd_per_petahash_day", ())] == pytest.approx(HASHPRICE_USD)
@@ -154,7 +142,7 @@ async def test_without_economics_only_network_figures_are_exported(tmp_path):
         assert report["fleet"] is None and report["btc_price"]["stale"] is False
         _, body = await http_json(running.http, "/api/v1/rigs")
         assert [rig["economics"] for rig in body["rigs"]] == [None, None]
-        samples, _ = await _samples(running.http)
+        samples, _ = await scrape(running.http)
         names = {name for name, _ in samples}
         assert {"fleetd_network_difficulty", "fleetd_block_subsidy_btc", "fleetd_difficulty_adjustment_projected_ratio"} <= names
         assert not names & {"fleetd_btc_price_stale", "fleetd_rig_margin_usd_per_day", "fleetd_hashprice_usd_per_petahash_day"}
@@ -211,7 +199,7 @@ max_age_seconds = 1.0
         stale = await report_when(lambda r: r["btc_price"]["stale"])
         assert stale["btc_price"]["usd"] is None and stale["btc_price"]["age_seconds"] > 1.0
         assert stale["hashprice"]["usd_per_petahash_day"] is None and stale["fleet"] is None
-        samples, _ = await _samples(running.http)
+        samples, _ = await scrape(running.http)
         names = {name for name, _ in samples}
         assert samples[("fleetd_btc_price_stale", ())] == 1 and samples[("fleetd_btc_price_age_seconds", ())] > 1.0
         assert not names & {"fleetd_btc_price_usd", "fleetd_rig_margin_usd_per_day", "fleetd_fleet_margin_usd_per_day"}

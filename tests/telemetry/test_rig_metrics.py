@@ -5,25 +5,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fleetd.rigs.reading import RigReading
 from fleetd.rigs.registry import HASHES_PER_DIFFICULTY, RateAverage, RigRegistry
-from server_support import RawClient, grind, http_json, make_config, start_fleetd
-
-
-async def scrape(base: str) -> dict[tuple[str, tuple], float]:
-    async with aiohttp.ClientSession() as session, session.get(base + "/metrics") as response:
-        assert response.status == 200
-        assert response.headers["Content-Type"].startswith("text/plain")
-        text = await response.text()
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples, text
+from server_support import RawClient, grind, http_json, make_config, scrape, start_fleetd
 
 
 async def test_share_counters_match_what_the_miner_did(fleetd):
