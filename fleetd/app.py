@@ -22,6 +22,7 @@ from fleetd.stratum.auth import AllowListAuthorization, OpenAuthorization, Passw
 from fleetd.stratum.session import SessionConfig
 from fleetd.rigs.registry import RigRegistry
 from fleetd.telemetry import api
+from fleetd.economics.settings import PowerPrices
 from fleetd.telemetry.economics import SiteEconomicsView
 
 SOURCE_KEY = web.AppKey("source", object)
@@ -177,7 +178,7 @@ async def _price_feed(app: web.Application):
         logging.get("fleetd.economics").info(
             "economics_configured",
             btc_price="feed" if economics.price_feed else economics.btc_price_usd,
-            power_usd_per_kwh_now=economics.site_usd_per_kwh(time.time()),
+            power_usd_per_kwh_now=PowerPrices(economics).site(time.time()),
             time_of_use=len(economics.power_schedule.entries) > 1,
             overrides=len(economics.overrides),
             timezone=economics.timezone,

@@ -7,33 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import reduce
 
-from fleetd.economics.profitability import RigEconomics, rig_economics
-
-
-@dataclass(frozen=True)
-class RigPower:
-    """A rig's pool-side hash rate and measured draw, with an optional power-price override."""
-
-    rig_id: str
-    hashrate_hps: float
-    watts: float
-    usd_per_kwh: float | None = None  # None: the site price applies
-
-
-def price_rigs(
-    rigs: Iterable[RigPower], usd_per_kwh: float, hashprice_usd_per_ph_day: float
-) -> tuple[RigEconomics, ...]:
-    """Each rig's economics at its own power price, or the site's when it has none."""
-    return tuple(
-        rig_economics(
-            rig.rig_id,
-            rig.hashrate_hps,
-            rig.watts,
-            hashprice_usd_per_ph_day,
-            usd_per_kwh if rig.usd_per_kwh is None else rig.usd_per_kwh,
-        )
-        for rig in rigs
-    )
+from fleetd.economics.profitability import RigEconomics
 
 
 def losing(economics: Iterable[RigEconomics]) -> tuple[RigEconomics, ...]:
@@ -48,13 +22,6 @@ def losing(economics: Iterable[RigEconomics]) -> tuple[RigEconomics, ...]:
             ),
         )
     )
-
-
-def unprofitable_rigs(
-    rigs: Iterable[RigPower], usd_per_kwh: float, hashprice_usd_per_ph_day: float
-) -> tuple[RigEconomics, ...]:
-    """Rigs whose margin is negative at their power price, worst efficiency first."""
-    return losing(price_rigs(rigs, usd_per_kwh, hashprice_usd_per_ph_day))
 
 
 @dataclass(frozen=True)

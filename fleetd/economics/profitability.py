@@ -115,6 +115,32 @@ def rig_economics(
     )
 
 
+@dataclass(frozen=True)
+class RigPower:
+    """A rig's pool-side hash rate and measured draw, with an optional power-price override."""
+
+    rig_id: str
+    hashrate_hps: float
+    watts: float
+    usd_per_kwh: float | None = None  # None: the site price applies
+
+
+def price_rigs(
+    rigs: Iterable[RigPower], usd_per_kwh: float, hashprice_usd_per_ph_day: float
+) -> tuple[RigEconomics, ...]:
+    """Each rig's economics at its own power price, or the site's when it has none."""
+    return tuple(
+        rig_economics(
+            rig.rig_id,
+            rig.hashrate_hps,
+            rig.watts,
+            hashprice_usd_per_ph_day,
+            usd_per_kwh if rig.usd_per_kwh is None else rig.usd_per_kwh,
+        )
+        for rig in rigs
+    )
+
+
 def fleet_margin_usd_per_mw_day(margin_usd_per_day: float, watts: float) -> float | None:
     """Fleet margin per MW drawn, comparable with an AI-hosting offer per MW/day. None at 0 W."""
     _check("watts", watts)

@@ -77,9 +77,6 @@ class EconomicsConfig:
     def tzinfo(self) -> dt.tzinfo:
         return zoneinfo.ZoneInfo(self.timezone)
 
-    def site_usd_per_kwh(self, now: float) -> float:
-        return price_at(self.power_schedule, now, self.tzinfo())
-
 
 class PowerPrices:
     """$/kWh for each rig at a moment: its override's schedule, else the site's. Matches are cached."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from fleetd.economics.curtailment import CurtailmentPlan, RigPower, curtail_for_reduction, losing, price_rigs
+from fleetd.economics.curtailment import CurtailmentPlan, curtail_for_reduction, losing
 from fleetd.economics.network import (
     DifficultyProjection,
     NetworkState,
@@ -21,8 +21,10 @@ from fleetd.economics.prices import price_age_seconds, price_is_stale
 from fleetd.economics.profitability import (
     FleetEconomics,
     RigEconomics,
+    RigPower,
     fleet_economics,
     hashprice_btc_per_ph_day,
+    price_rigs,
 )
 
 

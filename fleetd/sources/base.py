@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from fleetd import native
 from fleetd.chain.byteorder import HASH_SIZE
 from fleetd.economics.network import NetworkState
 from fleetd.shares.job import Job
@@ -77,6 +78,30 @@ class SolvedBlock:
             raise TypeError("SolvedBlock extranonce1 and extranonce2 must be bytes")
         if not isinstance(self.hash, bytes) or len(self.hash) != HASH_SIZE:
             raise ValueError(f"SolvedBlock.hash must be {HASH_SIZE} bytes")
+
+
+class BlockRejected(ValueError):
+    """A solved block refused before assembly; ``reason`` as BlockOutcome names it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def recompute_hash(block: SolvedBlock, job: Job, layout: ExtranonceLayout) -> bytes:
+    """The header hash of ``block`` on ``job``, recomputed by the C core: the caller's hash is a claim.
+
+    Raises BlockRejected("bad-extranonce-size") or BlockRejected("bad-header-fields").
+    """
+    if len(block.extranonce1) != layout.extranonce1_size or len(block.extranonce2) != layout.extranonce2_size:
+        raise BlockRejected("bad-extranonce-size")
+    try:
+        return native.header_hash(
+            job.coinb1, block.extranonce1, block.extranonce2, job.coinb2, job.merkle_branch,
+            block.version, job.prevhash, block.ntime, job.nbits, block.nonce,
+        )  # fmt: skip
+    except (TypeError, ValueError):
+        raise BlockRejected("bad-header-fields") from None
 
 
 @dataclass(frozen=True, slots=True)

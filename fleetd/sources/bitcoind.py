@@ -44,7 +44,6 @@ import zmq
 import zmq.asyncio
 
 from fleetd import log as logging
-from fleetd import native
 from fleetd.chain.address import CHAINS, Address, decode_address
 from fleetd.chain.byteorder import U32_MAX, hash_from_display, hash_to_display, hash_to_int, u32_from_hex
 from fleetd.chain.coinbase import MAX_HEIGHT
@@ -60,7 +59,7 @@ from fleetd.economics.network import (
 )
 from fleetd.shares.job import Job
 
-from .base import BlockOutcome, ExtranonceLayout, Publish, SolvedBlock, SourceHealth
+from .base import BlockOutcome, BlockRejected, ExtranonceLayout, Publish, SolvedBlock, SourceHealth, recompute_hash
 from .bitcoind_rpc import RpcClient, RpcError, RpcFailure, RpcTimeout, RpcUnavailable, snippet
 from .coinbase_builder import MAX_MONEY, BlockTemplate, TemplateTx, assemble_block, build_template, pool_tag_limit
 
@@ -484,16 +483,11 @@ class BitcoindSource:
             self.log.error("block_for_unknown_job", job_id=block.job_id, hash=claimed, reason=reason)
             return self._count(BlockOutcome(False, claimed, None, reason))
         job, template = entry
+        try:
+            digest = recompute_hash(block, job, self.extranonce)
+        except BlockRejected as exc:
+            return self._count(BlockOutcome(False, claimed, job.height, exc.reason))
         extranonce = block.extranonce1 + block.extranonce2
-        if len(block.extranonce1) != self.extranonce.extranonce1_size or len(extranonce) != self.extranonce.size:
-            return self._count(BlockOutcome(False, claimed, job.height, "bad-extranonce-size"))
-        try:  # recompute: the caller's hash is a claim, the C core is the judge
-            digest = native.header_hash(
-                job.coinb1, block.extranonce1, block.extranonce2, job.coinb2, job.merkle_branch,
-                block.version, job.prevhash, block.ntime, job.nbits, block.nonce,
-            )  # fmt: skip
-        except (TypeError, ValueError):
-            return self._count(BlockOutcome(False, claimed, job.height, "bad-header-fields"))
         display = hash_to_display(digest)
         if hash_to_int(digest) > bits_to_target(job.nbits):
             self.log.warning("block_claim_high_hash", job_id=job.job_id, claimed=claimed, computed=display)

@@ -21,7 +21,6 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from fleetd import native
 from fleetd.chain.byteorder import hash_to_display, hash_to_int, pack_header
 from fleetd.chain.hashes import sha256d
 from fleetd.chain.serialize import Transaction, TxIn, TxOut
@@ -30,7 +29,7 @@ from fleetd.economics.epoch import EpochBlockTimes
 from fleetd.economics.network import NetworkState, epoch_start_height
 from fleetd.shares.job import Job
 
-from .base import BlockOutcome, ExtranonceLayout, Publish, SolvedBlock, SourceHealth
+from .base import BlockOutcome, BlockRejected, ExtranonceLayout, Publish, SolvedBlock, SourceHealth, recompute_hash
 from .coinbase_builder import (
     MAX_SCRIPT_SIZE,
     BlockTemplate,
@@ -217,16 +216,11 @@ class DemoChain:
         if entry is None:
             return BlockOutcome(False, claimed, None, self._retired.get(block.job_id, "unknown-work"))
         job, template = entry
+        try:
+            digest = recompute_hash(block, job, self.extranonce)
+        except BlockRejected as exc:
+            return BlockOutcome(False, claimed, job.height, exc.reason)
         extranonce = block.extranonce1 + block.extranonce2
-        if len(block.extranonce1) != self.extranonce.extranonce1_size or len(extranonce) != self.extranonce.size:
-            return BlockOutcome(False, claimed, job.height, "bad-extranonce-size")
-        try:  # recompute: the caller's hash is a claim, the C core is the judge
-            digest = native.header_hash(
-                job.coinb1, block.extranonce1, block.extranonce2, job.coinb2, job.merkle_branch,
-                block.version, job.prevhash, block.ntime, job.nbits, block.nonce,
-            )  # fmt: skip
-        except (TypeError, ValueError):
-            return BlockOutcome(False, claimed, job.height, "bad-header-fields")
         display = hash_to_display(digest)
         now = self._clock()
         if hash_to_int(digest) > self.network_target:

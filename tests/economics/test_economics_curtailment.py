@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fleetd.economics.curtailment import RigPower, curtail_for_reduction, unprofitable_rigs
+from fleetd.economics.curtailment import curtail_for_reduction, losing
+from fleetd.economics.profitability import RigPower, price_rigs
 from fleetd.economics.profitability import RigEconomics, rig_economics
 
 
@@ -28,10 +29,10 @@ def test_unprofitable_rigs_worst_efficiency_first():
         RigPower("cheap", 100e12, 3250, usd_per_kwh=0.03),  # own contract: cost $2.34, profitable
         RigPower("mid", 100e12, 3000),  # 30 J/TH: cost $4.32, losing
     ]
-    losing = unprofitable_rigs(rigs, usd_per_kwh=0.06, hashprice_usd_per_ph_day=35.0)
-    assert [r.rig_id for r in losing] == ["dead", "older", "old", "mid"]
-    assert all(r.margin_usd_per_day < 0 for r in losing)
-    assert losing[2].margin_usd_per_day == pytest.approx(3.5 - 3.25 * 24 * 0.06)
+    losing_rigs = losing(price_rigs(rigs, usd_per_kwh=0.06, hashprice_usd_per_ph_day=35.0))
+    assert [r.rig_id for r in losing_rigs] == ["dead", "older", "old", "mid"]
+    assert all(r.margin_usd_per_day < 0 for r in losing_rigs)
+    assert losing_rigs[2].margin_usd_per_day == pytest.approx(3.5 - 3.25 * 24 * 0.06)
 
 
 def test_curtailment_beats_greedy_by_revenue_per_watt():

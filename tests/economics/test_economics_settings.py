@@ -486,7 +486,7 @@ weekdays = {MON_FRI}
 def test_site_price_switches_at_local_boundaries(when, price):
     prices = PowerPrices(economics(TOU))
     assert prices.site(at(*when)) == price
-    assert prices.config.site_usd_per_kwh(at(*when)) == price
+    assert prices.for_rigs(["any.rig"], at(*when)) == {"any.rig": price}  # no override: the site's price
 
 
 def test_local_weekday_and_offset_decide_not_utc():

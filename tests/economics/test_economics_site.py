@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from fleetd.economics.curtailment import RigPower
+from fleetd.economics.profitability import RigPower
 from fleetd.economics.network import NetworkState
 from fleetd.economics.site import BtcQuote, SiteEconomics, site_economics
 

@@ -6,20 +6,11 @@ import faulthandler
 import random
 
 import pytest
-from pyasic_support import pyasic_settings
+from pyasic_support import fast_pyasic_settings
 
 from fleetd.sim.firmware import EmulatedRig, LoopbackAllocator, RigState
 
 from rigs_support import HARD_BOUND_S, FakeTime
-
-FAST_PYASIC = {  # whole seconds; 1 is pyasic's floor
-    "factory_get_timeout": 1,
-    "factory_get_retries": 1,
-    "api_function_timeout": 1,
-    "get_data_retries": 1,
-    "btminer_v3_ping_timeout": 1,
-}
-
 
 @pytest.fixture(autouse=True)
 def bounded():
@@ -31,7 +22,7 @@ def bounded():
 
 @pytest.fixture(autouse=True)
 def fast_pyasic():
-    with pyasic_settings(FAST_PYASIC):
+    with fast_pyasic_settings():
         yield
 
 

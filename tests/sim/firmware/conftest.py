@@ -5,24 +5,15 @@ from __future__ import annotations
 import random
 
 import pytest
-from pyasic_support import pyasic_settings
+from pyasic_support import fast_pyasic_settings
 
 from fleetd.sim.firmware import EmulatedRig, LoopbackAllocator, RigState
 
 from firmware_support import FakeClock
 
-FAST_PYASIC = {  # pyasic's settings are whole seconds; 1 is its floor
-    "factory_get_timeout": 1,
-    "factory_get_retries": 1,
-    "api_function_timeout": 1,
-    "get_data_retries": 1,
-    "btminer_v3_ping_timeout": 1,
-}
-
-
 @pytest.fixture(autouse=True)
 def fast_pyasic():
-    with pyasic_settings(FAST_PYASIC):
+    with fast_pyasic_settings():
         yield
 
 
