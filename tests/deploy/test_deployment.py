@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -154,15 +155,15 @@ def test_unit_is_hardened(tmp_path):
 # --- install script -----------------------------------------------------------------------
 
 
-def _install(*args: str, env: dict[str, str] | None = None, user: int | None = None):
-    command = ["bash", str(INSTALL), *args]
+def _install(*args: str, env: dict[str, str] | None = None, user: int | None = None, script: Path = INSTALL):
+    command = ["bash", str(script), *args]
     if user is not None:
         setpriv = shutil.which("setpriv")
         if setpriv is None:
             pytest.skip("setpriv (util-linux) not installed: cannot drop root")
         command = [setpriv, f"--reuid={user}", f"--regid={user}", "--clear-groups", *command]
     return subprocess.run(
-        command, capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})}
+        command, cwd=script.parent, capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})}
     )
 
 
@@ -207,7 +208,16 @@ def test_install_is_idempotent_and_keeps_an_existing_config(tmp_path):
 
 
 def test_install_refuses_non_root():
-    result = _install(user=None if os.getuid() != 0 else 65534)
+    """Run from a world-readable copy: the checkout may lie where only root can enter (a clone
+    under ``mktemp -d``), and the root check comes before the script reads anything else."""
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / "deploy" / "systemd" / INSTALL.name
+        copy.parent.mkdir(parents=True)
+        shutil.copyfile(INSTALL, copy)
+        for path in (Path(scratch), copy.parent.parent, copy.parent):
+            path.chmod(0o755)
+        copy.chmod(0o644)
+        result = _install(user=None if os.getuid() != 0 else 65534, script=copy)
     assert result.returncode != 0
     assert "must run as root" in result.stderr
     assert "would run" not in result.stdout and "install:" not in result.stdout
