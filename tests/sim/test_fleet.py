@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import logging
 import math
 import random
 import warnings
@@ -215,6 +216,28 @@ async def test_offline_rig_hangs_up_goes_silent_and_comes_back_from_the_same_add
     back = snapshot.rig(rig.name)
     assert back.sessions == 2 and back.accepted > before and back.faults == ()
     assert pool_side(running, rig.worker).accepted == back.accepted  # one rig, history kept across sessions
+
+
+def held_api_connections() -> list[asyncio.Task]:
+    return [task for task in asyncio.all_tasks() if task.get_coro().__qualname__ == "CgminerApiServer._serve"]
+
+
+async def test_a_fleet_stopped_while_a_rig_is_offline_logs_no_errors(caplog):
+    offline = FaultSpec(1, FaultKind.OFFLINE)  # from the start until the fleet stops
+    async with asyncio.timeout(TEST_BOUND_S), pool() as running:
+        async with fleet_on(running, rigs=1, models=(WHATSMINER_M60S,), faults=(offline,)) as fleet:
+            while not fleet.rig(1).state.offline:
+                await asyncio.sleep(0.01)
+            # a poller's request the silent rig holds unanswered while the fleet stops
+            _reader, writer = await asyncio.open_connection(fleet.rig(1).host, 4028)
+            writer.write(b'{"command":"summary"}')
+            while not held_api_connections():
+                await asyncio.sleep(0.01)
+        writer.close()
+
+    assert not held_api_connections()
+    errors = [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
+    assert errors == []  # e.g. "Exception in callback ... CancelledError" from asyncio
 
 
 async def test_bad_submits_come_back_with_their_reject_codes_and_the_pool_counts_them_by_reason():

@@ -76,6 +76,12 @@ class CgminerApiServer:
             await writer.drain()
         except (ConnectionError, TimeoutError):
             pass
+        except asyncio.CancelledError:
+            # stop() cancels the connections it holds; end as if done, since on Python 3.11
+            # start_server calls exception() on the handler's task, which a cancelled one
+            # raises from, logged as "Exception in callback"
+            if self._server is not None:
+                raise
         finally:
             self._connections.discard(task)
             writer.close()
