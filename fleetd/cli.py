@@ -64,7 +64,7 @@ def _bench_stratum(args: argparse.Namespace) -> int:
 def _load_config(path: str | None):
     from fleetd import config
 
-    return config.load(path) if path else config.Config()
+    return config.load(path or None)  # None: the built-in defaults, checked as a file would be
 
 
 def _serve(args: argparse.Namespace) -> int:

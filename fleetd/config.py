@@ -2,13 +2,15 @@
 
 ``load(path)`` returns a ``Config`` or raises ``ConfigError`` listing each problem as
 ``[section] key = value: what is wrong``, so one run of ``fleetd check-config`` finds
-them all.
+them all. ``load`` is for the configuration a daemon serves: beyond the values that
+``parse`` checks, it refuses the demo chain on a network address.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +66,7 @@ class HttpConfig:
 @dataclass(frozen=True, slots=True)
 class SourceConfig:
     kind: str = "demo"  # demo | bitcoind | upstream
+    allow_demo_on_network: bool = False  # the demo chain on a non-loopback Stratum address
     network_difficulty: float = 0.01  # demo only: a share meeting it is a block
     block_interval_seconds: float = 600.0  # demo only: a new block even when none is found
     refresh_seconds: float = 30.0  # new job with fresh ntime on the same block
@@ -124,7 +127,10 @@ _CHOICES = {
 _SOURCE_TABLES = ("bitcoind", "upstream")
 
 
-def load(path: str | Path) -> Config:
+def load(path: str | Path | None) -> Config:
+    """The configuration to serve: the file at ``path``, or the built-in defaults when None."""
+    if path is None:
+        return parse("", "built-in defaults", serving=True)
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -132,10 +138,11 @@ def load(path: str | Path) -> Config:
         raise ConfigError([f"cannot read the file: {exc.strerror or exc}"], str(path)) from None
     except UnicodeDecodeError:
         raise ConfigError(["not UTF-8 text"], str(path)) from None
-    return parse(text, str(path))
+    return parse(text, str(path), serving=True)
 
 
-def parse(text: str, source: str = "config") -> Config:
+def parse(text: str, source: str = "config", *, serving: bool = False) -> Config:
+    """``serving``: also refuse what is unsafe to serve (``serving_problems``)."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -156,6 +163,10 @@ def parse(text: str, source: str = "config") -> Config:
     config = Config(**{name: section for name, section in sections.items() if section is not None})
     config = _source_tables(config, problems)
     _cross_checks(config, problems)
+    # Only on valid values: where one is bad its default stands in, and the refusal would
+    # quote a listen address or kind that nobody wrote.
+    if serving and not problems:
+        problems += serving_problems(config)
     if problems:
         raise ConfigError(problems, source)
     return config
@@ -305,6 +316,28 @@ def _cross_checks(config: Config, problems: list[str]) -> None:
     kind = config.source.kind
     if kind in _SOURCE_TABLES and getattr(config.source, kind) is None:
         problems.append(f'[source] kind = "{kind}" needs a [source.{kind}] table')
+
+
+def serving_problems(config: Config) -> list[str]:
+    """What makes a valid configuration unsafe to serve: the demo chain reachable by real rigs."""
+    listen = config.stratum.listen
+    if config.source.kind != "demo" or config.source.allow_demo_on_network or _is_loopback(listen.host):
+        return []
+    return [
+        f'[source] kind = "demo" with [stratum] listen = "{listen}": the demo chain is not Bitcoin; '
+        'rigs on the network would mine it for nothing. Choose kind = "bitcoind" or "upstream", '
+        "listen on a loopback address, or set [source] allow_demo_on_network = true."
+    ]
+
+
+def _is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or "localhost"; no name is resolved, so the answer never depends on DNS."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _source_tables(config: Config, problems: list[str]) -> Config:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fleetd.cli import main
-from fleetd.config import Config, ConfigError, HostPort, load, parse
+from fleetd.config import Config, ConfigError, HostPort, load, parse, parse_host_port
 
 ISSUE_EXAMPLE = """
 [stratum]
@@ -19,6 +19,21 @@ kind = "demo"          # "demo" | "bitcoind" | "upstream"
 network_difficulty = 0.01   # demo chain only: a share meeting it is a block
 """
 
+BITCOIND = """
+[source.bitcoind]
+url = "http://127.0.0.1:18443"
+cookie_file = "/var/lib/bitcoind/regtest/.cookie"
+payout_address = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"
+zmq = "tcp://127.0.0.1:28332"
+"""
+UPSTREAM = """
+[source.upstream]
+pools = ["stratum+tcp://127.0.0.1:3334", "stratum+ssl://127.0.0.1:3443"]
+user = "site1"
+password = "x"
+passthrough = true
+"""
+
 
 def test_documented_example_loads_as_written():
     config = parse(ISSUE_EXAMPLE)
@@ -29,8 +44,58 @@ def test_documented_example_loads_as_written():
     assert config.source.kind == "demo" and config.source.network_difficulty == 0.01
 
 
-def test_empty_file_gives_working_defaults():
+def test_empty_file_gives_the_defaults():
     assert parse("") == Config()
+
+
+DEMO_ON_NETWORK = (
+    '[source] kind = "demo" with [stratum] listen = "0.0.0.0:3333": the demo chain is not Bitcoin; '
+    'rigs on the network would mine it for nothing. Choose kind = "bitcoind" or "upstream", '
+    "listen on a loopback address, or set [source] allow_demo_on_network = true."
+)
+
+
+def test_the_built_in_defaults_refuse_to_serve_the_demo_chain_on_all_interfaces():
+    with pytest.raises(ConfigError) as exc:
+        load(None)
+    assert exc.value.problems == [DEMO_ON_NETWORK]
+    assert exc.value.source == "built-in defaults"
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:3333", ":3333", "192.168.1.5:3333", "[::]:3333", "pool.site:3333"])
+def test_a_file_serving_the_demo_chain_on_a_network_address_is_refused(tmp_path, listen):
+    path = tmp_path / "site.toml"
+    path.write_text(f'[stratum]\nlisten = "{listen}"\n')
+    with pytest.raises(ConfigError) as exc:
+        load(path)
+    (problem,) = exc.value.problems
+    assert problem == DEMO_ON_NETWORK.replace("0.0.0.0:3333", str(parse_host_port(listen)))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[stratum]\nlisten = "127.0.0.1:3333"',
+        '[stratum]\nlisten = "127.1.0.9:3333"',
+        '[stratum]\nlisten = "[::1]:3333"',
+        '[stratum]\nlisten = "localhost:3333"',
+        "[source]\nallow_demo_on_network = true",
+        '[source]\nkind = "bitcoind"\n' + BITCOIND,
+    ],
+)
+def test_loopback_an_explicit_allowance_or_a_real_source_is_served(tmp_path, text):
+    path = tmp_path / "site.toml"
+    path.write_text(text)
+    assert load(path) == parse(text)
+
+
+def test_the_refusal_waits_for_valid_values(tmp_path):
+    """With a bad listen its default stands in: the refusal would quote what nobody wrote."""
+    path = tmp_path / "site.toml"
+    path.write_text('[stratum]\nlisten = "nowhere"\n')
+    with pytest.raises(ConfigError) as exc:
+        load(path)
+    assert exc.value.problems == ["[stratum] listen = 'nowhere': must be \"host:port\", e.g. \"0.0.0.0:3333\""]
 
 
 def test_every_problem_is_named_in_one_pass():
@@ -109,9 +174,14 @@ def test_unreadable_and_binary_files(tmp_path):
 
 def test_check_config_command(tmp_path, capsys):
     good = tmp_path / "good.toml"
-    good.write_text(ISSUE_EXAMPLE)
+    good.write_text(ISSUE_EXAMPLE + "allow_demo_on_network = true\n")
     assert main(["check-config", str(good)]) == 0
     assert "ok (stratum 0.0.0.0:3333, http 127.0.0.1:9550, source demo)" in capsys.readouterr().out
+
+    demo_on_network = tmp_path / "demo.toml"
+    demo_on_network.write_text(ISSUE_EXAMPLE)
+    assert main(["check-config", str(demo_on_network)]) == 1
+    assert capsys.readouterr().err == f"{demo_on_network}: 1 problem(s)\n  {DEMO_ON_NETWORK}\n"
 
     bad = tmp_path / "bad.toml"
     bad.write_text("[stratum]\nlisen = 1\nstart_difficulty = -4\n")
@@ -130,7 +200,9 @@ def test_example_config_documents_every_key_with_its_default():
 
     example = Path(__file__).resolve().parents[1] / "deploy" / "fleetd.example.toml"
     raw = tomllib.loads(example.read_text())
-    assert load(example) == Config()  # the example shows the defaults
+    # the example shows the defaults, but keeps its demo chain on loopback
+    loopback = dataclasses.replace(Config().stratum, listen=HostPort("127.0.0.1", 3333))
+    assert load(example) == dataclasses.replace(Config(), stratum=loopback)
     for section in dataclasses.fields(Config):
         if section.name == "economics":  # off by default: shown commented out, checked below
             continue
@@ -156,21 +228,6 @@ def test_example_config_documents_every_key_with_its_default():
     assert economics.price_feed.json_path == "bitcoin.usd" and economics.overrides[0].patterns == ("acct.rack7-*",)
     assert [e.usd_per_kwh for e in economics.power_schedule.entries] == [0.045, 0.11]
 
-
-BITCOIND = """
-[source.bitcoind]
-url = "http://127.0.0.1:18443"
-cookie_file = "/var/lib/bitcoind/regtest/.cookie"
-payout_address = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"
-zmq = "tcp://127.0.0.1:28332"
-"""
-UPSTREAM = """
-[source.upstream]
-pools = ["stratum+tcp://127.0.0.1:3334", "stratum+ssl://127.0.0.1:3443"]
-user = "site1"
-password = "x"
-passthrough = true
-"""
 
 
 @pytest.mark.parametrize(("kind", "source_class"), [("demo", "DemoChain"), ("bitcoind", "BitcoindSource"), ("upstream", "UpstreamSource")])

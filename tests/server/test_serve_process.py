@@ -63,15 +63,35 @@ async def test_serve_runs_and_stops_gracefully_on_sigterm(tmp_path):
     assert all("timestamp" in e and "level" in e for e in events)
 
 
+async def _refused(*args: str, cwd) -> str:
+    """``fleetd serve`` with ``args``: must exit 2 before binding anything; its stderr."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fleetd", "serve", *args, cwd=cwd,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+    finally:
+        if process.returncode is None:  # it served instead of refusing: stop it
+            process.kill()
+            await process.wait()
+    assert process.returncode == 2, stderr.decode()
+    return stderr.decode()
+
+
 async def test_serve_refuses_a_bad_config_with_every_problem(tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text('[stratum]\nlisten = "nowhere"\n[source]\nkind = "carrier-pigeon"\n')
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "fleetd", "serve", "--config", str(config),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
-    assert process.returncode == 2
-    text = stderr.decode()
+    text = await _refused("--config", str(config), cwd=tmp_path)
     assert "2 problem(s)" in text
     assert "[stratum] listen = 'nowhere'" in text and "[source] kind = 'carrier-pigeon'" in text
+
+
+async def test_serve_refuses_the_demo_chain_on_a_network_address(tmp_path):
+    config = tmp_path / "site.toml"
+    config.write_text(f'[stratum]\nlisten = "0.0.0.0:{_free_port()}"\n[source]\nkind = "demo"\n')
+    for args, source in (((), "built-in defaults"), (("--config", str(config)), str(config))):
+        lines = (await _refused(*args, cwd=tmp_path)).splitlines()
+        assert lines[0] == f"{source}: 1 problem(s)"
+        (refusal,) = lines[1:]  # one line: why, and which key to set
+        assert "the demo chain is not Bitcoin" in refusal and "allow_demo_on_network = true" in refusal
