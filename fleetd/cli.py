@@ -47,6 +47,8 @@ def _bench_stratum(args: argparse.Namespace) -> int:
     options = stratum.BenchOptions(
         connections=args.connections,
         seconds=args.seconds,
+        submits=args.submits,
+        warmup=args.warmup,
         repeats=args.repeats,
         window=args.window,
         rate=args.rate,
@@ -215,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     stratum.add_argument("--rate", type=_positive_float, default=5000.0, help="offered submits/s for the latency runs")
     stratum.add_argument(
         "--idle-connections", type=_non_negative, default=10_000, help="idle connections for the RSS figure (0: skip)"
+    stratum.add_argument(
+        "--submits", type=_positive, default=None, help="end each measured window after this many answered submits"
+    )
+    stratum.add_argument("--warmup", type=_non_negative_float, default=0.5, help="unmeasured load before each window")
     )
     stratum.add_argument(
         "--proxy",
@@ -254,6 +260,13 @@ def _non_negative(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
     return value
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    return value
+
+
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -61,6 +61,7 @@ class BenchOptions:
     rate: float = LATENCY_RATE
     idle_connections: int = IDLE_CONNECTIONS
     warmup: float = 0.5
+    submits: int | None = None  # end each measured window after this many answered submits (seconds bound it)
     python: str = sys.executable
     startup_timeout: float = 30.0
     proxy: bool = False  # also run the load through a proxy fleetd (upstream source)
@@ -191,9 +192,7 @@ def measure(options: BenchOptions) -> Summary:
         needed = options.idle_connections + _FD_HEADROOM
         if raise_fd_limit(needed) < needed:  # children inherit the raised limit
             raise BenchError(f"{options.idle_connections} idle connections need {needed} open files; raise ulimit -Hn")
-    common = ("--connections", str(options.connections), "--seconds", str(options.seconds),
-              "--window", str(options.window), "--warmup", str(options.warmup))  # fmt: skip
-    bound = options.warmup + options.seconds + 90
+    common, bound = _load_args(options), options.warmup + options.seconds + 90
     with tempfile.TemporaryDirectory(prefix="fleetd-bench-") as tmp:
         workdir = Path(tmp)
         with running_server(options, workdir) as server:
@@ -210,6 +209,19 @@ def measure(options: BenchOptions) -> Summary:
                     bound=150,
                 )  # fmt: skip
     return Summary(throughput, latency, idle)
+
+
+def _load_args(options: BenchOptions) -> tuple[str, ...]:
+    """The load generator's options every measured run shares."""
+    args = ("--connections", str(options.connections), "--seconds", str(options.seconds),
+            "--window", str(options.window), "--warmup", str(options.warmup))  # fmt: skip
+    return args if options.submits is None else (*args, "--count", str(options.submits))
+
+
+def _runs(options: BenchOptions) -> str:
+    """What each median is taken over, as the report says it."""
+    window = f"{options.seconds:g} s" if options.submits is None else f"{options.submits:,} submits"
+    return f"median of {options.repeats} run{'s' if options.repeats > 1 else ''} of {window}"
 
 
 def report(options: BenchOptions | None = None) -> str:
@@ -236,9 +248,7 @@ class ProxySummary:
 
 
 def measure_proxy(options: BenchOptions) -> ProxySummary:
-    common = ("--connections", str(options.connections), "--seconds", str(options.seconds),
-              "--window", str(options.window), "--warmup", str(options.warmup))  # fmt: skip
-    bound = options.warmup + options.seconds + 90
+    common, bound = _load_args(options), options.warmup + options.seconds + 90
     runs: dict[str, list[dict]] = {"direct": [], "proxy": [], "direct_rate": [], "proxy_rate": []}
     upstream_cpu = 0.0
     with tempfile.TemporaryDirectory(prefix="fleetd-bench-") as tmp:
@@ -269,7 +279,7 @@ def measure_proxy(options: BenchOptions) -> ProxySummary:
 def format_proxy_report(options: BenchOptions, summary: ProxySummary) -> str:
     direct, proxied = summary.direct, summary.proxied
     first = direct.throughput_runs[0]
-    runs = f"median of {options.repeats} run{'s' if options.repeats > 1 else ''} of {options.seconds:g} s"
+    runs = _runs(options)
     d_cpu, p_cpu = direct.answered_per_server_cpu_second, proxied.answered_per_server_cpu_second
     ratio = p_cpu / d_cpu if d_cpu else 0.0
     windows = sum(r["window_seconds"] for r in proxied.throughput_runs)
@@ -342,7 +352,7 @@ def _wait_for_health(proc: subprocess.Popen, http_port: int, timeout: float, log
 
 def format_report(options: BenchOptions, summary: Summary) -> str:
     first = summary.throughput_runs[0]
-    runs = f"median of {options.repeats} run{'s' if options.repeats > 1 else ''} of {options.seconds:g} s"
+    runs = _runs(options)
     per_cpu = summary.answered_per_server_cpu_second
     lines = [
         f"fleetd bench stratum: fleetd serve (demo source, difficulty {DIFFICULTY:g}) and a separate load generator"

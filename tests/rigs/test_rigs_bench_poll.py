@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -12,7 +13,9 @@ from fleetd.rigs.models import CATALOGUE
 
 @pytest.fixture(scope="module")
 def result() -> telemetry.PollRoundResult:
-    return telemetry.poll_round(20, concurrency=8)
+    # Without the scheduler phase: it runs for five real intervals, and whether it keeps pace
+    # depends on the machine's load. The scheduler itself is tested with an injected clock.
+    return telemetry.poll_round(20, concurrency=8, scheduled=False)
 
 
 def test_every_rig_is_read_in_every_round(result):
@@ -22,11 +25,7 @@ def test_every_rig_is_read_in_every_round(result):
     assert [(t.label, t.polls, t.failures) for t in result.per_model] == [
         (m.name, 4 * result.rounds, 0) for m in CATALOGUE
     ]
-    # the scheduler at the design's rate (1 s interval for 20 rigs) polls each about once per interval
-    assert result.scheduled_interval == 1.0
-    assert result.scheduled.failures == 0
-    assert 20 * (result.rounds - 1) <= result.scheduled.polls <= 20 * (result.rounds + 1)
-    assert 0.9 <= result.kept_up <= 1.05  # 20 polls/s is light work: the schedule is kept
+    assert (result.scheduled, result.scheduled_interval, result.kept_up) == (None, None, None)
 
 
 def test_figures_are_consistent(result):
@@ -49,7 +48,16 @@ def test_the_report_states_the_projection(result):
     assert match, report
     assert float(match.group(1)) == pytest.approx(result.design_cpu(), abs=0.05)
     assert (match.group(3) == "met") == result.meets_design
-    assert re.search(r"scheduler at the design's rate \(20 rigs per 1 s\): \d+% of the polls due were done", report)
+    assert "scheduler" not in report  # not run
+
+
+def test_the_report_states_how_the_scheduler_kept_pace(result):
+    scheduler = telemetry.RoundTiming("scheduler (5 x 1 s interval)", polls=97, failures=0, wall=5.0, cpu=0.5)
+    report = telemetry.format_poll_round(
+        dataclasses.replace(result, scheduled=scheduler, scheduled_interval=1.0, kept_up=0.97)
+    )
+    assert re.search(r"^\s+scheduler \(5 x 1 s interval\)\s+97\s", report, re.M), report
+    assert "scheduler at the design's rate (20 rigs per 1 s): 97% of the polls due were done, 10% of a core" in report
 
 
 def test_too_few_rigs_is_refused():
