@@ -143,7 +143,7 @@ def _simulate(args: argparse.Namespace) -> int:
             seed=args.seed,
             firmware=not args.no_firmware,
             hash_scale=args.hash_scale,
-            faults=tuple(parse_fault(text) for text in args.faults),
+            faults=tuple(parse_fault(text) for text in args.fault),
         )
     except (ValueError, LookupError) as exc:
         print(f"fleetd simulate: {exc}", file=sys.stderr)
@@ -159,30 +159,35 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from fleetd.sim import fleet_faults
+
     parser = argparse.ArgumentParser(prog="fleetd", description="Stratum v1 pool and fleet telemetry for mining sites")
+    parser.add_argument("--version", action="version", version=f"fleetd {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    faults_help = {"epilog": fleet_faults.describe(), "formatter_class": argparse.RawDescriptionHelpFormatter}
 
     commands.add_parser("version", help="print the version and the active native implementation").set_defaults(
         handler=_version
     )
-    demo = commands.add_parser("demo", help="run fleetd on its demo chain with simulated rigs mining it")
+    demo = commands.add_parser("demo", help="run fleetd on its demo chain with simulated rigs mining it", **faults_help)
     demo.add_argument("--config", metavar="PATH", help="TOML configuration (demo defaults when omitted)")
     demo.add_argument("--rigs", type=_positive, default=20, help="simulated rigs of mixed models (default 20)")
     demo.add_argument("--stratum", metavar="HOST:PORT", help="Stratum listener (default 127.0.0.1:3333)")
     demo.add_argument("--http", metavar="HOST:PORT", help="metrics and API listener (default 127.0.0.1:9550)")
     demo.add_argument("--fault", action="append", metavar="SPEC",
-                      help="inject RIG:KIND[=VALUE][@START[+DURATION]] (repeatable; default: two misbehaving rigs)")  # fmt: skip
+                      help="inject a fault, see below (repeatable; default: two misbehaving rigs)")  # fmt: skip
     demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
     demo.set_defaults(handler=_demo)
 
     simulate = commands.add_parser(
-        "simulate", help="run simulated rigs (real Stratum, emulated firmware APIs) against a pool on loopback"
+        "simulate", help="run simulated rigs (real Stratum, emulated firmware APIs) against a pool on loopback",
+        **faults_help,
     )
     simulate.add_argument("--pool", required=True, metavar="HOST:PORT", help="the pool's Stratum address (loopback)")
     simulate.add_argument("--rigs", type=_positive, default=20, help="simulated rigs (default 20)")
     simulate.add_argument("--models", metavar="LIST", help="comma-separated models, taken in turn (default: all)")
     simulate.add_argument(
-        "--faults", nargs="*", default=[], metavar="SPEC", help="RIG:KIND[=VALUE][@START[+DURATION]] (2:offline@5+9)"
+        "--fault", action="append", default=[], metavar="SPEC", help="inject a fault, see below (repeatable)"
     )
     simulate.add_argument("--duration", type=_positive_float, default=None, help="stop after this many seconds")
     simulate.add_argument("--seed", type=int, default=0, help="share timing and fault draws (default 0)")
@@ -212,15 +217,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stratum.add_argument("--connections", type=_positive, default=1000, help="connections submitting shares")
     stratum.add_argument("--seconds", type=_positive_float, default=5.0, help="measured window of each run")
+    stratum.add_argument(
+        "--submits", type=_positive, default=None, help="end each measured window after this many answered submits"
+    )
+    stratum.add_argument("--warmup", type=_non_negative_float, default=0.5, help="unmeasured load before each window")
     stratum.add_argument("--repeats", type=_positive, default=3, help="runs per measurement (median reported)")
     stratum.add_argument("--window", type=_positive, default=4, help="unanswered submits per connection")
     stratum.add_argument("--rate", type=_positive_float, default=5000.0, help="offered submits/s for the latency runs")
     stratum.add_argument(
         "--idle-connections", type=_non_negative, default=10_000, help="idle connections for the RSS figure (0: skip)"
-    stratum.add_argument(
-        "--submits", type=_positive, default=None, help="end each measured window after this many answered submits"
-    )
-    stratum.add_argument("--warmup", type=_non_negative_float, default=0.5, help="unmeasured load before each window")
     )
     stratum.add_argument(
         "--proxy",
@@ -255,11 +260,6 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
 def _non_negative_float(text: str) -> float:
     value = float(text)
     if not value >= 0:
@@ -267,10 +267,20 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:  # the import reads FLEETD_NATIVE: a bad value is one line for every command, not a traceback
+        import fleetd.native  # noqa: F401
+    except ValueError as exc:
+        print(f"fleetd: {exc}", file=sys.stderr)
+        return 2
     try:
         return args.handler(args)
     except KeyboardInterrupt:

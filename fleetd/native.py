@@ -3,7 +3,8 @@
 Hashes are in internal byte order, as sha256d returns them; prevhash and merkle
 branch hashes exactly as they stand inside a block. ``IMPL`` names the active
 implementation: ``"shani"`` (x86 SHA extensions, chosen by CPUID) or
-``"portable"``. ``FLEETD_NATIVE=portable`` in the environment forces the latter.
+``"portable"``. ``FLEETD_NATIVE=portable`` in the environment forces the latter; a value
+this CPU cannot run fails the import with a ValueError that names the variable.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ _MEETS_NETWORK = lib.FLEETD_MEETS_NETWORK
 _TARGET_LIMIT = 1 << 256
 
 IMPL: str = "portable"
+ENVIRONMENT = "FLEETD_NATIVE"
 
 
 def available() -> tuple[str, ...]:
@@ -297,4 +299,14 @@ def _field_error(shares) -> Exception:
     return TypeError("shares must hold bytes extranonces and 32-bit ints")
 
 
-select(os.environ.get("FLEETD_NATIVE"))
+def _select_from_environment() -> None:
+    value = os.environ.get(ENVIRONMENT)
+    try:
+        select(value)
+    except ValueError:
+        choices = ", ".join(available())
+        message = f"{ENVIRONMENT}={value!r} is no implementation this CPU runs; set {choices} or auto, or unset it"
+        raise ValueError(message) from None
+
+
+_select_from_environment()

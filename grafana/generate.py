@@ -17,6 +17,7 @@ Hash rates come from the recording rules in deploy/prometheus/rules/ (fleetd:rig
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -543,7 +544,8 @@ def render(build) -> str:
     return json.dumps(build(), indent=2, ensure_ascii=False) + "\n"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     OUT.mkdir(exist_ok=True)
     for name, build in DASHBOARDS.items():
         (OUT / name).write_text(render(build))

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from fleetd import native
-from fleetd.cli import main
+from fleetd import __version__, native
+from fleetd.cli import build_parser, main
+from fleetd.sim import demo
+from fleetd.sim.fleet_faults import MEANING, FaultKind
+
+GENERATOR = Path(__file__).resolve().parents[1] / "grafana" / "generate.py"
 
 
 def test_version_names_the_native_implementation(capsys):
@@ -60,3 +66,69 @@ def test_bench_telemetry_scrape_reports_series_and_core_share(capsys):
     out = capsys.readouterr().out
     assert re.search(r"series\s+1,623$", out, re.M)  # 32 per fully populated rig (7 economics), 23 site-wide
     assert re.search(r"one core's share at a 15 s scrape interval\s+[\d.]+%", out)
+
+
+def one_line(err: str) -> str:
+    """The single line an operator's mistake prints: no traceback, nothing else."""
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_version_flag_prints_the_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out == f"fleetd {__version__}\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["demo", "--fault", "bogus"], "fleetd demo: fault 'bogus': expected RIG:KIND[=VALUE][@START[+DURATION]]"),
+        (["demo", "--rigs", "3", "--fault", "9:offline@5"], "no such rig in a fleet of 3; name one of 1..3 or s19xp-01"),
+        (["demo", "--rigs", "3", "--fault", "2:melt"], "unknown kind 'melt'; one of offline, overheat"),
+        (["simulate", "--pool", "127.0.0.1:3333", "--fault", "bogus"], "fleetd simulate: fault 'bogus': expected"),
+        (["simulate", "--pool", "127.0.0.1:3333", "--rigs", "3", "--fault", "9:offline@5"], "name one of 1..3"),
+    ],
+)
+def test_a_bad_fault_is_one_line_before_anything_starts(argv, says, capsys, monkeypatch):
+    def start(*_args, **_kwargs):
+        raise AssertionError("the demo or fleet started with a bad fault")
+
+    monkeypatch.setattr(demo, "run", start)
+    monkeypatch.setattr("fleetd.sim.fleet.run", start)
+    assert main(argv) == 2
+    assert says in one_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("argv", [["version"], ["check-config", "no-such.toml"]])
+def test_a_bad_native_implementation_in_the_environment_is_one_line_for_every_command(argv):
+    env = {**os.environ, "FLEETD_NATIVE": "bogus"}
+    out = subprocess.run([sys.executable, "-m", "fleetd", *argv], env=env, capture_output=True, text=True)
+    assert out.returncode == 2
+    line = one_line(out.stderr)
+    assert line.startswith("fleetd: FLEETD_NATIVE='bogus' ")
+    assert all(impl in line for impl in native.available())
+
+
+@pytest.mark.parametrize("command", [["demo"], ["simulate", "--pool", "127.0.0.1:3333"]])
+def test_demo_and_simulate_take_repeated_fault_options_and_explain_them(command, capsys):
+    args = build_parser().parse_args([*command, "--fault", "1:offline", "--fault", "2:stale=0.5"])
+    assert args.fault == ["1:offline", "2:stale=0.5"]
+    with pytest.raises(SystemExit) as exc:
+        main([command[0], "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for kind in FaultKind:
+        assert f"  {kind:<10} {MEANING[kind]}" in out
+    assert "--fault 3:offline@20+30" in out
+
+
+def test_the_dashboard_generator_prints_help_and_writes_nothing():
+    dashboards = sorted((GENERATOR.parent / "dashboards").glob("*.json"))
+    before = [path.stat().st_mtime_ns for path in dashboards]
+    out = subprocess.run([sys.executable, str(GENERATOR), "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("usage: generate.py") and "wrote" not in out.stdout
+    assert [path.stat().st_mtime_ns for path in dashboards] == before

@@ -223,5 +223,10 @@ def main(config: Config | None, *, rigs: int, stratum: HostPort | None, http: Ho
          duration: float | None, faults: tuple[str, ...]) -> int:  # fmt: skip
     if faults == DEFAULT_FAULTS:  # a small fleet keeps only the misbehaving rigs it has
         faults = tuple(f for f in faults if int(f.split(":", 1)[0]) <= rigs)
+    try:  # the fleet's own checks, before anything listens (its pool address is only known later)
+        FleetConfig("127.0.0.1", 1, rigs=rigs, faults=tuple(parse_fault(f) for f in faults if f))
+    except ValueError as exc:
+        print(f"fleetd demo: {exc}", file=sys.stderr)
+        return 2
     logging.configure("warning", "console", stream=sys.stderr)  # the table is the demo's output
     return asyncio.run(run(demo_config(config, stratum, http), rigs=rigs, faults=faults, duration=duration))

@@ -119,7 +119,10 @@ class FleetConfig:
         for fault in self.faults:  # a fault for a rig the fleet does not have fails here, not mid-run
             if fault.rig not in names and not (isinstance(fault.rig, int) and 1 <= fault.rig <= self.rigs):
                 first, last = next(iter(names)), next(reversed(names))
-                raise ValueError(f"fault {fault.kind} for rig {fault.rig!r}: rigs are 1..{self.rigs}, {first}..{last}")
+                raise ValueError(
+                    f"fault {fault.kind} for rig {fault.rig!r}: no such rig in a fleet of {self.rigs}; "
+                    f"name one of 1..{self.rigs} or {first}..{last}"
+                )
 
 
 @dataclass(frozen=True, slots=True)

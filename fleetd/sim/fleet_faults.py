@@ -1,8 +1,5 @@
-"""Faults a simulated rig can be given, and the ``RIG:KIND[=VALUE][@START[+DURATION]]`` syntax.
-
-    3:offline@20+30     rig 3 drops off the network 20 s in, comes back 30 s later
-    s21-02:degrade=0.6  that rig hashes at 60 % of nominal from the start, for good
-    5:invalid=0.2       a fifth of rig 5's submits miss the target (rejected, code 23)
+"""Faults a simulated rig can be given, and the ``RIG:KIND[=VALUE][@START[+DURATION]]`` syntax
+(``describe()`` gives every kind, with examples).
 
 A rig is named by its 1-based position in the fleet or by its name. Rig-side faults
 (offline, overheat, degrade, power) go on the rig's ``RigState``, which both its firmware
@@ -18,15 +15,24 @@ from dataclasses import dataclass
 
 
 class FaultKind(enum.StrEnum):
-    OFFLINE = "offline"  # Stratum disconnects, the management API stops answering
-    OVERHEAT = "overheat"  # value: degrees the temperatures climb (over the fleet's overheat_ramp)
-    DEGRADE = "degrade"  # value: fraction of nominal hash rate left (shares and reported rate)
-    POWER = "power"  # value: factor on power draw at the same hash rate
-    STALE = "stale"  # value: fraction of submits for a job a new block retired (code 21)
-    INVALID = "invalid"  # value: fraction of submits whose hash misses the target (code 23)
-    DUPLICATE = "duplicate"  # value: fraction of submits repeating an accepted share (code 22)
+    OFFLINE = "offline"
+    OVERHEAT = "overheat"
+    DEGRADE = "degrade"
+    POWER = "power"
+    STALE = "stale"
+    INVALID = "invalid"
+    DUPLICATE = "duplicate"
 
 
+MEANING = {
+    FaultKind.OFFLINE: "Stratum hangs up and the rig's API stops answering (takes no VALUE)",
+    FaultKind.OVERHEAT: "temperatures climb VALUE degrees over a minute",
+    FaultKind.DEGRADE: "hash rate falls to VALUE of nominal, in shares and as reported",
+    FaultKind.POWER: "the rig draws VALUE times its power at the same hash rate",
+    FaultKind.STALE: "VALUE of submits are for a job a new block retired: code 21",
+    FaultKind.INVALID: "VALUE of submits miss the target: code 23",
+    FaultKind.DUPLICATE: "VALUE of submits repeat an accepted share: code 22",
+}
 DEFAULT_VALUE = {
     FaultKind.OFFLINE: None,
     FaultKind.OVERHEAT: 30.0,
@@ -37,6 +43,24 @@ DEFAULT_VALUE = {
     FaultKind.DUPLICATE: 0.2,
 }
 SUBMIT_FAULTS = (FaultKind.STALE, FaultKind.INVALID, FaultKind.DUPLICATE)
+SYNTAX = "RIG:KIND[=VALUE][@START[+DURATION]]"
+
+
+def describe() -> str:
+    """The fault syntax and every kind with its meaning and default, for ``--help``."""
+    kinds = "\n".join(
+        f"  {kind:<10} {MEANING[kind]}" + ("" if DEFAULT_VALUE[kind] is None else f" (default {DEFAULT_VALUE[kind]:g})")
+        for kind in FaultKind
+    )
+    return (
+        f"faults: --fault {SYNTAX}, repeatable. RIG is the rig's\n"
+        "position (1..N) or its name; START and DURATION are seconds (default: from the start,\n"
+        f"to the end). KIND is one of:\n{kinds}\n"
+        "examples:\n"
+        "  --fault 3:offline@20+30     rig 3 drops off 20 s in and comes back 30 s later\n"
+        "  --fault s21-02:degrade=0.6  rig s21-02 hashes at 60 % of nominal throughout\n"
+        "  --fault 5:invalid=0.2       a fifth of rig 5's submits miss the target"
+    )
 
 _SPEC = re.compile(r"^(?P<rig>[^:]+):(?P<kind>[a-z]+)(?:=(?P<value>[^@]+))?(?:@(?P<at>[^+]+)(?:\+(?P<for>.+))?)?$")
 
@@ -82,7 +106,7 @@ def parse_fault(text: str) -> FaultSpec:
     """``RIG:KIND[=VALUE][@START[+DURATION]]`` as a FaultSpec; ValueError says what is wrong."""
     match = _SPEC.match(text.strip())
     if match is None:
-        raise ValueError(f"fault {text!r}: expected RIG:KIND[=VALUE][@START[+DURATION]], e.g. 3:offline@20+30")
+        raise ValueError(f"fault {text!r}: expected {SYNTAX}, e.g. 3:offline@20+30")
     try:
         kind = FaultKind(match["kind"])
     except ValueError:

@@ -383,12 +383,12 @@ def test_fleet_config_refuses_a_pool_off_this_machine():
 
 
 def test_simulate_command_reports_bad_arguments(capsys):
-    assert cli.main(["simulate", "--pool", "127.0.0.1:3333", "--faults", "1:melt"]) == 2
+    assert cli.main(["simulate", "--pool", "127.0.0.1:3333", "--fault", "1:melt"]) == 2
     assert "unknown kind 'melt'" in capsys.readouterr().err
     assert cli.main(["simulate", "--pool", "127.0.0.1:3333", "--models", "S9"]) == 2
     assert "unknown rig model 'S9'" in capsys.readouterr().err
-    assert cli.main(["simulate", "--pool", "127.0.0.1:3333", "--rigs", "3", "--faults", "4:offline"]) == 2
-    assert "rigs are 1..3, s19xp-01..s21xp-03" in capsys.readouterr().err
+    assert cli.main(["simulate", "--pool", "127.0.0.1:3333", "--rigs", "3", "--fault", "4:offline"]) == 2
+    assert "no such rig in a fleet of 3; name one of 1..3 or s19xp-01..s21xp-03" in capsys.readouterr().err
     assert cli.main(["simulate", "--pool", "3333"]) == 2
 
 
