@@ -20,14 +20,12 @@ TINY_DIFFICULTY = 1e-6  # a valid share in a few thousand hashes
 
 
 def make_config(network_difficulty: float = 1e9, **stratum) -> Config:
+    defaults = {"min_difficulty": 1e-9, "start_difficulty": TINY_DIFFICULTY, "login_timeout_seconds": 5.0}
     return Config(
         stratum=StratumConfig(
             listen=HostPort("127.0.0.1", 0),
-            min_difficulty=1e-9,
-            start_difficulty=TINY_DIFFICULTY,
-            login_timeout_seconds=stratum.pop("login_timeout_seconds", 5.0),
             shutdown_grace_seconds=1.0,
-            **stratum,
+            **{**defaults, **stratum},
         ),
         http=HttpConfig(listen=HostPort("127.0.0.1", 0)),
         source=SourceConfig(network_difficulty=network_difficulty),  # default: no blocks unless a test wants them
@@ -142,13 +140,23 @@ class RawClient:
                 if await self.read_message() is None:
                     raise ConnectionError("server closed the connection")
 
-    async def login(self, worker: str = "acct.rig1") -> None:
-        self.worker = worker
+    async def subscribe(self) -> None:
         reply = await self.request("mining.subscribe", ["fleetd-test/1.0"])
         _, en1, self.extranonce2_size = reply["result"]
         self.extranonce1 = bytes.fromhex(en1)
+
+    async def login(self, worker: str = "acct.rig1", *, subscribed: bool = False) -> None:
+        """Subscribe (unless done already), authorize and wait for the difficulty and a job."""
+        self.worker = worker
+        if not subscribed:
+            await self.subscribe()
         assert (await self.request("mining.authorize", [worker, "x"]))["result"] is True
         await self.wait_for(lambda: self.job is not None and self.difficulty > 0)
+
+    async def notified_after(self, seen: int) -> list[str]:
+        """The methods the server sent after the first ``seen`` notifications, up to a job."""
+        await self.wait_for(lambda: any(n["method"] == "mining.notify" for n in self.notifications[seen:]))
+        return [n["method"] for n in self.notifications[seen:]]
 
     async def closed(self, timeout: float = 5.0) -> bool:
         """True once the server has closed the connection (everything before EOF is read)."""

@@ -296,6 +296,7 @@ class MinerConnection(asyncio.Protocol):
         self.peer = "?"
         self.peer_ip: str | None = None
         self.extranonce1 = b""
+        self.working = False  # the rig logged in and was sent its difficulty and work
         self._login_timer: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
 
@@ -330,6 +331,10 @@ class MinerConnection(asyncio.Protocol):
             handler = _HANDLERS.get(type(event))
             if handler is not None:
                 handler(self, event)
+        # Work goes out once the whole read is handled: a suggest_difficulty pipelined
+        # with the login then sets the first job's difficulty.
+        if not self.working and session.ready:
+            self._start_work()
         self.flush()
 
     def eof_received(self) -> bool:
@@ -360,9 +365,16 @@ class MinerConnection(asyncio.Protocol):
 
     # -- driven by the server ----------------------------------------------------------
 
+    def _start_work(self) -> None:
+        self.working = True
+        self._set_difficulty(self.vardiff.difficulty)
+        job, notify = self.server.current_job, self.server.current_notify
+        if job is not None and notify is not None:  # None while work is withdrawn
+            self.session.send_job(job, notify)
+
     def send_job(self, job: Job, notify: bytes) -> None:
         session = self.session
-        if session is None or not session.subscribed or session.closed:
+        if not self.working or session.closed:
             return
         session.send_job(job, notify)
         self.flush()
@@ -388,7 +400,7 @@ class MinerConnection(asyncio.Protocol):
             self.flush()
 
     def idle_check(self, now: float) -> None:
-        if self.session and self.session.ready and self.vardiff:
+        if self.working:
             self._set_difficulty(self.vardiff.on_idle(now))
 
     def flush(self) -> None:
@@ -415,11 +427,6 @@ class MinerConnection(asyncio.Protocol):
 
     def _on_subscribed(self, event: Subscribed) -> None:
         self.log = self.log.bind(agent=event.user_agent)
-        session = self.session
-        session.set_difficulty(self.vardiff.difficulty)
-        job, notify = self.server.current_job, self.server.current_notify
-        if job is not None and notify is not None:  # None while work is withdrawn
-            session.send_job(job, notify)
 
     def _on_authorized(self, event: Authorized) -> None:
         self.log = self.log.bind(worker=event.worker)
@@ -463,9 +470,16 @@ class MinerConnection(asyncio.Protocol):
         self.server.rigs.reject(worker, event.reject.reason, self.server.wall_clock())
         self.log.debug("share_rejected", reason=event.reject.reason, job_id=event.job_id)
 
-    def _on_difficulty_floor(self, event: DifficultySuggested | MinimumDifficultyRequested) -> None:
-        floor = event.difficulty if isinstance(event, DifficultySuggested) else event.floor
-        self._set_difficulty(self.vardiff.set_floor(floor, self._loop.time()))
+    def _on_minimum_difficulty(self, event: MinimumDifficultyRequested) -> None:
+        raised = self.vardiff.set_floor(event.floor, self._loop.time())
+        if self.working:  # else the first job carries it
+            self._set_difficulty(raised)
+
+    def _on_difficulty_suggested(self, event: DifficultySuggested) -> None:
+        # The session already put the suggestion in force; vardiff goes on from there.
+        self.vardiff.suggest(event.difficulty, self._loop.time())
+        if self.working:
+            self._difficulty_changed(self.session.difficulty)
 
     def _on_bad_request(self, event: BadRequest) -> None:
         self.log.info("bad_request", method=event.method, reason=event.reject.reason, detail=event.detail)
@@ -477,12 +491,14 @@ class MinerConnection(asyncio.Protocol):
     def _set_difficulty(self, difficulty: float | None) -> None:
         if difficulty is None:
             return
-        sent = self.session.set_difficulty(difficulty)
+        self._difficulty_changed(self.session.set_difficulty(difficulty))
+
+    def _difficulty_changed(self, difficulty: float) -> None:
         for worker in self.session.authorized_workers:
             rig = self.server.rigs.get(worker)
             if rig is not None:
-                rig.difficulty = sent
-        self.log.debug("difficulty_changed", difficulty=sent)
+                rig.difficulty = difficulty
+        self.log.debug("difficulty_changed", difficulty=difficulty)
 
     def _login_deadline(self) -> None:
         self._login_timer = None
@@ -509,8 +525,8 @@ _HANDLERS: dict[type, Callable] = {
     AuthorizationRefused: MinerConnection._on_authorization_refused,
     SubmitReceived: MinerConnection._on_submit,
     SubmitRejected: MinerConnection._on_submit_rejected,
-    DifficultySuggested: MinerConnection._on_difficulty_floor,
-    MinimumDifficultyRequested: MinerConnection._on_difficulty_floor,
+    DifficultySuggested: MinerConnection._on_difficulty_suggested,
+    MinimumDifficultyRequested: MinerConnection._on_minimum_difficulty,
     BadRequest: MinerConnection._on_bad_request,
     ConnectionClosed: MinerConnection._on_closed,
 }

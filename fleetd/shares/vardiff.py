@@ -8,7 +8,9 @@ weight is capped at ``memory_after_change`` so fresh shares soon outvote old one
 drop by more than half starts it afresh, since the old data then misled).
 
 It never reads a clock: every call carries ``now`` (seconds, any monotonic origin). It
-only *proposes* a difficulty; the driver applies it with the next job it sends.
+only *proposes* a difficulty; the driver applies it with the next job it sends. The one
+exception is the miner's own ``mining.suggest_difficulty`` (``suggest``), which is in
+force at once.
 
 Three rules move the difficulty:
 
@@ -33,8 +35,8 @@ target; a steady miner sees ~0.4 changes an hour after its first five minutes; a
 drop of hash rate is followed to within +-60 % in 20 minutes.
 
 Every result is clamped to [max(min_difficulty, floor), max_difficulty], where the floor
-is what the miner asked for (``mining.configure`` minimum-difficulty or
-``mining.suggest_difficulty``).
+is what the miner asked for (``mining.configure`` minimum-difficulty, raising only, or
+``mining.suggest_difficulty``, which also sets the difficulty).
 """
 
 from __future__ import annotations
@@ -186,19 +188,35 @@ class Vardiff:
         return self._change(now, d * ratio, reset=ratio < 0.5)
 
     def set_floor(self, floor: float, now: float) -> float | None:
-        """The miner's own minimum (configure minimum-difficulty, suggest_difficulty).
+        """The miner's own minimum (BIP310 minimum-difficulty in mining.configure).
 
         Clamped to the configured range; returns the new difficulty if the current one is below it.
         """
-        cfg = self.config
-        if not (isinstance(floor, (int, float)) and math.isfinite(floor) and floor > 0):
-            raise ValueError(f"difficulty floor must be a positive number, got {floor!r}")
-        self.floor = min(max(float(floor), cfg.min_difficulty), cfg.max_difficulty)
+        self.floor = self._clamp(floor)
         if self.difficulty < self.floor:
             return self._change(now, self.floor, reset=True)
         return None
 
+    def suggest(self, difficulty: float, now: float) -> float | None:
+        """The miner's mining.suggest_difficulty: the difficulty from now on, and its floor.
+
+        Clamped to the configured range, not limited by ``max_step``: the miner knows its
+        hash rate better than a guess does. Returns the new difficulty if it changed.
+        """
+        self.floor = self._clamp(difficulty)
+        if self.floor == self.difficulty:
+            return None
+        self.difficulty = self.floor
+        self._reset(now)  # the miner's word replaces the estimate so far
+        return self.difficulty
+
     # -- internals ----------------------------------------------------------------
+
+    def _clamp(self, floor: float) -> float:
+        cfg = self.config
+        if not (isinstance(floor, (int, float)) and math.isfinite(floor) and floor > 0):
+            raise ValueError(f"difficulty floor must be a positive number, got {floor!r}")
+        return min(max(float(floor), cfg.min_difficulty), cfg.max_difficulty)
 
     def _reset(self, now: float) -> None:
         self._work = 0.0

@@ -43,7 +43,7 @@ class SubmitRejected:
 
 @dataclass(frozen=True, slots=True)
 class Subscribed:
-    """``mining.subscribe`` answered: send the difficulty and a job now."""
+    """``mining.subscribe`` answered; work goes out once a worker is authorized too (``Session.ready``)."""
 
     user_agent: str | None
     session_id: str | None  # the resume id a miner offered; fleetd never resumes
@@ -61,7 +61,8 @@ class AuthorizationRefused:
 
 @dataclass(frozen=True, slots=True)
 class DifficultySuggested:
-    """``mining.suggest_difficulty``: what the miner asked and that value clamped to the limits."""
+    """``mining.suggest_difficulty``: what the miner asked, and that value clamped to the limits
+    (and to its BIP310 minimum), now the session's difficulty and the miner's floor."""
 
     requested: float
     difficulty: float
@@ -69,7 +70,8 @@ class DifficultySuggested:
 
 @dataclass(frozen=True, slots=True)
 class MinimumDifficultyRequested:
-    """BIP310 ``minimum-difficulty``: the session will not send a difficulty under ``floor``."""
+    """BIP310 ``minimum-difficulty``: the session will not send a difficulty under ``floor``
+    (the minimum clamped to the limits, or the miner's suggestion when that is higher)."""
 
     requested: float
     floor: float

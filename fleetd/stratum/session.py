@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fleetd.chain.byteorder import U32_MAX, u32_from_hex
 from fleetd.shares.job import Job
@@ -89,7 +89,8 @@ class Session:
         "_version_mask",
         "_extranonce_subscribed",
         "_difficulty",
-        "_floor",
+        "_announced",
+        "_minimum",
         "_suggested",
         "_jobs",
         "_retired",
@@ -113,8 +114,9 @@ class Session:
         self._version_mask: int | None = None
         self._extranonce_subscribed = False
         self._difficulty = 1.0  # Stratum's implied difficulty until one is sent
-        self._floor: float | None = None
-        self._suggested: float | None = None
+        self._announced = 1.0  # the difficulty the miner was last told
+        self._minimum: float | None = None  # BIP310 minimum-difficulty
+        self._suggested: float | None = None  # mining.suggest_difficulty
         # job_id -> (job, difficulty, (extranonce1, extranonce2 size)) as sent; insertion-ordered.
         self._jobs: dict[str, tuple[Job, float, tuple[bytes, int]]] = {}
         self._retired: dict[str, None] = {}  # an insertion-ordered set of stale job ids
@@ -155,11 +157,14 @@ class Session:
         """Send ``mining.notify`` and remember the job at the difficulty now in force.
 
         ``notify`` may carry ``messages.notify(job)`` encoded once for every connection.
+        A difficulty the miner was not told yet (a suggestion before any job) goes first.
         """
         if self._close is not None:
             return
         jobs = self._jobs
         difficulty = self._difficulty
+        if difficulty != self._announced:
+            self._announce(difficulty)
         previous = jobs.pop(job.job_id, None)
         if previous is not None:  # a re-sent id: a share in flight may be at either difficulty
             difficulty = min(difficulty, previous[1])
@@ -178,16 +183,17 @@ class Session:
     def set_difficulty(self, difficulty: float) -> float:
         """Send ``mining.set_difficulty``; it applies to jobs sent from now on.
 
-        Never below the miner's BIP310 minimum; returns the difficulty actually sent.
+        Never below the miner's floor (``difficulty_floor``); returns the difficulty actually sent.
         """
         difficulty = float(difficulty)
         if not _positive(difficulty):
             raise ValueError(f"difficulty must be a positive number, got {difficulty!r}")
-        if self._floor is not None and difficulty < self._floor:
-            difficulty = self._floor
+        floor = self.difficulty_floor
+        if floor is not None and difficulty < floor:
+            difficulty = floor
         if self._close is None:
             self._difficulty = difficulty
-            self._out.append(messages.set_difficulty(difficulty))
+            self._announce(difficulty)
         return difficulty
 
     def set_extranonce(self, extranonce1: bytes, extranonce2_size: int | None = None) -> bool:
@@ -291,11 +297,20 @@ class Session:
     @property
     def minimum_difficulty(self) -> float | None:
         """The floor a BIP310 minimum-difficulty request set, None when none was asked."""
-        return self._floor
+        return self._minimum
 
     @property
     def suggested_difficulty(self) -> float | None:
+        """The latest ``mining.suggest_difficulty``, clamped; None when none was sent."""
         return self._suggested
+
+    @property
+    def difficulty_floor(self) -> float | None:
+        """The least difficulty the session sends: the miner's minimum or suggestion, the higher."""
+        minimum, suggested = self._minimum, self._suggested
+        if minimum is None or suggested is None:
+            return suggested if minimum is None else minimum
+        return max(minimum, suggested)
 
     @property
     def closed(self) -> bool:
@@ -310,6 +325,10 @@ class Session:
         return None if self._close is None else self._close[1]
 
     # --- internals ------------------------------------------------------------------------
+
+    def _announce(self, difficulty: float) -> None:
+        self._announced = difficulty
+        self._out.append(messages.set_difficulty(difficulty))
 
     def _end(self, reason: str, detail: str, events: list) -> None:
         self._close = (reason, detail)
@@ -481,9 +500,8 @@ class Session:
             self._version_mask = rolling.mask
         if decided.minimum_difficulty is not None:
             config = self.config
-            floor = min(max(decided.minimum_difficulty, config.min_difficulty), config.max_difficulty)
-            self._floor = floor
-            events.append(MinimumDifficultyRequested(decided.minimum_difficulty, floor))
+            self._minimum = min(max(decided.minimum_difficulty, config.min_difficulty), config.max_difficulty)
+            events.append(MinimumDifficultyRequested(decided.minimum_difficulty, self.difficulty_floor))
         if decided.subscribe_extranonce:
             self._extranonce_subscribed = True
         self._out.append(messages.result_reply(request_id, decided.result))
@@ -497,11 +515,19 @@ class Session:
             )
         requested = float(requested)
         config = self.config
-        lower = config.min_difficulty if self._floor is None else self._floor
+        lower = config.min_difficulty if self._minimum is None else self._minimum
         difficulty = min(max(requested, lower), config.max_difficulty)
         self._suggested = difficulty
         self._out.append(messages.true_reply(request_id))
         events.append(DifficultySuggested(requested, difficulty))
+        # In force at once, as in ckpool and public-pool: the next job carries it, and a
+        # miner already at work gets it now with its current job again, so firmware that
+        # takes a new difficulty only with a notify works at it too.
+        if difficulty != self._difficulty:
+            self._difficulty = difficulty
+            if self._jobs:
+                latest = next(reversed(self._jobs.values()))[0]
+                self.send_job(replace(latest, clean_jobs=False) if latest.clean_jobs else latest)
         return True
 
     def _on_extranonce_subscribe(self, request_id: object, params: list, events: list) -> bool:

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from fleetd.chain.byteorder import hash_to_display
-from server_support import RawClient, grind, http_json, make_config, start_fleetd, submit_params
+from server_support import TINY_DIFFICULTY, RawClient, grind, http_json, make_config, start_fleetd, submit_params
 
 
 async def test_login_gets_difficulty_and_a_job(fleetd):
@@ -127,3 +127,85 @@ async def test_shutdown_asks_miners_to_reconnect():
     await running.runner.cleanup()
     await client.wait_for(lambda: any(n["method"] == "client.reconnect" for n in client.notifications))
     assert await client.closed()
+
+
+# --- what rigs ask for: mining.suggest_difficulty and BIP310 minimum-difficulty ---------------
+
+
+@pytest.fixture
+async def start_1024():
+    """fleetd starting rigs at the example configuration's 1024: far beyond a CPU miner."""
+    running = await start_fleetd(make_config(start_difficulty=1024.0, max_difficulty=1e6))
+    yield running
+    await running.runner.cleanup()
+
+
+def difficulties(client: RawClient) -> list[float]:
+    return [n["params"][0] for n in client.notifications if n["method"] == "mining.set_difficulty"]
+
+
+async def test_a_suggestion_before_the_first_job_is_its_difficulty(start_1024):
+    client = await RawClient.connect(start_1024.stratum)
+    await client.subscribe()
+    assert (await client.request("mining.suggest_difficulty", [TINY_DIFFICULTY]))["result"] is True
+    await client.login(subscribed=True)
+    assert difficulties(client) == [TINY_DIFFICULTY]  # 1024 never went out
+    assert (await client.request("mining.submit", grind(client)))["result"] is True
+    assert start_1024.server.workers["acct.rig1"].accepted_work == pytest.approx(TINY_DIFFICULTY)
+    client.close()
+
+
+async def test_a_suggestion_after_the_first_job_is_sent_at_once_and_applies_to_it(start_1024):
+    # A Bitaxe's order: subscribe, authorize, then suggest_difficulty.
+    client = await RawClient.connect(start_1024.stratum)
+    await client.login()
+    first = client.job
+    assert client.difficulty == 1024.0
+    seen = len(client.notifications)
+    assert (await client.request("mining.suggest_difficulty", [TINY_DIFFICULTY]))["result"] is True
+    # Now, not with the next job (none is due for refresh_seconds), and the same job again.
+    assert await client.notified_after(seen) == ["mining.set_difficulty", "mining.notify"]
+    assert client.difficulty == TINY_DIFFICULTY
+    assert client.job.job_id == first.job_id and not client.job.clean
+    assert (await client.request("mining.submit", grind(client)))["result"] is True  # judged at the suggestion
+    assert start_1024.server.workers["acct.rig1"].difficulty == TINY_DIFFICULTY
+    client.close()
+
+
+async def test_a_suggestion_is_clamped_to_the_configured_range():
+    running = await start_fleetd(make_config(min_difficulty=1.0, start_difficulty=1024.0, max_difficulty=1e6))
+    try:
+        client = await RawClient.connect(running.stratum)
+        await client.login()
+        for asked, told in ((1e-12, 1.0), (1e12, 1e6)):
+            seen = len(client.notifications)
+            await client.request("mining.suggest_difficulty", [asked])
+            await client.notified_after(seen)
+            assert client.difficulty == told
+        client.close()
+    finally:
+        await running.runner.cleanup()
+
+
+async def test_vardiff_never_takes_a_rig_under_its_suggestion(start_1024):
+    client = await RawClient.connect(start_1024.stratum)
+    await client.login()
+    await client.request("mining.suggest_difficulty", [1.0])
+    (connection,) = start_1024.server.connections
+    now = asyncio.get_running_loop().time()
+    for minute in range(1, 61):  # an hour without a share, as the idle loop would see it
+        connection.idle_check(now + 60.0 * minute)
+    assert connection.vardiff.difficulty == 1.0 and connection.session.difficulty == 1.0
+
+
+async def test_a_bip310_minimum_only_raises_the_difficulty(start_1024):
+    async def first_difficulty(minimum: float) -> float:
+        client = await RawClient.connect(start_1024.stratum)
+        options = {"minimum-difficulty.value": minimum}
+        assert (await client.request("mining.configure", [["minimum-difficulty"], options]))["result"]
+        await client.login()
+        client.close()
+        return client.difficulty
+
+    assert await first_difficulty(1e-3) == 1024.0  # a floor, not a request
+    assert await first_difficulty(4096.0) == 4096.0

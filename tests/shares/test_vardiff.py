@@ -217,6 +217,26 @@ def test_floor_from_the_miner():
         vd.set_floor(float("nan"), 700.0)
 
 
+def test_a_suggestion_is_in_force_at_once_and_stays_the_floor():
+    vd = Vardiff(config(start_difficulty=1024.0, max_difficulty=1e4), 0.0)
+    assert vd.suggest(0.5, 0.0) == 0.5  # at once, though 2048 times under (max_step is 16)
+    assert vd.suggest(0.5, 1.0) is None
+    assert vd.suggest(1e9, 2.0) == 1e4 and vd.suggest(1e-12, 3.0) == MIN_DIFFICULTY  # clamped
+    vd.suggest(0.5, 4.0)
+    # A miner faster than it said: vardiff still raises it...
+    t, proposed = 4.0, []
+    for _ in range(40):
+        t += 0.05
+        proposed.append(vd.on_share(t))
+    assert vd.difficulty > 0.5
+    # ...and when it stops, silence brings it back to the suggestion, never below.
+    for second in range(int(t) + 1, int(t) + 3600):
+        proposed.append(vd.on_idle(float(second)))
+    assert min(p for p in proposed if p is not None) == 0.5 and vd.difficulty == 0.5
+    with pytest.raises(ValueError, match="floor"):
+        vd.suggest(float("inf"), t)
+
+
 def test_a_flushed_backlog_moves_it_once_and_at_most_max_step():
     # A proxy flushing 500 buffered shares at one instant is not hash rate.
     vd = Vardiff(config(start_difficulty=1.0), 0.0)

@@ -240,6 +240,24 @@ def test_suggest_difficulty_respects_miner_minimum():
     assert s.receive_data(req(2, "mining.suggest_difficulty", [10])) == [DifficultySuggested(10.0, 100.0)]
 
 
+def test_suggestion_is_the_miners_floor_until_the_next_one():
+    s = fresh(min_difficulty=1, max_difficulty=1e6)
+    configure(s, ["minimum-difficulty"], {"minimum-difficulty.value": 100})
+    s.receive_data(req(2, "mining.suggest_difficulty", [500]))
+    assert s.difficulty == 500.0 and s.difficulty_floor == 500.0
+    assert s.set_difficulty(10) == 500.0  # the driver (vardiff) cannot take it lower
+    s.receive_data(req(3, "mining.suggest_difficulty", [200]))  # a later suggestion replaces it...
+    assert s.set_difficulty(10) == 200.0
+    s.receive_data(req(4, "mining.suggest_difficulty", [20]))  # ...never under the BIP310 minimum
+    assert s.difficulty_floor == 100.0 and s.set_difficulty(10) == 100.0
+    # A BIP310 minimum after a higher suggestion leaves the suggestion the floor.
+    s.receive_data(req(5, "mining.suggest_difficulty", [300]))
+    replies(s)
+    _, events = configure(s, ["minimum-difficulty"], {"minimum-difficulty.value": 150}, request_id=6)
+    assert events == [MinimumDifficultyRequested(150.0, 300.0)]
+    assert s.set_difficulty(10) == 300.0
+
+
 @pytest.mark.parametrize("value", [0, -1, "1024", None, True])
 def test_suggest_difficulty_invalid_is_malformed(value):
     s = fresh()

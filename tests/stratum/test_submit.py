@@ -7,7 +7,7 @@ import pytest
 from fleetd.stratum.events import SubmitReceived, SubmitRejected
 from fleetd.stratum.rejects import Reject
 from fleetd.stratum.session import Session, SessionConfig
-from stratum_support import EN1, WORKER, err, job, logged_in, replies, req, rolling, submit
+from stratum_support import EN1, WORKER, err, job, logged_in, ok, replies, req, rolling, submit
 
 
 def rejected(session: Session, data: bytes, reject: Reject, request_id: object = 4) -> None:
@@ -256,7 +256,7 @@ def test_difficulty_change_grace_old_job_keeps_old_difficulty():
     ]
 
 
-def replies_params(job_id: str) -> list:
+def replies_params(job_id: str, clean: bool = False) -> list:
     return [
         job_id,
         "03020100070605040b0a09080f0e0d0c13121110171615141b1a19181f1e1d1c",
@@ -266,7 +266,7 @@ def replies_params(job_id: str) -> list:
         "20000000",
         "1d00ffff",
         "66000000",
-        False,
+        clean,
     ]
 
 
@@ -283,6 +283,51 @@ def test_resent_job_id_keeps_the_lower_difficulty():
     s.set_difficulty(200)
     s.send_job(job("a"))
     assert received(s, submit(4, job_id="a")).difficulty == 100.0
+
+
+# --- mining.suggest_difficulty: in force at once -----------------------------------------
+
+
+def suggest(request_id: object, difficulty: float) -> bytes:
+    return req(request_id, "mining.suggest_difficulty", [difficulty])
+
+
+def set_difficulty(difficulty: float) -> dict:
+    return {"id": None, "method": "mining.set_difficulty", "params": [difficulty]}
+
+
+def notify(job_id: str, clean: bool = False) -> dict:
+    return {"id": None, "method": "mining.notify", "params": replies_params(job_id, clean)}
+
+
+def test_suggestion_before_any_job_is_the_first_jobs_difficulty():
+    s = logged_in()
+    s.receive_data(suggest(3, 512))
+    assert replies(s) == [ok(3)]  # no work yet: the first job carries it
+    s.send_job(job("a", clean=True))
+    assert replies(s) == [set_difficulty(512), notify("a", clean=True)]
+    assert received(s, submit(4, job_id="a")).difficulty == 512.0
+
+
+def test_suggestion_after_a_job_is_sent_at_once_with_the_current_job_again():
+    s = logged_in()
+    s.set_difficulty(1024)
+    s.send_job(job("old"))
+    s.send_job(job("a", clean=True))
+    s.data_to_send()
+    s.receive_data(suggest(3, 512))
+    # Told now, not with the next job, and the latest job again so firmware that applies a
+    # difficulty only with a notify works at it; clean_jobs false keeps its work valid.
+    assert replies(s) == [ok(3), set_difficulty(512), notify("a")]
+    assert received(s, submit(4, job_id="a")).difficulty == 512.0
+    s.receive_data(suggest(5, 512))
+    assert replies(s) == [ok(5)]  # no change: nothing more to send
+    # A higher suggestion: shares still in flight at the lower one stay good for this job.
+    s.receive_data(suggest(6, 4096))
+    assert replies(s) == [ok(6), set_difficulty(4096), notify("a")]
+    assert received(s, submit(7, job_id="a")).difficulty == 512.0
+    s.send_job(job("b"))
+    assert received(s, submit(8, job_id="b")).difficulty == 4096.0
 
 
 # --- version rolling -------------------------------------------------------------------
