@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from fleetd.rigs.models import find_model
 from fleetd.rigs.reading import RigReading
@@ -18,6 +19,12 @@ from fleetd.rigs.reading import RigReading
 HASHES_PER_DIFFICULTY = 2**32  # a difficulty-1 share is 2^32 hashes of expected work
 AVERAGE_WINDOWS = {"1m": 60.0, "5m": 300.0, "1h": 3600.0}
 UNAUTHENTICATED = "(unauthenticated)"  # rejects before any worker is authorized on a connection
+# FleetdRigChipTemperatureCritical fires on a chip sensor above this (the runbook: power off)
+CHIP_CRITICAL_CELSIUS = 95.0
+# Watts are kept to the milliwatt: a nameplate estimate is a product of floats that carries the
+# reported rate's noise (3500.000174999999 W from 200.00001 TH/s summed over rounded board
+# rates), and a sum of watts grows its own.
+WATTS_DIGITS = 3
 
 
 class RateAverage:
@@ -59,8 +66,8 @@ class Rig:
     __slots__ = (
         "name", "ip", "model", "firmware", "nominal_hashrate", "nominal_watts",
         "accepted", "accepted_work", "rejected", "blocks", "last_share", "difficulty", "connections",
-        "averages", "reading", "poll_failures", "last_poll", "energy_joules", "_energy_at", "_energy_watts",
-        "first_seen", "last_seen",
+        "connected_since", "averages", "reading", "poll_failures", "last_poll", "energy_joules", "_energy_at",
+        "_energy_watts", "first_seen", "last_seen",
     )  # fmt: skip
 
     def __init__(self, name: str, now: float) -> None:
@@ -77,6 +84,7 @@ class Rig:
         self.last_share: float | None = None
         self.difficulty = 0.0
         self.connections = 0
+        self.connected_since: float | None = None  # when its connections last went from none to one
         self.averages = {window: RateAverage(tau) for window, tau in AVERAGE_WINDOWS.items()}
         self.reading: RigReading | None = None
         self.poll_failures = 0
@@ -109,7 +117,7 @@ class Rig:
         if not watts or not rate:
             return None, None
         measured = reading.hashrate if reading is not None and reading.hashrate else self.hashrate(window, now)
-        return watts * max(0.0, measured) / rate, "nameplate"
+        return round(watts * max(0.0, measured) / rate, WATTS_DIGITS), "nameplate"
 
     def nameplate(self) -> tuple[float | None, float | None]:
         """(watts, H/s) from the inventory, else from the model catalogue."""
@@ -121,8 +129,40 @@ class Rig:
     def efficiency(self, now: float) -> float | None:
         """Joules per terahash from watts and the pool-side 5-minute hash rate."""
         watts, _ = self.power(now)
-        rate = self.hashrate("5m", now)
-        return watts / (rate / 1e12) if watts and rate > 0 else None
+        return joules_per_terahash(watts, self.hashrate("5m", now))
+
+    def hottest_chip(self) -> float | None:
+        """The hottest chip sensor of the last poll: what the critical-temperature alert reads."""
+        reading = self.reading
+        if reading is None:
+            return None
+        return max((t for sensor, t in reading.temperatures.items() if sensor.startswith("chip")), default=None)
+
+
+def joules_per_terahash(watts: float | None, hashrate: float) -> float | None:
+    return watts / (hashrate / 1e12) if watts and hashrate > 0 else None
+
+
+@dataclass(frozen=True, slots=True)
+class FleetTotals:
+    """The fleet at one moment. Rates and power count only rigs that are up, as the economics
+    does: a rig that is down is an outage, and its last figures would otherwise linger."""
+
+    rigs: int
+    up: int
+    hot: int
+    connected: int
+    hashrate: dict[str, float]  # pool-side, by window
+    reported_hashrate: float
+    watts: float
+    accepted: int
+    rejected: int
+    blocks: int
+
+    @property
+    def efficiency(self) -> float | None:
+        """Joules per terahash of the rigs that are up, over their pool-side 5-minute rate."""
+        return joules_per_terahash(self.watts, self.hashrate["5m"])
 
 
 class RigRegistry:
@@ -160,6 +200,8 @@ class RigRegistry:
 
     def connected(self, name: str, ip: str | None, now: float) -> Rig:
         rig = self.rig(name, now)
+        if rig.connections == 0:
+            rig.connected_since = now
         rig.connections += 1
         rig.last_seen = now
         if ip:
@@ -221,12 +263,39 @@ class RigRegistry:
         return rig
 
     def up(self, rig: Rig, now: float) -> bool:
-        """Connected and, where rigs are polled, polled within two intervals."""
+        """Connected and, where rigs are polled, polled within two intervals. A rig that
+        connected less than two intervals ago is up too: its first poll has not been due."""
         if rig.connections == 0:
             return False
         if self.poll_interval is None or rig.ip is None:
             return True
-        return rig.last_poll is not None and now - rig.last_poll <= 2 * self.poll_interval
+        latest = max((t for t in (rig.last_poll, rig.connected_since) if t is not None), default=-math.inf)
+        return now - latest <= 2 * self.poll_interval
+
+    def state(self, rig: Rig, now: float) -> str:
+        """For operators: down, hot (up, with a chip above the critical temperature) or up."""
+        if not self.up(rig, now):
+            return "down"
+        hottest = rig.hottest_chip()
+        return "hot" if hottest is not None and hottest > CHIP_CRITICAL_CELSIUS else "up"
+
+    def totals(self, now: float) -> FleetTotals:
+        rigs = list(self.rigs.values())
+        states = [self.state(rig, now) for rig in rigs]
+        live = [rig for rig, state in zip(rigs, states) if state != "down"]
+        watts = (rig.power(now)[0] for rig in live)
+        return FleetTotals(
+            rigs=len(rigs),
+            up=len(live),
+            hot=states.count("hot"),
+            connected=sum(rig.connections > 0 for rig in rigs),
+            hashrate={window: sum(rig.hashrate(window, now) for rig in live) for window in AVERAGE_WINDOWS},
+            reported_hashrate=sum(rig.reading.hashrate or 0.0 for rig in live if rig.reading),
+            watts=round(sum(w for w in watts if w is not None), WATTS_DIGITS),
+            accepted=sum(rig.accepted for rig in rigs),
+            rejected=sum(sum(rig.rejected.values()) for rig in rigs),
+            blocks=sum(rig.blocks for rig in rigs),
+        )
 
     def retire(self, now: float) -> list[str]:
         """Forget rigs gone longer than the retention (their series disappear with them)."""

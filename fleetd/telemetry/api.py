@@ -1,5 +1,5 @@
 """The JSON API on the HTTP listener: /api/v1/rigs, /api/v1/rigs/{rig}, /api/v1/summary,
-/api/v1/economics, and /metrics."""
+/api/v1/economics, and /metrics. Every error on the listener is answered in JSON."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from fleetd import log as logging
 from fleetd.rigs.registry import AVERAGE_WINDOWS, Rig, RigRegistry
 from fleetd.telemetry import economics, exposition
 from fleetd.telemetry.collector import DaemonCollector
@@ -91,25 +92,22 @@ def _rig_economics(app: web.Application, now: float) -> dict[str, dict]:
 
 
 async def summary(request: web.Request) -> web.Response:
-    rigs, now = request.app[RIGS_KEY], time.time()
-    all_rigs = list(rigs)
-    watts = [w for w, _ in (rig.power(now) for rig in all_rigs) if w is not None]
-    rate_5m = sum(rig.hashrate("5m", now) for rig in all_rigs)
-    accepted = sum(rig.accepted for rig in all_rigs)
-    rejected = sum(sum(rig.rejected.values()) for rig in all_rigs)
-    power_watts = sum(watts)
+    """Fleet totals; hash rates and power are those of the rigs that are up (as in the economics)."""
+    totals = request.app[RIGS_KEY].totals(time.time())
+    accepted, rejected = totals.accepted, totals.rejected
     return web.json_response(
         {
-            "rigs": len(all_rigs),
-            "rigs_up": sum(rigs.up(rig, now) for rig in all_rigs),
-            "rigs_connected": sum(rig.connections > 0 for rig in all_rigs),
-            "hashrate": {window: sum(rig.hashrate(window, now) for rig in all_rigs) for window in AVERAGE_WINDOWS},
-            "reported_hashrate": sum(rig.reading.hashrate or 0.0 for rig in all_rigs if rig.reading),
-            "power_watts": power_watts,
-            "efficiency_joules_per_terahash": power_watts / (rate_5m / 1e12) if power_watts and rate_5m else None,
+            "rigs": totals.rigs,
+            "rigs_up": totals.up,
+            "rigs_hot": totals.hot,
+            "rigs_connected": totals.connected,
+            "hashrate": totals.hashrate,
+            "reported_hashrate": totals.reported_hashrate,
+            "power_watts": totals.watts,
+            "efficiency_joules_per_terahash": totals.efficiency,
             "shares": {"accepted": accepted, "rejected": rejected},
             "reject_ratio": rejected / (accepted + rejected) if accepted + rejected else 0.0,
-            "blocks_found": sum(rig.blocks for rig in all_rigs),
+            "blocks_found": totals.blocks,
         }
     )
 
@@ -125,6 +123,7 @@ def rig_json(rigs: RigRegistry, rig: Rig, now: float, by_rig: dict[str, dict] | 
         "model": rig.model,
         "firmware": rig.firmware,
         "up": rigs.up(rig, now),
+        "state": rigs.state(rig, now),  # up, down, or hot: up with a chip above the critical temperature
         "connections": rig.connections,
         "hashrate": {window: rig.hashrate(window, now) for window in AVERAGE_WINDOWS},
         "reported_hashrate": reading.hashrate if reading else None,
@@ -150,10 +149,17 @@ def rig_json(rigs: RigRegistry, rig: Rig, now: float, by_rig: dict[str, dict] | 
 
 @web.middleware
 async def json_errors(request: web.Request, handler):
-    """API clients get errors as JSON with the right status, never an HTML page."""
+    """Every error on the listener is JSON with the right status (unknown paths, methods and
+    rigs, bad queries, crashes), never an HTML page."""
     try:
         return await handler(request)
     except web.HTTPException as exc:
-        if exc.status < 400 or not request.path.startswith("/api/"):
+        if exc.status < 400:
             raise
-        return web.json_response({"error": exc.reason, "status": exc.status, "path": request.path}, status=exc.status)
+        status, reason = exc.status, exc.reason
+        allow = exc.headers.get("Allow")  # a 405 names the methods the path takes
+        headers = {"Allow": allow} if allow else None
+    except Exception:
+        logging.get("fleetd.http").exception("http_handler_failed", path=request.path)
+        status, reason, headers = 500, "Internal Server Error", None
+    return web.json_response({"error": reason, "status": status, "path": request.path}, status=status, headers=headers)

@@ -26,7 +26,7 @@ FAMILIES = (
     ("fleetd_rig_temperature_celsius", "gauge", "Rig temperatures by sensor."),
     ("fleetd_rig_fan_rpm", "gauge", "Fan speeds."),
     ("fleetd_rig_uptime_seconds", "gauge", "Uptime the rig reports."),
-    ("fleetd_rig_up", "gauge", "1 when the rig is connected and, if polled, polled recently."),
+    ("fleetd_rig_up", "gauge", "1 when the rig is connected and, if polled, polled within two intervals (or connected for less)."),
     ("fleetd_rig_last_share_timestamp_seconds", "gauge", "Unix time of the rig's last accepted share."),
     ("fleetd_rig_difficulty", "gauge", "Current share difficulty."),
     ("fleetd_rig_efficiency_joules_per_terahash", "gauge", "Watts over the pool-side 5-minute hash rate."),

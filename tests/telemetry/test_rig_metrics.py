@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
+import time
 
+import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -81,6 +84,74 @@ async def test_json_api_rigs_summary_and_errors(fleetd):
         status, error = await http_json(fleetd.http, path)
         assert status == 404 and error == {"error": reason, "status": 404, "path": path}
     client.close()
+
+
+async def test_every_error_on_the_http_listener_is_json(fleetd):
+    async with aiohttp.ClientSession() as session:
+        for method, path, status in (
+            ("GET", "/", 404), ("GET", "/metricsx", 404), ("GET", "/api/v1/rigs/", 404), ("GET", "/healthz/", 404),
+            ("POST", "/metrics", 405), ("DELETE", "/api/v1/rigs", 405), ("GET", "/api/v1/economics?curtail_kw=x", 400),
+        ):  # fmt: skip
+            async with session.request(method, fleetd.http + path) as response:
+                assert (response.status, response.content_type) == (status, "application/json"), (method, path)
+                error = await response.json()
+            assert error["status"] == status and error["path"] == path.split("?")[0] and error["error"]
+            if status == 405:
+                assert "GET" in response.headers["Allow"]  # what the path does take
+        async with session.get(fleetd.http + "/healthz") as response:
+            assert response.status == 200 and (await response.json())["status"] == "ok"
+    samples, _ = await scrape(fleetd.http)
+    assert samples[("fleetd_source_up", (("kind", "demo"),))] == 1
+
+
+async def test_a_handler_that_crashes_answers_json_500():
+    from aiohttp import web
+
+    from fleetd.telemetry.api import json_errors
+
+    async def broken(request):
+        raise RuntimeError("a bug")
+
+    app = web.Application(middlewares=[json_errors])
+    app.router.add_get("/broken", broken)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        status, error = await http_json(f"http://127.0.0.1:{runner.addresses[0][1]}", "/broken")
+        assert (status, error) == (500, {"error": "Internal Server Error", "status": 500, "path": "/broken"})
+    finally:
+        await runner.cleanup()
+
+
+async def test_summary_totals_leave_out_rigs_that_are_down_and_hot_rigs_are_marked(fleetd):
+    client = await RawClient.connect(fleetd.stratum)
+    await client.login("acct.hot")
+    assert (await client.request("mining.submit", grind(client)))["result"]
+    chips = {"chip0": 80.0, "chip1": 96.0, "board0": 70.0}  # one chip past the critical-temperature alert
+    fleetd.server.rigs.reading(RigReading(ip="127.0.0.1", time=time.time(), model="M60S", hashrate=1.8e14,
+                                          watts=3400.0, temperatures=chips))  # fmt: skip
+    _, summary = await http_json(fleetd.http, "/api/v1/summary")
+    assert (summary["rigs_up"], summary["rigs_hot"], summary["power_watts"], summary["reported_hashrate"]) == (
+        1, 1, 3400.0, 1.8e14)  # fmt: skip
+    assert summary["hashrate"]["5m"] > 0 and summary["efficiency_joules_per_terahash"] > 0
+    _, rig = await http_json(fleetd.http, "/api/v1/rigs/acct.hot")
+    assert (rig["state"], rig["up"], rig["temperatures"]) == ("hot", True, chips)
+
+    client.close()
+    for _ in range(100):
+        if not fleetd.server.connections:
+            break
+        await asyncio.sleep(0.01)
+    _, summary = await http_json(fleetd.http, "/api/v1/summary")
+    assert (summary["rigs"], summary["rigs_up"], summary["rigs_hot"], summary["rigs_connected"]) == (1, 0, 0, 0)
+    # its last power and rates are an outage now, not a draw; its shares stay counted
+    assert (summary["power_watts"], summary["reported_hashrate"], summary["efficiency_joules_per_terahash"]) == (
+        0.0, 0.0, None)  # fmt: skip
+    assert summary["hashrate"] == {"1m": 0.0, "5m": 0.0, "1h": 0.0}
+    assert summary["shares"] == {"accepted": 1, "rejected": 0}
+    _, rig = await http_json(fleetd.http, "/api/v1/rigs/acct.hot")
+    assert (rig["state"], rig["up"]) == ("down", False)
 
 
 def test_power_is_reported_or_labelled_nameplate_and_energy_integrates():
