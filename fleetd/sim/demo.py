@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import signal
 import sys
+import textwrap
 import time
 
 from aiohttp import web
@@ -32,6 +33,15 @@ DEFAULT_RIGS = 20
 # One or two rigs misbehave, so the table and the alerts have something to show.
 DEFAULT_FAULTS = ("3:invalid=0.15", "7:overheat=25@20")
 TABLE_EVERY = 5.0
+# Every endpoint of the HTTP listener, as the banner lists them
+ENDPOINTS = (
+    ("metrics", "/metrics"),
+    ("health", "/healthz"),
+    ("rigs", "/api/v1/rigs"),
+    ("one rig", "/api/v1/rigs/{rig}"),
+    ("summary", "/api/v1/summary"),
+    ("economics", "/api/v1/economics"),
+)
 # Prices of the situation the demo shows: hashprice about $35/PH/day at ~1 ZH/s, power at
 # $0.075/kWh, and the S19 XPs (21.5 J/TH, breakeven about $0.068/kWh) on an older hall's
 # $0.09 contract, where they clearly run at a loss.
@@ -75,7 +85,10 @@ async def run(
     duration: float | None = None,
     out=None,
     every: float = TABLE_EVERY,
+    stop: asyncio.Event | None = None,
 ) -> int:
+    """Run until ``duration`` has passed or ``stop`` is set (as SIGINT and SIGTERM do), printing
+    the table every ``every`` seconds and once more at the end."""
     out = out or sys.stdout  # looked up per call: the default would pin the stdout of import time
     application = fleetd_app.build_app(config)
     runner = web.AppRunner(application, access_log=None)
@@ -92,16 +105,16 @@ async def run(
     fleet_config = FleetConfig(host, port, rigs=rigs, faults=tuple(parse_fault(f) for f in faults if f))
     fleet = Fleet(fleet_config)
     registry.credit_scale = 1.0 / fleet.hash_scale
-    stop = asyncio.Event()
+    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
+    label_width = max(len(label) for label, _ in ENDPOINTS) + 2
     print(
         f"fleetd demo: {rigs} simulated rigs mining stratum+tcp://{host}:{port}\n"
-        f"  metrics  {http_base}/metrics\n  rigs     {http_base}/api/v1/rigs\n  economics {http_base}/api/v1/economics\n"
-        f"  health   {http_base}/healthz\n"
-        f"  rigs grind {fleet.hash_scale:g} of their nominal work; each share is credited {1 / fleet.hash_scale:g}x\n"
+        + "".join(f"  {label:<{label_width}}{http_base}{path}\n" for label, path in ENDPOINTS)
+        + f"  rigs grind {fleet.hash_scale:g} of their nominal work; each share is credited {1 / fleet.hash_scale:g}x\n"
         f"  faults: {', '.join(faults) or 'none'}; Ctrl-C stops",
         file=out,
         flush=True,
@@ -119,43 +132,85 @@ async def run(
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(fleet.stop)
             while not stop.is_set():
+                left = every if duration is None else started + duration - time.monotonic()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=every)
+                    await asyncio.wait_for(stop.wait(), timeout=max(0.0, min(every, left)))
                 now = time.time()
                 table = render(registry, source, time.monotonic() - started, now, site_economics.snapshot(now))
                 print(table, file=out, flush=True)
                 if duration is not None and time.monotonic() - started >= duration:
                     break
     finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.remove_signal_handler(signum)
         await runner.cleanup()
     return 0
 
 
+# (header, width) of the right-aligned columns after the rig's name and state
+COLUMNS = (
+    ("pool 5m", 8), ("reported", 9), ("accepted", 9), ("rejected", 9), ("watts", 8), ("J/TH", 6), ("temp", 6),
+    ("margin/day", 11), ("breakeven", 10),
+)  # fmt: skip
+STATE_WIDTH = 5
+SCREEN_WIDTH = 98  # the table's width with rig names of 14 characters; the lines under it wrap to it
+
+
 def render(rigs, source, elapsed: float, now: float | None = None, site: SiteEconomics | None = None) -> str:
-    """One screen of the fleet: per rig, what the pool measured, what the rig says, what it earns."""
+    """One screen of the fleet: per rig, what the pool measured, what the rig says, what it earns;
+    then the fleet's totals over the rigs that are up, and the site's economics."""
     now = time.time() if now is None else now
-    rows = [f"\n[{elapsed:6.0f} s] height {source.height}, blocks found {len(source.found_blocks)}"]
-    rows.append(
-        f"  {'rig':<20}{'up':>4}{'pool 5m':>13}{'reported':>13}{'accepted':>9}{'rejected':>9}"
-        f"{'watts':>10}{'J/TH':>7}{'temp':>7}{'margin/day':>12}{'breakeven':>11}"
-    )
+    totals = rigs.totals(now)
+    rows = [
+        f"\n[{elapsed:6.0f} s] height {source.height}, blocks found {len(source.found_blocks)}; "
+        f"rigs up {totals.up} of {totals.rigs}, hot {totals.hot}"
+    ]
+    by_name = sorted(rigs, key=lambda r: r.name)
+    name_width = max(map(len, ["fleet", *(rig.name for rig in by_name)])) + 1
+
+    def row(name: str, state: str, *cells: str) -> str:
+        return f"  {name:<{name_width}}{state:<{STATE_WIDTH}}" + "".join(
+            cell.rjust(width) for cell, (_, width) in zip(cells, COLUMNS)
+        )
+
+    rows.append(row("rig", "state", *(header for header, _ in COLUMNS)))
     by_rig = {e.rig_id: e for e in site.rigs} if site is not None else {}
-    for rig in sorted(rigs, key=lambda r: r.name):
+    for rig in by_name:
         reading = rig.reading
         watts, source_kind = rig.power(now)
-        efficiency = rig.efficiency(now)
         hottest = max(reading.temperatures.values(), default=None) if reading else None
         rows.append(
-            f"  {rig.name:<20}{'yes' if rigs.up(rig, now) else 'no':>4}"
-            f"{_si(rig.hashrate('5m', now)) + 'H/s':>13}"
-            f"{(_si(reading.hashrate) + 'H/s') if reading and reading.hashrate else '-':>13}"
-            f"{rig.accepted:>9}{sum(rig.rejected.values()):>9}"
-            f"{(f'{watts:,.0f}' + ('*' if source_kind == 'nameplate' else '')) if watts else '-':>10}"
-            f"{f'{efficiency:.1f}' if efficiency else '-':>7}"
-            f"{f'{hottest:.0f}°C' if hottest is not None else '-':>7}"
-            f"{_margin_columns(by_rig.get(rig.name))}"
+            row(
+                rig.name,
+                rigs.state(rig, now),
+                _ths(rig.hashrate("5m", now)),
+                _ths(reading.hashrate) if reading and reading.hashrate else "-",
+                str(rig.accepted),
+                str(sum(rig.rejected.values())),
+                (f"{watts:,.0f}" + ("*" if source_kind == "nameplate" else "")) if watts else "-",
+                _efficiency(rig.efficiency(now)),
+                f"{hottest:.0f}°C" if hottest is not None else "-",
+                *_margin_cells(by_rig.get(rig.name)),
+            )
         )
-    rows.append("  * nameplate estimate: the firmware reports no power")
+    fleet = site.fleet if site is not None else None
+    rows.append(
+        row(
+            "fleet",
+            "",
+            _ths(totals.hashrate["5m"]),
+            _ths(totals.reported_hashrate),
+            str(totals.accepted),
+            str(totals.rejected),
+            f"{totals.watts / 1000:,.1f} kW",
+            _efficiency(totals.efficiency),
+            "",
+            _usd(fleet.margin_usd_per_day) if fleet is not None else "-",
+            _price(fleet.breakeven_usd_per_kwh if fleet is not None else None),
+        )
+    )
+    rows.append("  TH/s; the fleet's rates and watts are those of rigs up; * nameplate estimate: no power reported")
     if site is not None:
         rows.extend(economics_lines(site))
     for block in list(source.found_blocks)[-3:]:
@@ -163,11 +218,24 @@ def render(rigs, source, elapsed: float, now: float | None = None, site: SiteEco
     return "\n".join(rows)
 
 
-def _margin_columns(e: RigEconomics | None) -> str:
+def _margin_cells(e: RigEconomics | None) -> tuple[str, str]:
     if e is None:
-        return f"{'-':>12}{'-':>11}"
-    breakeven = f"${e.breakeven_usd_per_kwh:.3f}" if e.breakeven_usd_per_kwh is not None else "-"
-    return f"{_usd(e.margin_usd_per_day):>12}{breakeven:>11}"
+        return "-", "-"
+    return _usd(e.margin_usd_per_day), _price(e.breakeven_usd_per_kwh)
+
+
+def _ths(rate: float) -> str:
+    return f"{rate / 1e12:,.1f}"
+
+
+def _efficiency(joules_per_terahash: float | None) -> str:
+    if not joules_per_terahash:
+        return "-"
+    return f"{joules_per_terahash:.1f}" if joules_per_terahash < 1000 else ">999"  # a rig that hardly hashes yet
+
+
+def _price(usd_per_kwh: float | None) -> str:
+    return f"${usd_per_kwh:.3f}" if usd_per_kwh is not None else "-"
 
 
 def economics_lines(site: SiteEconomics) -> list[str]:
@@ -184,8 +252,8 @@ def economics_lines(site: SiteEconomics) -> list[str]:
         per_mw = fleet.margin_usd_per_mw_day
         offer = site.ai_hosting_usd_per_mw_day
         lines.append(
-            f"  fleet: revenue {_usd(fleet.revenue_usd_per_day)}/day, power {_usd(fleet.power_cost_usd_per_day)}/day, "
-            f"margin {_usd(fleet.margin_usd_per_day)}/day; breakeven power price ${fleet.breakeven_usd_per_kwh:.3f}/kWh"
+            f"  fleet: revenue {_usd(fleet.revenue_usd_per_day)}, power {_usd(fleet.power_cost_usd_per_day)}, "
+            f"margin {_usd(fleet.margin_usd_per_day)} a day; breakeven power price ${fleet.breakeven_usd_per_kwh:.3f}/kWh"
         )
         if per_mw is not None:
             lines.append(
@@ -205,11 +273,12 @@ def economics_lines(site: SiteEconomics) -> list[str]:
             f"  to shed {site.curtail_target_kw:g} kW: {', '.join(plan.rig_ids) or 'nothing'} "
             f"({plan.reduction_kw:.1f} kW, losing {_usd(plan.lost_revenue_usd_per_day)}/day of revenue)"
         )
-    return lines
+    return [part for line in lines for part in textwrap.wrap(line, SCREEN_WIDTH, subsequent_indent="    ")]
 
 
 def _usd(amount: float) -> str:
-    return f"-${-amount:,.2f}" if amount < 0 else f"${amount:,.2f}"
+    text = f"${abs(amount):,.2f}"
+    return "-" + text if amount < 0 and text != "$0.00" else text  # not -$0.00: a loss of nothing
 
 
 def _si(value: float) -> str:

@@ -1,8 +1,16 @@
-"""`fleetd demo`: the whole site on loopback, as a newcomer first sees fleetd."""
+"""`fleetd demo`: the whole site on loopback, as a newcomer first sees fleetd.
+
+The demo runs on real time; the tests poll its API until what they check has happened
+(every rig polled, shares accepted) within a deadline, then stop it, so they take as long
+as the site needs, not a fixed sleep. The last table is compared with the state it was
+printed from.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import io
 import re
 import socket
@@ -11,8 +19,12 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from fleetd import app as fleetd_app
 from fleetd.config import HostPort
 from fleetd.sim import demo
+
+DEADLINE_S = 30.0  # what the tests wait for takes a few seconds; this much means it is not coming
+POLL_INTERVAL_S = 2.0  # each rig's first poll is due within one interval of fleetd learning its IP
 
 
 def _free_port() -> int:
@@ -21,24 +33,75 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-async def test_demo_fleet_shows_in_metrics_api_and_table():
-    pytest.importorskip("pyasic")
-    http_port = _free_port()
+@pytest.fixture
+def http_port(monkeypatch) -> int:
+    monkeypatch.setattr(fleetd_app, "RIG_UPKEEP_SECONDS", 0.1)  # a rig's IP reaches the poller at once
+    return _free_port()
+
+
+def _config(http_port: int):
     config = demo.demo_config(stratum=HostPort("127.0.0.1", 0), http=HostPort("127.0.0.1", http_port))
-    out = io.StringIO()
-    try:
-        task = asyncio.create_task(
-            demo.run(config, rigs=5, faults=("3:invalid=0.5",), duration=24, out=out, every=4)
+    rigs = dataclasses.replace(config.rigs, poll_interval_seconds=POLL_INTERVAL_S, poll_timeout_seconds=1.5)
+    return dataclasses.replace(config, rigs=rigs)
+
+
+async def _wait_for_rigs(http: aiohttp.ClientSession, base: str, ready) -> dict[str, dict]:
+    """/api/v1/rigs by name, read until ``ready(rigs)`` holds or the deadline passes."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DEADLINE_S
+    rigs: dict[str, dict] = {}
+    while not ready(rigs) and loop.time() < deadline:
+        await asyncio.sleep(0.1)
+        with contextlib.suppress(aiohttp.ClientConnectionError):  # the listener is not up yet
+            rigs = {rig["rig"]: rig for rig in (await _get(http, base + "/api/v1/rigs"))["rigs"]}
+    return rigs
+
+
+async def _get(http: aiohttp.ClientSession, url: str):
+    async with http.get(url) as response:
+        return await (response.json() if response.content_type == "application/json" else response.text())
+
+
+def _recording_render(monkeypatch) -> list:
+    """Every economics snapshot the demo's tables were printed from, in order."""
+    snapshots = []
+    render = demo.render
+
+    def recording(rigs, source, elapsed, now=None, site=None):
+        snapshots.append(site)
+        return render(rigs, source, elapsed, now, site)
+
+    monkeypatch.setattr(demo, "render", recording)
+    return snapshots
+
+
+async def test_demo_fleet_shows_in_metrics_api_and_table(http_port, monkeypatch):
+    pytest.importorskip("pyasic")
+    snapshots = _recording_render(monkeypatch)
+    out, stop, base = io.StringIO(), asyncio.Event(), f"http://127.0.0.1:{http_port}"
+    # rig 2's chips climb 20 °C a second (past the critical 95 °C within two); rig 3 submits junk
+    faults = ("3:invalid=0.5", "2:overheat=1200")
+    task = asyncio.create_task(demo.run(_config(http_port), rigs=5, faults=faults, out=out, every=1.0, stop=stop))
+
+    def ready(rigs: dict[str, dict]) -> bool:
+        if "running without them" in out.getvalue():
+            pytest.skip("binding the rigs' ports 80 and 4028 needs root")
+        return (
+            len(rigs) == 5
+            and all(r["reported_hashrate"] and r["economics"] and r["shares"]["accepted"] for r in rigs.values())
+            and rigs["site.s21xp-03"]["shares"]["rejected"].get("low_difficulty", 0) > 0
+            and rigs["site.s21-02"]["state"] == "hot"
         )
-    except PermissionError:
-        pytest.skip("binding the rigs' ports 80 and 4028 needs root")
-    await asyncio.sleep(18)  # a few polls (every 10 s) and plenty of shares
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"http://127.0.0.1:{http_port}/metrics") as response:
-            text = await response.text()
-        async with http.get(f"http://127.0.0.1:{http_port}/api/v1/summary") as response:
-            summary = await response.json()
-    assert await asyncio.wait_for(task, 30) == 0
+
+    try:
+        async with aiohttp.ClientSession() as http:
+            rigs = await _wait_for_rigs(http, base, ready)
+            text = await _get(http, base + "/metrics")
+            summary = await _get(http, base + "/api/v1/summary")
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(task, DEADLINE_S) == 0
+    assert ready(rigs), rigs
 
     samples = {}
     for family in text_string_to_metric_families(text):
@@ -59,39 +122,86 @@ async def test_demo_fleet_shows_in_metrics_api_and_table():
                if labels["result"] == "rejected" and value > 0]  # fmt: skip
     assert ("site.s21xp-03", "low_difficulty") in rejects  # the injected invalid submits
     assert summary["rigs"] == 5 and summary["rigs_up"] == 5 and summary["power_watts"] > 10_000
+    assert summary["rigs_hot"] == 1
     margins = {labels["rig"] for labels, _ in samples["fleetd_rig_margin_usd_per_day"]}
     assert margins == set(power)
     [(_, hashprice)] = samples["fleetd_hashprice_usd_per_petahash_day"]
     assert hashprice == pytest.approx(1e15 * 86_400 / (1.4e14 * 2**32) * (3.125 + 0.025) * 77_000)  # about $35
 
     text_out = out.getvalue()
-    assert "fleetd demo: 5 simulated rigs" in text_out and "/metrics" in text_out
-    last_table = text_out.rsplit("height", 1)[1]
-    rows = re.findall(r"^  (site\.\S+)\s+yes\s.*\s(-?\$[\d.,]+)\s+\$0\.\d{3}$", last_table, re.M)
-    assert sorted(name for name, _ in rows) == sorted(power)  # every rig with its margin/day and breakeven
+    assert "fleetd demo: 5 simulated rigs" in text_out
+    last_table = text_out.rsplit("\n[", 1)[1]
+    assert max(len(line) for line in re.findall(r"^  (?:rig|site\.|fleet) .*$", last_table, re.M)) <= 100
+    rows = dict(re.findall(r"^  (site\.\S+)\s+(up|hot|down)\s.*\s-?\$[\d.,]+\s+\$0\.\d{3}$", last_table, re.M))
+    assert rows == {**dict.fromkeys(power, "up"), "site.s21-02": "hot"}  # every rig with its margin/day and breakeven
+    assert re.search(r"^  fleet\s+[\d,.]+\s+[\d,.]+\s+\d+\s+\d+\s+[\d,.]+ kW\s+[\d.]+\s+-?\$[\d.,]+\s+\$0\.\d{3}$",
+                     last_table, re.M)  # fmt: skip
     assert re.search(r"breakeven power price \$0\.\d{3}/kWh", last_table)
-    assert "next difficulty adjustment -4.31 % in 745 blocks" in last_table
+    # the projection moves when a demo block is found: expect the one the table was printed from
+    projection = snapshots[-1].projection
+    assert f"next difficulty adjustment {projection.change_ratio * 100:+.2f} % in {projection.blocks_remaining} blocks" in last_table
+    [(_, remaining)] = samples["fleetd_difficulty_adjustment_blocks_remaining"]
+    [(_, height)] = samples["fleetd_network_height"]
+    assert remaining - projection.blocks_remaining == snapshots[-1].network.height - height  # blocks found since the scrape
 
 
-async def test_demo_without_root_runs_the_fleet_without_firmware_apis(monkeypatch):
+async def test_demo_without_root_runs_the_fleet_without_firmware_apis(http_port, monkeypatch):
     from fleetd.sim.firmware.rig import EmulatedRig
 
     async def refuse(self, *args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(EmulatedRig, "start", refuse)
-    config = demo.demo_config(stratum=HostPort("127.0.0.1", 0), http=HostPort("127.0.0.1", _free_port()))
-    out = io.StringIO()
-    assert await demo.run(config, rigs=2, faults=(), duration=5, out=out, every=5) == 0
+    out, stop = io.StringIO(), asyncio.Event()
+    task = asyncio.create_task(demo.run(_config(http_port), rigs=2, faults=(), out=out, every=1.0, stop=stop))
+    try:
+        async with aiohttp.ClientSession() as http:
+            base = f"http://127.0.0.1:{http_port}"
+            rigs = await _wait_for_rigs(http, base, lambda rigs: len(rigs) == 2 and all(
+                r["shares"]["accepted"] for r in rigs.values()))  # fmt: skip
+            summary = await _get(http, base + "/api/v1/summary")
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(task, DEADLINE_S) == 0
     text = out.getvalue()
-    assert "running without them" in text
-    accepted = [int(n) for n in re.findall(r"^  site\.\S+\s+yes\s+\S+ \S*H/s\s+-\s+(\d+)", text, re.M)]
+    assert "running without them" in text and summary["rigs_up"] == 2 and len(rigs) == 2
+    last_table = text.rsplit("\n[", 1)[1]
+    accepted = [int(n) for n in re.findall(r"^  site\.\S+\s+up\s+\S+\s+-\s+(\d+)", last_table, re.M)]
     assert len(accepted) == 2 and all(n > 0 for n in accepted)  # mining goes on; "up" means connected here
 
 
 def test_demo_command_with_a_small_fleet_keeps_only_the_faults_it_can_place(capsys):
     from fleetd.cli import main
 
-    assert main(["demo", "--rigs", "2", "--duration", "3", "--stratum", "127.0.0.1:0", "--http", "127.0.0.1:0"]) == 0
+    assert main(["demo", "--rigs", "2", "--duration", "0.5", "--stratum", "127.0.0.1:0", "--http", "127.0.0.1:0"]) == 0
     out = capsys.readouterr().out
     assert "fleetd demo: 2 simulated rigs" in out and "faults: none" in out
+    served = {resource.canonical for resource in fleetd_app.build_app(demo.demo_config()).router.resources()}
+    assert served == {path for _, path in demo.ENDPOINTS}  # the banner lists every endpoint, and only those
+    assert all(re.search(rf"^  {label} +http://127\.0\.0\.1:\d+{re.escape(path)}$", out, re.M) for label, path in demo.ENDPOINTS)
+
+
+def test_table_marks_hot_and_down_rigs_sums_the_rigs_up_and_fits_100_columns():
+    from types import SimpleNamespace
+
+    from fleetd.rigs.reading import RigReading
+    from fleetd.rigs.registry import RigRegistry
+
+    rigs = RigRegistry(poll_interval=10.0)
+    for n, chip in enumerate((70.0, 96.0, 60.0), 1):  # a cool rig, a hot one, and one that will be gone
+        name, ip = f"site.s21xp-{n:02}", f"127.1.0.{n}"
+        rigs.connected(name, ip, 0.0)
+        rigs.share(name, 1.0, 1.0)  # a few GH: the rig hardly hashes yet, its J/TH is huge
+        rigs.reading(RigReading(ip=ip, time=1.0, model="S21 XP", hashrate=270e12, temperatures={"chip0": chip}))
+    rigs.disconnected("site.s21xp-03", 2.0)
+    table = demo.render(rigs, SimpleNamespace(height=7, found_blocks=()), 3.0, now=3.0)
+    rows = dict(re.findall(r"^  (site\.\S+)\s+(\S+)\s", table, re.M))
+    assert rows == {"site.s21xp-01": "up", "site.s21xp-02": "hot", "site.s21xp-03": "down"}
+    assert "rigs up 2 of 3, hot 1" in table
+    # the fleet: two rigs up at 270 TH/s and 3,645 W each; all three rigs' shares
+    assert re.search(r"^  fleet\s+0\.0\s+540\.0\s+3\s+0\s+7\.3 kW\s+>999\s", table, re.M)
+    assert max(len(line) for line in table.splitlines()) <= 100
+
+
+def test_a_loss_under_a_cent_prints_as_zero_without_a_sign():
+    assert (demo._usd(-0.004), demo._usd(-0.006), demo._usd(0.0), demo._usd(-1234.5)) == ("$0.00", "-$0.01", "$0.00", "-$1,234.50")
