@@ -478,8 +478,15 @@ class MinerConnection(asyncio.Protocol):
     def _on_difficulty_suggested(self, event: DifficultySuggested) -> None:
         # The session already put the suggestion in force; vardiff goes on from there.
         self.vardiff.suggest(event.difficulty, self._loop.time())
-        if self.working:
-            self._difficulty_changed(self.session.difficulty)
+        difficulty = self.vardiff.difficulty
+        if not self.working:
+            return
+        if self.session.difficulty != difficulty:
+            # A vardiff step for a share earlier in the same read went out after the
+            # session applied the suggestion; the suggestion came later, so it wins.
+            self._set_difficulty(difficulty)
+        else:
+            self._difficulty_changed(difficulty)
 
     def _on_bad_request(self, event: BadRequest) -> None:
         self.log.info("bad_request", method=event.method, reason=event.reject.reason, detail=event.detail)

@@ -26,9 +26,11 @@ single S21 claims 200 TH/s. So the Stratum side of every rig works at a scaled r
   with d the difficulty of the job being mined, whatever the pool set: vardiff is
   followed, never fought. Each share is ground for real at that d, so the CPU spent is
   the simulated hash rate whatever d is;
-* each rig asks for the difficulty that gives it one share per ``share_interval`` (BIP310
-  ``minimum-difficulty`` in ``mining.configure``, before subscribe, so its first job has
-  it; fleetd takes it as a floor and vardiff may go higher), so shares stay cheap;
+* each rig asks for the difficulty that gives it one share per ``share_interval`` with
+  ``mining.suggest_difficulty`` right after authorize, as a Bitaxe does, so shares stay
+  cheap whatever the pool's start difficulty. fleetd puts it in force at once (the first
+  job has it when the suggestion arrives with the login; otherwise the current job comes
+  again at it) and keeps it as the rig's floor: vardiff may go higher, never lower;
 * a share costing more than ``max_share_hashes`` (the pool's difficulty is too high for a
   CPU) is not attempted but counted as ``skipped``; when grinding falls more than
   ``max_lag`` seconds behind the schedule, the backlog is dropped and counted as
@@ -348,10 +350,10 @@ class SimRig:
 
     def _miner_config(self) -> MinerConfig:
         family = self.model.firmware
-        minimum = None
+        suggested = None
         if self.config.share_interval is not None:
             nominal = self.model.nominal_hashrate * self.hash_scale
-            minimum = nominal * self.config.share_interval / HASHES_PER_DIFFICULTY
+            suggested = nominal * self.config.share_interval / HASHES_PER_DIFFICULTY
         return MinerConfig(
             self.config.pool_host,
             self.config.pool_port,
@@ -360,7 +362,7 @@ class SimRig:
             user_agent=USER_AGENT[family].format(asic=self.model.reported_model),
             version_rolling=self.config.version_rolling,
             requested_mask=VERSION_MASK.get(family, DEFAULT_MASK),
-            minimum_difficulty=minimum,
+            suggested_difficulty=suggested,
             max_in_flight=1 << 16,  # grind() is paced by the schedule, not by replies
         )
 

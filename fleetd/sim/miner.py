@@ -55,14 +55,14 @@ class MinerConfig:
     max_reconnects: int = 3
     max_reconnect_wait: float = 5.0  # a longer client.reconnect wait is cut to this
     local_host: str | None = None  # connect from this loopback address (a rig's own IP); None: any
-    minimum_difficulty: float | None = None  # BIP310 minimum-difficulty in mining.configure, before subscribe
+    suggested_difficulty: float | None = None  # mining.suggest_difficulty right after authorize, as a Bitaxe does
 
     def __post_init__(self) -> None:
         require_loopback(self.host)
         if self.local_host is not None:
             require_loopback(self.local_host)
-        if self.minimum_difficulty is not None and not self.minimum_difficulty > 0:
-            raise ValueError(f"minimum_difficulty must be positive, got {self.minimum_difficulty!r}")
+        if self.suggested_difficulty is not None and not self.suggested_difficulty > 0:
+            raise ValueError(f"suggested_difficulty must be positive, got {self.suggested_difficulty!r}")
         if not 0 < self.port <= 65535:
             raise ValueError(f"port must be 1..65535, got {self.port!r}")
         if self.hashrate is not None and not self.hashrate > 0:
@@ -436,15 +436,14 @@ class Miner:
             extensions.append("version-rolling")
             options["version-rolling.mask"] = u32_to_hex(config.requested_mask)
             options["version-rolling.min-bit-count"] = config.min_bit_count
-        if config.minimum_difficulty is not None:  # before subscribe, so the first job already has it
-            extensions.append("minimum-difficulty")
-            options["minimum-difficulty.value"] = config.minimum_difficulty
         if extensions:
             self._write_request("mining.configure", [extensions, options], None)
         self._write_request("mining.subscribe", [config.user_agent], None)
         if config.extranonce_subscribe:
             self._write_request("mining.extranonce.subscribe", [], None)
         self._write_request("mining.authorize", [config.username, config.password], None)
+        if config.suggested_difficulty is not None:
+            self._write_request("mining.suggest_difficulty", [config.suggested_difficulty], None)
 
     async def _read_loop(self, reader: asyncio.StreamReader) -> tuple[str, int, float] | None:
         """Handle lines until EOF (None) or client.reconnect (where to go next)."""

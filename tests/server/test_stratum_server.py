@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -185,6 +186,26 @@ async def test_a_suggestion_is_clamped_to_the_configured_range():
         client.close()
     finally:
         await running.runner.cleanup()
+
+
+async def test_a_suggestion_outranks_a_vardiff_step_for_a_share_sent_before_it(fleetd):
+    client = await RawClient.connect(fleetd.stratum)
+    await client.login()
+    (connection,) = fleetd.server.connections
+    shares = [grind(client, extranonce2=n.to_bytes(8, "big")) for n in range(connection.vardiff.config.quick_shares)]
+    for share in shares[:-1]:
+        assert (await client.request("mining.submit", share))["result"] is True
+    assert connection.vardiff.difficulty == TINY_DIFFICULTY
+    # One read: the share that makes vardiff jump, then the rig's own suggestion.
+    seen = len(client.notifications)
+    suggest = {"id": 99, "method": "mining.suggest_difficulty", "params": [2 * TINY_DIFFICULTY]}
+    submit = {"id": 98, "method": "mining.submit", "params": shares[-1]}
+    await client.send_raw(json.dumps(submit).encode() + b"\n" + json.dumps(suggest).encode() + b"\n")
+    await client.reply(99)
+    await client.notified_after(seen)
+    await client.request("mining.ping", [])  # everything the read caused has arrived
+    assert client.difficulty == connection.session.difficulty == connection.vardiff.difficulty == 2 * TINY_DIFFICULTY
+    client.close()
 
 
 async def test_vardiff_never_takes_a_rig_under_its_suggestion(start_1024):

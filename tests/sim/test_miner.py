@@ -11,6 +11,7 @@ from fleetd.sim.loopback import NotLoopbackError
 from fleetd.sim.miner import DEFAULT_USER_AGENT, Miner, MinerConfig, MinerError, run_miner
 from fleetd.stratum.rejects import Reject
 from fleetd.stratum.session import SessionConfig
+from server_support import TINY_DIFFICULTY, make_config, start_fleetd
 from sim_support import LoopbackPool, make_job
 
 WORKER = "sim.rig1"
@@ -83,6 +84,19 @@ async def test_each_job_keeps_the_difficulty_it_came_with():
     assert len(by_job["j1"]) == 5 and len(by_job["j2"]) == 3
     assert all(s.difficulty == 1e-6 and s.hash_value <= difficulty_to_target(1e-6) for s in by_job["j2"])
     assert all(s.difficulty == 1e-8 for s in by_job["j1"])
+
+
+async def test_the_miner_works_at_the_difficulty_it_suggests():
+    running = await start_fleetd(make_config(start_difficulty=1024.0))  # beyond any CPU
+    try:
+        host, port = running.stratum
+        async with Miner(MinerConfig(host, port, username=WORKER, suggested_difficulty=TINY_DIFFICULTY)) as miner:
+            await miner.wait_for_job(lambda job: job.difficulty == TINY_DIFFICULTY)
+            stats = await miner.mine(max_shares=3, seconds=30)
+    finally:
+        await running.runner.cleanup()
+    assert stats.accepted == 3 and stats.rejected == 0
+    assert running.server.workers[WORKER].accepted_work == pytest.approx(3 * TINY_DIFFICULTY)
 
 
 async def test_clean_jobs_move_the_miner_and_old_work_is_stale():
