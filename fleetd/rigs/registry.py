@@ -155,14 +155,15 @@ class FleetTotals:
     hashrate: dict[str, float]  # pool-side, by window
     reported_hashrate: float
     watts: float
+    powered_hashrate: float  # pool-side over 5 m, of the rigs up that have a power figure
     accepted: int
     rejected: int
     blocks: int
 
     @property
     def efficiency(self) -> float | None:
-        """Joules per terahash of the rigs that are up, over their pool-side 5-minute rate."""
-        return joules_per_terahash(self.watts, self.hashrate["5m"])
+        """Joules per terahash of the rigs up with a power figure, over their pool-side 5-minute rate."""
+        return joules_per_terahash(self.watts, self.powered_hashrate)
 
 
 class RigRegistry:
@@ -283,7 +284,7 @@ class RigRegistry:
         rigs = list(self.rigs.values())
         states = [self.state(rig, now) for rig in rigs]
         live = [rig for rig, state in zip(rigs, states) if state != "down"]
-        watts = (rig.power(now)[0] for rig in live)
+        powered = [(rig, watts) for rig in live if (watts := rig.power(now)[0]) is not None]
         return FleetTotals(
             rigs=len(rigs),
             up=len(live),
@@ -291,7 +292,8 @@ class RigRegistry:
             connected=sum(rig.connections > 0 for rig in rigs),
             hashrate={window: sum(rig.hashrate(window, now) for rig in live) for window in AVERAGE_WINDOWS},
             reported_hashrate=sum(rig.reading.hashrate or 0.0 for rig in live if rig.reading),
-            watts=round(sum(w for w in watts if w is not None), WATTS_DIGITS),
+            watts=round(sum(watts for _, watts in powered), WATTS_DIGITS),
+            powered_hashrate=sum(rig.hashrate("5m", now) for rig, _ in powered),
             accepted=sum(rig.accepted for rig in rigs),
             rejected=sum(sum(rig.rejected.values()) for rig in rigs),
             blocks=sum(rig.blocks for rig in rigs),

@@ -82,6 +82,18 @@ def test_fleet_totals_count_rates_and_power_of_the_rigs_that_are_up_and_every_sh
     assert nobody.hashrate == {"1m": 0.0, "5m": 0.0, "1h": 0.0}
 
 
+def test_fleet_efficiency_counts_only_the_hash_rate_of_rigs_with_a_power_figure():
+    rigs = RigRegistry(poll_interval=POLL)
+    for name, ip in (("site.a", "127.1.0.1"), ("site.unknown", "127.1.0.2")):
+        rigs.connected(name, ip, 0.0)
+        rigs.share(name, 1.0, 1.0)
+    rigs.reading(RigReading(ip="127.1.0.1", time=1.0, model="M60S", hashrate=1.8e14, watts=3400.0))
+    totals = rigs.totals(2.0)
+    a_rate = rigs.get("site.a").hashrate("5m", 2.0)
+    assert totals.hashrate["5m"] == pytest.approx(2 * a_rate)  # both rigs hash
+    assert totals.efficiency == pytest.approx(3400.0 / (a_rate / 1e12))  # only one has watts
+
+
 def test_a_nameplate_estimate_is_kept_to_the_milliwatt_and_energy_integrates_it():
     rigs = RigRegistry(poll_interval=POLL)
     rigs.connected("site.s21", "127.1.0.1", 0.0)
