@@ -157,13 +157,15 @@ class PollError(Exception):
 
 
 def hashes_per_second(rate: Any) -> float | None:
-    """pyasic hash rates are objects in a unit (TH/s by default); a bare number is TH/s."""
+    """pyasic hash rates are objects in a unit (TH/s by default); a bare number is TH/s.
+
+    Whole H/s: scaling a decimal rate by the unit leaves binary noise (200000009999999.97).
+    """
     if rate is None:
         return None
     unit = getattr(rate, "unit", None)
-    if unit is not None:
-        return float(rate.rate) * int(unit)  # the unit's value is its size in H/s
-    return float(rate) * 1e12
+    hashes = float(rate.rate) * int(unit) if unit is not None else float(rate) * 1e12  # a unit's value: its size in H/s
+    return float(round(hashes))
 
 
 def _temperatures(data: Any) -> dict[str, float]:

@@ -104,3 +104,14 @@ def test_importing_pyasic_leaves_logging_alone():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.split() == [str(logging.DEBUG), "0"]
+
+
+def test_a_scaled_hash_rate_is_whole_hashes_per_second_without_float_noise():
+    from pyasic.device.algorithm.hashrate.unit.sha256 import SHA256Unit
+    from pyasic.device.algorithm.hashrate.sha256 import SHA256HashRate
+
+    boards = 66.66667 + 66.66667 + 66.66667  # TH/s, each board rounded as firmware reports it
+    three_boards = SHA256HashRate(rate=boards, unit=SHA256Unit.TH)
+    assert boards * 1e12 == 200000009999999.97  # the noise this avoids
+    assert hashes_per_second(three_boards) == 200000010000000.0
+    assert hashes_per_second(0.5) == 5e11
