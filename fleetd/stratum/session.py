@@ -307,10 +307,7 @@ class Session:
     @property
     def difficulty_floor(self) -> float | None:
         """The least difficulty the session sends: the miner's minimum or suggestion, the higher."""
-        minimum, suggested = self._minimum, self._suggested
-        if minimum is None or suggested is None:
-            return suggested if minimum is None else minimum
-        return max(minimum, suggested)
+        return max((d for d in (self._minimum, self._suggested) if d is not None), default=None)
 
     @property
     def closed(self) -> bool:
