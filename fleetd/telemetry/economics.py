@@ -10,7 +10,7 @@ from fleetd.economics.network import NetworkState
 from fleetd.economics.settings import EconomicsConfig, PowerPrices
 from fleetd.economics.site import BtcQuote, SiteEconomics, site_economics
 from fleetd.rigs.registry import RigRegistry
-from fleetd.telemetry.exposition import escape, value
+from fleetd.telemetry.exposition import escape, tidy, value
 
 
 class SiteEconomicsView:
@@ -110,7 +110,8 @@ def render(snap: SiteEconomics) -> str:
 
     def put(name: str, number: float | None, labels: str = "") -> None:
         if number is not None:
-            site[name].append(f"{name}{{{labels}}} {value(number)}\n" if labels else f"{name} {value(number)}\n")
+            text = value(tidy(number))
+            site[name].append(f"{name}{{{labels}}} {text}\n" if labels else f"{name} {text}\n")
 
     network = snap.network
     if network is not None:
@@ -160,7 +161,7 @@ def render(snap: SiteEconomics) -> str:
         )  # fmt: skip
         for (name, _), number in zip(RIG_FAMILIES, figures):
             if number is not None:
-                per_rig[name].append(f"{name}{{{label}}} {value(number)}\n")
+                per_rig[name].append(f"{name}{{{label}}} {value(tidy(number))}\n")
     out = []
     for families, lines in ((SITE_FAMILIES, site), (RIG_FAMILIES, per_rig)):
         for name, help_text in families:
@@ -190,7 +191,7 @@ def to_json(snap: SiteEconomics) -> dict:
             "age_seconds": snap.price_age_seconds,
             "stale": snap.price_stale,
         },
-        "hashprice": {"usd_per_petahash_day": snap.hashprice_usd_per_ph_day, "btc_per_petahash_day": snap.hashprice_btc_per_ph_day},
+        "hashprice": {"usd_per_petahash_day": tidy(snap.hashprice_usd_per_ph_day), "btc_per_petahash_day": tidy(snap.hashprice_btc_per_ph_day)},
         "power_price_usd_per_kwh": snap.site_usd_per_kwh,
         "difficulty_adjustment": {
             "blocks_known": 0 if network is None else len(network.block_times_seconds),
@@ -208,13 +209,13 @@ def to_json(snap: SiteEconomics) -> dict:
         "fleet": None if fleet is None else {
             "rigs": fleet.rig_count,
             "hashrate_hashes_per_second": fleet.hashrate_hps,
-            "watts": fleet.watts,
-            "revenue_usd_per_day": fleet.revenue_usd_per_day,
-            "power_cost_usd_per_day": fleet.power_cost_usd_per_day,
-            "margin_usd_per_day": fleet.margin_usd_per_day,
-            "margin_usd_per_megawatt_day": fleet.margin_usd_per_mw_day,
-            "breakeven_power_price_usd_per_kwh": fleet.breakeven_usd_per_kwh,
-            "efficiency_joules_per_terahash": fleet.joules_per_terahash,
+            "watts": tidy(fleet.watts),
+            "revenue_usd_per_day": tidy(fleet.revenue_usd_per_day),
+            "power_cost_usd_per_day": tidy(fleet.power_cost_usd_per_day),
+            "margin_usd_per_day": tidy(fleet.margin_usd_per_day),
+            "margin_usd_per_megawatt_day": tidy(fleet.margin_usd_per_mw_day),
+            "breakeven_power_price_usd_per_kwh": tidy(fleet.breakeven_usd_per_kwh),
+            "efficiency_joules_per_terahash": tidy(fleet.joules_per_terahash),
         },
         "ai_hosting_offer_usd_per_megawatt_day": snap.ai_hosting_usd_per_mw_day,
         "rigs": [rig_fields(e) for e in sorted(snap.rigs, key=lambda e: (e.margin_usd_per_day, e.rig_id))],
@@ -224,8 +225,8 @@ def to_json(snap: SiteEconomics) -> dict:
             "target_kw": snap.curtail_target_kw,
             "plan": None if plan is None else {
                 "rigs": list(plan.rig_ids),
-                "reduction_kw": plan.reduction_kw,
-                "lost_revenue_usd_per_day": plan.lost_revenue_usd_per_day,
+                "reduction_kw": tidy(plan.reduction_kw),
+                "lost_revenue_usd_per_day": tidy(plan.lost_revenue_usd_per_day),
                 "meets_target": plan.meets_target,
                 "exact": plan.exact,
             },
@@ -238,11 +239,11 @@ def rig_fields(e) -> dict:
     return {
         "rig": e.rig_id,
         "hashrate_hashes_per_second": e.hashrate_hps,
-        "watts": e.watts,
+        "watts": tidy(e.watts),
         "power_price_usd_per_kwh": e.usd_per_kwh,
-        "revenue_usd_per_day": e.revenue_usd_per_day,
-        "power_cost_usd_per_day": e.power_cost_usd_per_day,
-        "margin_usd_per_day": e.margin_usd_per_day,
-        "breakeven_power_price_usd_per_kwh": e.breakeven_usd_per_kwh,
-        "efficiency_joules_per_terahash": e.joules_per_terahash,
+        "revenue_usd_per_day": tidy(e.revenue_usd_per_day),
+        "power_cost_usd_per_day": tidy(e.power_cost_usd_per_day),
+        "margin_usd_per_day": tidy(e.margin_usd_per_day),
+        "breakeven_power_price_usd_per_kwh": tidy(e.breakeven_usd_per_kwh),
+        "efficiency_joules_per_terahash": tidy(e.joules_per_terahash),
     }

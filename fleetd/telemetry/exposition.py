@@ -103,6 +103,12 @@ def escape(text: str) -> str:
     return text
 
 
+def tidy(number: float | None) -> float | None:
+    """A derived figure to 12 significant digits: drops the binary noise its arithmetic leaves
+    (6.501599999999999 for 6.5016), far below the precision of any input it rests on."""
+    return None if number is None else float(f"{number:.12g}")
+
+
 def value(number: float) -> str:
     if math.isfinite(number):
         return repr(float(number))

@@ -212,3 +212,14 @@ max_age_seconds = 1.0
             client.close()
         await running.runner.cleanup()
         await price_runner.cleanup()
+
+
+def test_figures_are_shown_without_the_binary_noise_of_their_arithmetic():
+    from fleetd.economics.profitability import rig_economics
+    from fleetd.telemetry.economics import rig_fields
+
+    e = rig_economics("site.a", 2e14, 3612.0, 34.85, 0.075)
+    assert (e.revenue_usd_per_day, e.margin_usd_per_day) == (6.970000000000001, 0.4684000000000008)  # computed
+    fields = rig_fields(e)
+    assert (fields["revenue_usd_per_day"], fields["margin_usd_per_day"]) == (6.97, 0.4684)  # shown
+    assert fields["breakeven_power_price_usd_per_kwh"] == pytest.approx(e.breakeven_usd_per_kwh, rel=1e-11)
