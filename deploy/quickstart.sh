@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# One command from a fresh machine to a running fleetd: system packages, a
-# virtualenv with fleetd built from source (the C core compiles on install),
-# then the demo or the test suite.
+# One command from a fresh machine to a running fleetd: system packages, a virtualenv
+# with the packages pinned in requirements-test.lock and fleetd built from source (the C
+# core compiles on install), then the demo or the test suite. A virtualenv that is already
+# up to date is used as it is.
 #
 #   bash deploy/quickstart.sh demo [fleetd demo options]
 #   bash deploy/quickstart.sh test [pytest options]
@@ -40,6 +41,12 @@ install_system_packages() {
 # shellcheck source=python.sh
 source deploy/python.sh
 
+# What the virtualenv was built from: the pinned packages, the build and the C core. The
+# Python sources are not in it: the install is editable, so they are used as they stand.
+install_inputs_hash() {
+    sha256sum requirements-test.lock pyproject.toml setup.py fleetd/_native_build.py native/* | sha256sum | cut -d' ' -f1
+}
+
 install_fleetd() {
     if [ ! -x "$VENV/bin/python" ]; then
         log "creating virtualenv $VENV"
@@ -47,9 +54,19 @@ install_fleetd() {
         python=$(find_python) || { log "fleetd needs Python 3.11 or newer"; exit 1; }
         "$python" -m venv "$VENV"
     fi
-    log "installing fleetd and its test tools into $VENV (compiles native/)"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test]"
+    local stamp=$VENV/.fleetd-install-inputs inputs
+    inputs=$(install_inputs_hash)
+    if [ "$(cat "$stamp" 2>/dev/null)" = "$inputs" ] && [ -x "$VENV/bin/fleetd" ] &&
+        "$VENV/bin/python" -c 'import fleetd._native' 2>/dev/null; then
+        log "$VENV is up to date with requirements-test.lock and native/"
+        return 0
+    fi
+    log "installing requirements-test.lock and fleetd into $VENV (compiles native/)"
+    local pip=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
+    "${pip[@]}" --require-hashes -r requirements-test.lock
+    # Built from the locked setuptools and cffi: no unpinned build environment.
+    "${pip[@]}" --no-deps --no-build-isolation --editable .
+    echo "$inputs" >"$stamp"
 }
 
 command=${1:-}

@@ -5,10 +5,13 @@
 #   bash deploy/systemd/install.sh --dry-run       # print every step, change nothing
 #
 # Steps: Debian build packages if missing (python3-venv, python3-dev, gcc), a virtualenv at
-# $FLEETD_PREFIX/venv (default /opt/fleetd/venv) with fleetd built from this checkout (the C
-# core compiles here), the unit in /etc/systemd/system, the example config at
-# /etc/fleetd/fleetd.toml only if none is there, then daemon-reload and enable --now.
-# Running it again upgrades the code and restarts fleetd; it never overwrites a config.
+# $FLEETD_PREFIX/venv (default /opt/fleetd/venv) with the packages pinned in requirements.lock
+# and fleetd built from this checkout (the C core compiles here), the site template
+# deploy/systemd/fleetd.toml as /etc/fleetd/fleetd.toml only if none is there, the unit in
+# /etc/systemd/system, daemon-reload, then enable --now once the config passes check-config.
+# A new template does not pass until its job source is filled in: the script then stops
+# there, says what to do, and exits 0. Running it again upgrades the code and restarts
+# fleetd; it never overwrites a config, and stops on an existing one that does not pass.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -18,7 +21,7 @@ UNIT_DIR=${FLEETD_UNIT_DIR:-/etc/systemd/system}
 VENV=$PREFIX/venv
 DRY_RUN=0
 
-usage() { sed -n '2,11s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '2,14s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 
 for arg in "$@"; do
     case $arg in
@@ -63,30 +66,49 @@ if [ ${#missing[@]} -gt 0 ]; then
     run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
-# 2. Code: a virtualenv built from this checkout (re-running upgrades it in place).
+# 2. Code: the locked packages, then fleetd built from this checkout with the locked
+# setuptools and cffi (re-running upgrades it in place).
 if [ -x "$VENV/bin/python" ]; then
     log "virtualenv $VENV exists: upgrading fleetd in it"
 else
     run "$PYTHON" -m venv "$VENV"
 fi
-run "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-run "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "$REPO"
-run install -m 0644 "$REPO/README.md" "$PREFIX/README.md"
+pip=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
+run "${pip[@]}" --require-hashes -r "$REPO/requirements.lock"
+run "${pip[@]}" --no-deps --no-build-isolation --force-reinstall "$REPO"
+run install -m 0644 "$REPO/README.md" "$REPO/deploy/fleetd.example.toml" "$PREFIX/"
 
-# 3. Configuration: the example only when there is no config yet.
+# 3. Configuration: the site template only when there is no config yet.
+CONFIG=$ETC/fleetd.toml
 run install -d -m 0755 "$ETC"
-if [ -e "$ETC/fleetd.toml" ]; then
-    log "keeping existing $ETC/fleetd.toml"
+new_config=0
+if [ -e "$CONFIG" ]; then
+    log "keeping existing $CONFIG"
 else
-    run install -m 0644 "$REPO/deploy/fleetd.example.toml" "$ETC/fleetd.toml"
+    run install -m 0644 "$REPO/deploy/systemd/fleetd.toml" "$CONFIG"
+    new_config=1
 fi
-run "$VENV/bin/fleetd" check-config "$ETC/fleetd.toml"
+config_ok=1
+run "$VENV/bin/fleetd" check-config "$CONFIG" || config_ok=0
+if [ "$config_ok" -eq 0 ] && [ "$new_config" -eq 0 ]; then
+    printf 'install.sh: %s has the problems above: fix them, then run this script again\n' "$CONFIG" >&2
+    exit 1
+fi
 
-# 4. Service.
+# 4. Service: started only with a config that passes.
 was_active=0
 [ "$DRY_RUN" -eq 0 ] && systemctl is-active --quiet fleetd 2>/dev/null && was_active=1
 run install -m 0644 "$REPO/deploy/systemd/fleetd.service" "$UNIT_DIR/fleetd.service"
 run systemctl daemon-reload
+if [ "$config_ok" -eq 0 ]; then
+    log "fleetd is installed but not started: $CONFIG is a template to fill in (its problems are above)."
+    log "next: 1. edit $CONFIG: [source.bitcoind] url, cookie_file and payout_address, or [source.upstream]"
+    log "      2. check it: $VENV/bin/fleetd check-config $CONFIG"
+    log "      3. start it: systemctl enable --now fleetd"
+    exit 0
+fi
+[ "$DRY_RUN" -eq 1 ] && [ "$new_config" -eq 1 ] &&
+    log "a new $CONFIG passes check-config only once filled in: until then the install stops before this step"
 run systemctl enable --now fleetd.service
 [ "$was_active" -eq 1 ] && run systemctl restart fleetd.service
 log "done: systemctl status fleetd; journalctl -u fleetd -f; curl -s http://127.0.0.1:9550/healthz"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -167,19 +168,57 @@ def _install(*args: str, env: dict[str, str] | None = None, user: int | None = N
     )
 
 
+def _site_paths(tmp_path: Path) -> dict[str, str]:
+    return {"FLEETD_PREFIX": str(tmp_path / "opt"), "FLEETD_ETC": str(tmp_path / "etc"),
+            "FLEETD_UNIT_DIR": str(tmp_path / "units")}
+
+
+def _stub(path: Path, body: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+
+
+def _site_with_a_venv(tmp_path: Path) -> dict[str, str]:
+    """A real install under tmp_path, but for what it cannot do here: the venv is already there,
+    its pip does nothing and its fleetd is this checkout's (check-config runs for real), and
+    systemctl, apt-get and id (the root check passes without root) are stubs. Each stub call
+    is logged to tmp_path/calls."""
+    calls = shlex.quote(str(tmp_path / "calls"))
+    venv = tmp_path / "opt" / "venv" / "bin"
+    _stub(venv / "python", f'echo "python $*" >> {calls}')
+    _stub(venv / "fleetd", f'exec {shlex.quote(sys.executable)} -m fleetd "$@"')
+    stubs = tmp_path / "stubs"
+    _stub(stubs / "systemctl", f'echo "systemctl $*" >> {calls}; [ "$1" != is-active ]')
+    _stub(stubs / "apt-get", f'echo "apt-get $*" >> {calls}')
+    _stub(stubs / "id", "echo 0")
+    (tmp_path / "units").mkdir()  # systemd's unit directory is always there
+    return {**_site_paths(tmp_path), "PATH": f"{stubs}:{os.environ['PATH']}"}
+
+
+def _calls(tmp_path: Path) -> list[str]:
+    log = tmp_path / "calls"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+SITE_TEMPLATE = DEPLOY / "systemd" / "fleetd.toml"
+
+
 def test_install_dry_run_prints_every_step(tmp_path):
-    env = {"FLEETD_PREFIX": str(tmp_path / "opt"), "FLEETD_ETC": str(tmp_path / "etc"),
-           "FLEETD_UNIT_DIR": str(tmp_path / "units")}
-    result = _install("--dry-run", env=env)
+    result = _install("--dry-run", env=_site_paths(tmp_path))
     assert result.returncode == 0, result.stderr
     out = result.stdout
+    pip = rf"would run: {tmp_path}/opt/venv/bin/python -m pip install --quiet --disable-pip-version-check"
     steps = [
         rf"would run: \S*python3\S* -m venv {tmp_path}/opt/venv",
-        rf"would run: {tmp_path}/opt/venv/bin/python -m pip install .* --upgrade {REPO}$",
-        rf"would run: install -m 0644 {REPO}/deploy/fleetd.example.toml {tmp_path}/etc/fleetd.toml",
+        rf"{pip} --require-hashes -r {REPO}/requirements.lock$",
+        rf"{pip} --no-deps --no-build-isolation --force-reinstall {REPO}$",
+        rf"would run: install -m 0644 {REPO}/README.md {REPO}/deploy/fleetd.example.toml {tmp_path}/opt/$",
+        rf"would run: install -m 0644 {SITE_TEMPLATE} {tmp_path}/etc/fleetd.toml",
         rf"would run: {tmp_path}/opt/venv/bin/fleetd check-config {tmp_path}/etc/fleetd.toml",
         rf"would run: install -m 0644 {REPO}/deploy/systemd/fleetd.service {tmp_path}/units/fleetd.service",
         r"would run: systemctl daemon-reload",
+        r"passes check-config only once filled in",
         r"would run: systemctl enable --now fleetd.service",
     ]
     positions = []
@@ -191,20 +230,63 @@ def test_install_dry_run_prints_every_step(tmp_path):
     assert not any(tmp_path.iterdir()), "a dry run changed the file system"
 
 
-def test_install_is_idempotent_and_keeps_an_existing_config(tmp_path):
-    """With a venv and a config already there, a rerun upgrades in place and keeps the config."""
-    (tmp_path / "opt" / "venv" / "bin").mkdir(parents=True)
-    python = tmp_path / "opt" / "venv" / "bin" / "python"
-    python.write_text("#!/bin/sh\n")
-    python.chmod(0o755)
-    (tmp_path / "etc").mkdir()
-    (tmp_path / "etc" / "fleetd.toml").write_text("# site config\n")
-    env = {"FLEETD_PREFIX": str(tmp_path / "opt"), "FLEETD_ETC": str(tmp_path / "etc")}
-    result = _install("--dry-run", env=env)
+def test_site_template_selects_no_demo_chain_and_passes_once_filled_in(tmp_path):
+    template = SITE_TEMPLATE.read_text()
+    config = tomllib.loads(template)
+    assert config["source"]["kind"] == "bitcoind"
+    assert config["stratum"]["listen"] == "0.0.0.0:3333" and config["http"]["listen"] == "127.0.0.1:9550"
+    filled = tmp_path / "fleetd.toml"
+    filled.write_text(template.replace('payout_address = ""', f'payout_address = "{PAYOUT_ADDRESS}"'))
+    result = subprocess.run([sys.executable, "-m", "fleetd", "check-config", str(filled)],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+PAYOUT_ADDRESS = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"
+
+
+def test_a_fresh_install_leaves_fleetd_stopped_and_says_what_to_fill_in(tmp_path):
+    result = _install(env=_site_with_a_venv(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = tmp_path / "etc" / "fleetd.toml"
+    assert config.read_text() == SITE_TEMPLATE.read_text()
+    assert (tmp_path / "opt" / "fleetd.example.toml").read_text() == (DEPLOY / "fleetd.example.toml").read_text()
+    assert (tmp_path / "units" / "fleetd.service").read_text() == UNIT.read_text()
+    assert "[source.bitcoind] payout_address is required" in result.stderr  # check-config's own words
+    assert f"edit {config}: [source.bitcoind]" in result.stdout
+    assert f"check it: {tmp_path}/opt/venv/bin/fleetd check-config {config}" in result.stdout
+    assert "start it: systemctl enable --now fleetd" in result.stdout
+    calls = _calls(tmp_path)
+    pip_installs = [call for call in calls if call.startswith("python -m pip install")]
+    assert pip_installs[0].endswith(f"--require-hashes -r {REPO}/requirements.lock"), pip_installs
+    assert calls[-1] == "systemctl daemon-reload", calls  # nothing enabled nor started
+
+
+def test_a_rerun_keeps_a_config_that_passes_and_starts_fleetd(tmp_path):
+    env = _site_with_a_venv(tmp_path)
+    config = tmp_path / "etc" / "fleetd.toml"
+    config.parent.mkdir()
+    site = SITE_TEMPLATE.read_text().replace('payout_address = ""', f'payout_address = "{PAYOUT_ADDRESS}"')
+    config.write_text(site)
+    result = _install(env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
     assert "-m venv" not in result.stdout
-    assert f"keeping existing {tmp_path}/etc/fleetd.toml" in result.stdout
-    assert "fleetd.example.toml" not in result.stdout
+    assert f"keeping existing {config}" in result.stdout
+    assert config.read_text() == site
+    assert _calls(tmp_path)[-2:] == ["systemctl daemon-reload", "systemctl enable --now fleetd.service"]
+
+
+def test_a_rerun_stops_on_an_existing_config_that_fails(tmp_path):
+    env = _site_with_a_venv(tmp_path)
+    config = tmp_path / "etc" / "fleetd.toml"
+    config.parent.mkdir()
+    config.write_text('[stratum]\nlisten = "0.0.0.0:3333"\n')  # the demo chain, on the network
+    result = _install(env=env)
+    assert result.returncode == 1
+    assert "the demo chain is not Bitcoin" in result.stderr
+    assert f"{config} has the problems above: fix them" in result.stderr
+    assert not any((tmp_path / "units").iterdir())
+    assert not any(call.startswith("systemctl") for call in _calls(tmp_path))
 
 
 def test_install_refuses_non_root():
@@ -240,7 +322,9 @@ def test_dockerfile_structure():
     froms = [line for line in instructions if line.upper().startswith("FROM ")]
     assert len(froms) >= 2 and " AS build" in froms[0], "multi-stage: a build stage first"
     build_stage = text.split(froms[1])[0]
-    assert "gcc" in build_stage and "pip install ." in build_stage, "native core compiled in the build stage"
+    assert "gcc" in build_stage, "native core compiled in the build stage"
+    assert "pip install --require-hashes -r requirements.lock" in build_stage, "the pinned packages"
+    assert "pip install --no-deps --no-build-isolation ." in build_stage, "fleetd built from them"
     assert "import fleetd._native" in build_stage
     runtime = text.split(froms[-1])[1]
     assert "gcc" not in runtime, "no compiler in the runtime image"
