@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -309,6 +311,41 @@ def test_install_rejects_unknown_options():
     result = _install("--dryrun")
     assert result.returncode == 64
     assert "unknown option --dryrun" in result.stderr
+
+
+# --- lock files ---------------------------------------------------------------------------
+
+
+def _pins(lock: Path) -> dict[str, str]:
+    """Package name -> pinned version, for each entry of a lock file (each must carry hashes)."""
+    pins = {}
+    for entry in re.split(r"\n(?=\S)", lock.read_text()):
+        if entry.startswith("#"):
+            continue
+        requirement = Requirement(entry.split(" \\\n", 1)[0])
+        assert "--hash=sha256:" in entry, f"{lock.name}: {requirement.name} has no hash"
+        (pin,) = requirement.specifier
+        assert pin.operator == "==", f"{lock.name}: {requirement} is not pinned"
+        pins[canonicalize_name(requirement.name)] = pin.version
+    return pins
+
+
+def test_lock_files_pin_what_pyproject_asks_for():
+    """fleetd is installed with --no-deps after its lock file: a dependency added to
+    pyproject.toml but not locked would be missing from every install of this repository."""
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    runtime = [*pyproject["project"]["dependencies"], *pyproject["build-system"]["requires"]]
+    test = pyproject["project"]["optional-dependencies"]["test"]
+    site, full = _pins(REPO / "requirements.lock"), _pins(REPO / "requirements-test.lock")
+    for lock, pins, wanted in (("requirements.lock", site, runtime), ("requirements-test.lock", full, runtime + test)):
+        for line in wanted:
+            requirement = Requirement(line)
+            name = canonicalize_name(requirement.name)
+            assert name in pins, f"{lock} has no {name}: run bash deploy/lock.sh"
+            assert requirement.specifier.contains(pins[name], prereleases=True), (
+                f"{lock} pins {name}=={pins[name]}, outside {requirement.specifier}: run bash deploy/lock.sh"
+            )
+    assert site.items() <= full.items(), "the site installs exactly the versions the tests ran"
 
 
 # --- container ----------------------------------------------------------------------------
