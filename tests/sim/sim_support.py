@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fleetd.chain.target import difficulty_to_target
@@ -22,6 +23,19 @@ from fleetd.stratum.session import Session, SessionConfig
 
 NTIME = 0x66000000
 NTIME_MAX_FUTURE = 7200
+WAIT_S = 30.0  # how long a condition may take on a loaded machine; it normally takes milliseconds
+
+
+async def wait_until(predicate: Callable[[], object], timeout: float = WAIT_S, step: float = 0.01) -> None:
+    """Until ``predicate()`` holds, checked every ``step`` seconds; TimeoutError after ``timeout``.
+
+    Tests wait for what they expect rather than sleeping a fixed time and hoping it has
+    happened: a loaded machine then makes a test slower, never red. ``timeout`` is a hang
+    guard, not a measurement.
+    """
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(step)
 
 
 def make_job(job_id: str = "j1", *, clean: bool = True, seed: int = 1, version: int = 0x20000000) -> Job:
