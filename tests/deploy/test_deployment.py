@@ -5,7 +5,10 @@
   ``rule_files`` glob resolves (the rules directory may still be empty).
 - systemd unit: ``systemd-analyze verify`` and ``systemd-analyze security --offline``,
   skipped only where ``systemd-analyze`` is missing.
-- Install script: ``--dry-run`` steps, idempotency and the non-root refusal.
+- Install script: ``--dry-run`` steps; real runs into temporary directories with stubs for
+  what needs the host (pip, systemctl): a new config left stopped until it passes, an
+  existing one kept, a failing one refused; and the non-root refusal.
+- Lock files: every package pyproject.toml asks for is pinned, with hashes.
 - Container: there is **no Docker engine here** (the ``docker`` CLI, if present, cannot
   reach a daemon and has no ``compose``/``buildx`` plugin), so the image is never built and
   the stack never started. ``compose.yaml`` is checked as YAML with every file it refers to
@@ -35,6 +38,8 @@ DEPLOY = REPO / "deploy"
 RULES = DEPLOY / "prometheus" / "rules"
 UNIT = DEPLOY / "systemd" / "fleetd.service"
 INSTALL = DEPLOY / "systemd" / "install.sh"
+SITE_TEMPLATE = DEPLOY / "systemd" / "fleetd.toml"
+PAYOUT_ADDRESS = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"  # BIP173's P2WPKH example
 DOCKERFILE = DEPLOY / "container" / "Dockerfile"
 COMPOSE = DEPLOY / "compose.yaml"
 
@@ -203,9 +208,6 @@ def _calls(tmp_path: Path) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 
 
-SITE_TEMPLATE = DEPLOY / "systemd" / "fleetd.toml"
-
-
 def test_install_dry_run_prints_every_step(tmp_path):
     result = _install("--dry-run", env=_site_paths(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -242,9 +244,6 @@ def test_site_template_selects_no_demo_chain_and_passes_once_filled_in(tmp_path)
     result = subprocess.run([sys.executable, "-m", "fleetd", "check-config", str(filled)],
                             capture_output=True, text=True, timeout=60)  # fmt: skip
     assert result.returncode == 0, result.stderr
-
-
-PAYOUT_ADDRESS = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"
 
 
 def test_a_fresh_install_leaves_fleetd_stopped_and_says_what_to_fill_in(tmp_path):
