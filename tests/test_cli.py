@@ -103,6 +103,17 @@ def test_a_bad_fault_is_one_line_before_anything_starts(argv, says, capsys, monk
     assert says in one_line(capsys.readouterr().err)
 
 
+def test_the_demo_refuses_to_serve_its_chain_on_the_network_before_anything_starts(capsys, monkeypatch):
+    def start(*_args, **_kwargs):
+        raise AssertionError("the demo started on a network address")
+
+    monkeypatch.setattr(demo, "run", start)
+    assert main(["demo", "--stratum", "0.0.0.0:3333"]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith('fleetd demo: [source] kind = "demo" with [stratum] listen = "0.0.0.0:3333"')
+    assert "allow_demo_on_network = true" in line
+
+
 @pytest.mark.parametrize("argv", [["version"], ["check-config", "no-such.toml"]])
 def test_a_bad_native_implementation_in_the_environment_is_one_line_for_every_command(argv):
     env = {**os.environ, "FLEETD_NATIVE": "bogus"}

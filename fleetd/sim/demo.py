@@ -20,7 +20,7 @@ from aiohttp import web
 
 from fleetd import app as fleetd_app
 from fleetd import log as logging
-from fleetd.config import Config, HostPort
+from fleetd.config import Config, HostPort, serving_problems
 from fleetd.economics.prices import TouSchedule
 from fleetd.economics.profitability import RigEconomics
 from fleetd.economics.settings import EconomicsConfig, PowerOverride
@@ -101,6 +101,7 @@ async def run(
     registry = application[api.RIGS_KEY]
     site_economics = application[api.ECONOMICS_KEY]
     host, port = server.address
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # a wildcard listener: the rigs come over loopback
     http_base = f"http://{runner.addresses[0][0]}:{runner.addresses[0][1]}"
     fleet_config = FleetConfig(host, port, rigs=rigs, faults=tuple(parse_fault(f) for f in faults if f))
     fleet = Fleet(fleet_config)
@@ -297,5 +298,9 @@ def main(config: Config | None, *, rigs: int, stratum: HostPort | None, http: Ho
     except ValueError as exc:
         print(f"fleetd demo: {exc}", file=sys.stderr)
         return 2
+    config = demo_config(config, stratum, http)
+    for problem in serving_problems(config):
+        print(f"fleetd demo: {problem}", file=sys.stderr)
+        return 2
     logging.configure("warning", "console", stream=sys.stderr)  # the table is the demo's output
-    return asyncio.run(run(demo_config(config, stratum, http), rigs=rigs, faults=faults, duration=duration))
+    return asyncio.run(run(config, rigs=rigs, faults=faults, duration=duration))
