@@ -18,6 +18,8 @@ Rules, and why:
   rather than queueing tasks, so a slow round delays polls instead of piling them up.
 - Every pyasic call runs under our own deadline: pyasic's 4028 reads have none once a
   rig is identified, and its HTTP reads ignore ``api_function_timeout`` inside get_data.
+  ``deadline`` makes that scope (``asyncio.timeout`` by default), so a caller that injects
+  its own clock and sleep can put the deadlines on that clock too.
 - A rig that stops answering backs off exponentially (interval, 2x, 4x ... capped), so
   dead rigs cost little; one that answers again returns to its phase.
 - Only the figures a ``RigReading`` carries are requested (``get_data(include=...)``):
@@ -35,6 +37,7 @@ import time
 import warnings
 import zlib
 from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -44,6 +47,7 @@ from fleetd.rigs.reading import RigReading
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
+Deadline = Callable[[float], AbstractAsyncContextManager[Any]]  # seconds -> a scope that raises TimeoutError past them
 OnReading = Callable[[RigReading], None]
 OnFailure = Callable[[str, str], None]
 Identify = Callable[[str], Awaitable[Any]]  # ip -> pyasic miner, or None when nothing answers
@@ -256,11 +260,12 @@ class RigPoller:
         clock: Clock = time.time,
         monotonic: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        deadline: Deadline = asyncio.timeout,
         identify: Identify | None = None,
     ) -> None:
         self.config = config
         self._on_reading, self._on_failure = on_reading, on_failure
-        self._clock, self._monotonic, self._sleep = clock, monotonic, sleep
+        self._clock, self._monotonic, self._sleep, self._deadline = clock, monotonic, sleep, deadline
         self._identify = identify or load_pyasic().get_miner
         self._rigs: dict[str, _Rig] = {}
         self._heap: list[tuple[float, int, str]] = []  # (due, entry, ip); stale entries skipped
@@ -451,12 +456,12 @@ class RigPoller:
         read_errors = rig.errors_in == 0
         try:
             if rig.miner is None:
-                async with asyncio.timeout(config.timeout):
+                async with self._deadline(config.timeout):
                     rig.miner = await self._identify(rig.ip)
                 if rig.miner is None:
                     raise PollError("no known miner API answered (pyasic could not identify the rig)")
             include = [*CORE_DATA, ERRORS_DATA] if read_errors else list(CORE_DATA)
-            async with asyncio.timeout(config.timeout):
+            async with self._deadline(config.timeout):
                 data = await rig.miner.get_data(include=include)
             reading = reading_from(data, ip=rig.ip, time=self._clock(), errors=None if read_errors else rig.errors)
         except Exception as exc:  # noqa: BLE001 - pyasic raises anything; every failure is the rig's

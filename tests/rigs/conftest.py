@@ -1,4 +1,4 @@
-"""Emulated rigs on loopback for the poller tests, and pyasic held to short timeouts."""
+"""Emulated rigs on loopback for the poller tests, and pyasic's own timeouts kept out of the way."""
 
 from __future__ import annotations
 
@@ -6,11 +6,23 @@ import faulthandler
 import random
 
 import pytest
-from pyasic_support import fast_pyasic_settings
+from pyasic_support import pyasic_settings
 
 from fleetd.sim.firmware import EmulatedRig, LoopbackAllocator, RigState
 
 from rigs_support import HARD_BOUND_S, FakeTime
+
+# Whole seconds, longer than any test waits: a rig that answers is never cut short on a
+# loaded machine, and one that hangs is ended by the poller's own deadline (on the test's
+# clock where the test injects one), never by pyasic's.
+PATIENT_PYASIC = {
+    "factory_get_timeout": 60,
+    "factory_get_retries": 1,
+    "api_function_timeout": 60,
+    "get_data_retries": 1,
+    "btminer_v3_ping_timeout": 60,
+}
+
 
 @pytest.fixture(autouse=True)
 def bounded():
@@ -21,8 +33,8 @@ def bounded():
 
 
 @pytest.fixture(autouse=True)
-def fast_pyasic():
-    with fast_pyasic_settings():
+def patient_pyasic():
+    with pyasic_settings(PATIENT_PYASIC):
         yield
 
 

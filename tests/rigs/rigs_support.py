@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
+from collections.abc import AsyncIterator, Callable
 from types import SimpleNamespace
 
-TEST_BOUND_S = 20.0  # what a test's own asyncio deadlines allow
+TEST_BOUND_S = 30.0  # what a test's own asyncio deadlines allow
 HARD_BOUND_S = 90.0  # past this a hung test ends the run (conftest's faulthandler)
 
 
 class FakeTime:
-    """Clock and sleep for the poller: time moves only when a test advances it.
+    """Clock, sleep and deadlines for the poller: time moves only when a test advances it.
 
     ``advance`` wakes sleepers in deadline order, letting the loop run between wakes,
     so a scheduler sleeping toward its next poll sees exactly the times it asked for.
+    A ``deadline`` expires the same way, so a poll of a real rig that hangs fails exactly
+    when the test says, and one that answers never fails for taking real time.
     """
 
     def __init__(self, now: float = 1_000.0) -> None:
@@ -30,6 +34,31 @@ class FakeTime:
         future = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (self.now + max(0.0, delay), next(self._order), future))
         await future
+
+    @contextlib.asynccontextmanager
+    async def deadline(self, delay: float) -> AsyncIterator[None]:
+        """``asyncio.timeout(delay)`` on this clock: past it, the body is cancelled and TimeoutError raised."""
+        task = asyncio.current_task()
+        inside, expired = True, False
+        expiry = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self.now + max(0.0, delay), next(self._order), expiry))
+
+        def expire(future: asyncio.Future) -> None:
+            nonlocal expired
+            if inside and not future.cancelled():
+                expired = True
+                task.cancel()
+
+        expiry.add_done_callback(expire)
+        try:
+            yield
+        except asyncio.CancelledError:
+            if expired and task.uncancel() == 0:  # ours, and no one else's: as asyncio.timeout does
+                raise TimeoutError from None
+            raise
+        finally:
+            inside = False
+            expiry.cancel()  # advance() drops it
 
     async def advance(self, seconds: float) -> None:
         end = self.now + seconds
@@ -56,6 +85,14 @@ async def settle(rounds: int = 50) -> None:
     """Let every ready task run until nothing is left to do (no real I/O involved)."""
     for _ in range(rounds):
         await asyncio.sleep(0)
+
+
+async def wait_until(predicate: Callable[[], object], timeout: float = TEST_BOUND_S) -> None:
+    """Until ``predicate()`` holds, checked every 10 ms (real I/O may be involved). ``timeout``
+    is a hang guard, not a measurement: a loaded machine only makes this slower."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
 
 
 def fake_data(hashrate_ths: float = 100.0, **overrides) -> SimpleNamespace:

@@ -1,9 +1,13 @@
-"""The poller against emulated rigs on loopback, read through unmodified pyasic."""
+"""The poller against emulated rigs on loopback, read through unmodified pyasic.
+
+The poller's clock, sleep and deadlines are the test's (``FakeTime``) except in the one
+test of the real scheduler: a rig that answers is never failed for taking real time on a
+loaded machine, and a hung one fails exactly when the test moves time past its deadline.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -15,7 +19,7 @@ from fleetd.rigs.models import (
     FirmwareFamily,
 )
 from fleetd.rigs.poller import PollerConfig, PollState, RigPoller, load_pyasic, phase_of
-from rigs_support import TEST_BOUND_S, Collector, FakeTime, on_phase
+from rigs_support import TEST_BOUND_S, Collector, FakeTime, on_phase, wait_until
 
 MAKE = {
     FirmwareFamily.ANTMINER_STOCK: "AntMiner",
@@ -39,6 +43,7 @@ def make_poller(config: PollerConfig = FAST, **kwargs) -> tuple[RigPoller, Colle
         clock=now,
         monotonic=now,
         sleep=now.sleep,
+        deadline=now.deadline,
         **kwargs,
     )
     return poller, collected, now
@@ -166,16 +171,18 @@ async def test_a_rig_that_goes_away_backs_off_and_recovers(start_rig, model):
 async def test_a_hung_rig_does_not_stall_the_round(start_rig, model):
     healthy = [await start_rig(m, f"ok-{i}") for i, m in enumerate(ONE_PER_FAMILY)]
     hung = await start_rig(model, "hung")
-    poller, collected, _ = make_poller(PollerConfig(interval=30, timeout=1.0))
+    poller, collected, now = make_poller(PollerConfig(interval=30, timeout=1.0))
     for rig in (*healthy, hung):
         poller.add(rig.host)
     await poll_round(poller)  # identified while it answered
     assert len(collected.readings) == 4
     hung.state.go_offline()  # accepts connections, never answers
-    started = time.monotonic()
-    await poll_round(poller)
-    elapsed = time.monotonic() - started
-    assert elapsed < 1.0 + 1.0  # one timeout, not pyasic's unbounded wait
+    round_ = asyncio.create_task(poll_round(poller))
+    await wait_until(lambda: len(collected.readings) == 4 + 3)  # the others are read meanwhile
+    await now.advance(0.5)
+    assert not round_.done() and collected.failures == []  # the round waits for the hung rig ...
+    await now.advance(0.5)
+    await round_  # ... until its deadline: one timeout, not pyasic's unbounded wait
     assert len(collected.readings) == 4 + 3
     assert collected.failures == [(hung.host, "no answer within 1 s")]
     assert poller.status(hung.host).state is PollState.FAILING
@@ -184,12 +191,15 @@ async def test_a_hung_rig_does_not_stall_the_round(start_rig, model):
 async def test_a_rig_hung_before_identification_times_out_too(start_rig):
     rig = await start_rig(WHATSMINER_M60S)
     rig.state.go_offline()
-    poller, collected, _ = make_poller(PollerConfig(interval=30, timeout=1.0))
+    poller, collected, now = make_poller(PollerConfig(interval=30, timeout=1.0))
     poller.add(rig.host)
-    started = time.monotonic()
-    await poll_round(poller)
-    assert time.monotonic() - started < 2.5
-    assert collected.readings == [] and len(collected.failures) == 1
+    round_ = asyncio.create_task(poll_round(poller))
+    await wait_until(lambda: poller.status(rig.host).polling)
+    await now.advance(0.5)
+    assert not round_.done()  # pyasic would wait for the silent rig ...
+    await now.advance(0.5)
+    await round_  # ... but the poller's deadline covers identification too
+    assert collected.readings == [] and collected.failures == [(rig.host, "no answer within 1 s")]
     assert poller.status(rig.host).state is PollState.FAILING
 
 
@@ -205,21 +215,30 @@ async def test_an_address_with_no_rig_fails_cleanly(allocator):
 async def test_concurrency_bound_is_respected(start_rig):
     rigs = [await start_rig(WHATSMINER_M60S, f"rig-{i}") for i in range(9)]
     get_miner = load_pyasic().get_miner
-    in_flight, peak = 0, 0
+    in_flight, peak, done = 0, 0, 0
+    changed = asyncio.Condition()
 
     class Counted:  # the real pyasic miner, its reads counted
         def __init__(self, miner):
             self.miner = miner
 
         async def get_data(self, **kwargs):
-            nonlocal in_flight, peak
-            in_flight += 1
-            peak = max(peak, in_flight)
+            nonlocal in_flight, peak, done
+            async with changed:
+                in_flight += 1
+                peak = max(peak, in_flight)
+                changed.notify_all()
+                # Each read waits until the bound is full (or no rig is left to fill it), so
+                # reaching it does not depend on how the real reads happen to overlap; a poller
+                # that read one rig at a time would hang here, one without a bound overshoots.
+                await changed.wait_for(lambda: in_flight >= 3 or done + in_flight == len(rigs))
             try:
-                await asyncio.sleep(0.05)  # long enough that unbounded polls would overlap
                 return await self.miner.get_data(**kwargs)
             finally:
-                in_flight -= 1
+                async with changed:
+                    in_flight -= 1
+                    done += 1
+                    changed.notify_all()
 
     async def identify(ip):
         miner = await get_miner(ip)
@@ -234,22 +253,44 @@ async def test_concurrency_bound_is_respected(start_rig):
 
 
 async def test_the_real_scheduler_polls_added_rigs_and_forgets_removed_ones(start_rig):
-    """Real time, real sockets: a short interval, rigs added and removed while it runs."""
+    """Real time, real sockets: a short interval, rigs added and removed while it runs.
+
+    It waits for readings rather than for time, so a loaded machine only makes it slower; a
+    poll that a loaded machine does make miss the real 0.9 s deadline is retried a second
+    later (backoff_max = interval), so it delays the readings, never loses them.
+    """
     a, b, c = [await start_rig(m, f"rig-{i}") for i, m in enumerate(ONE_PER_FAMILY)]
     collected = Collector()
-    poller = RigPoller(PollerConfig(interval=1.0, timeout=0.9), on_reading=collected.on_reading)
+    started: list[str] = []  # every poll begun (identify, or a read of the cached miner), by IP
+    get_miner = load_pyasic().get_miner
+
+    class Recorded:  # the real pyasic miner, its reads recorded
+        def __init__(self, miner, ip):
+            self.miner, self.ip = miner, ip
+
+        async def get_data(self, **kwargs):
+            started.append(self.ip)
+            return await self.miner.get_data(**kwargs)
+
+    async def identify(ip):
+        started.append(ip)
+        miner = await get_miner(ip)
+        return Recorded(miner, ip) if miner else None
+
+    config = PollerConfig(interval=1.0, timeout=0.9, backoff_max=1.0)
+    poller = RigPoller(config, on_reading=collected.on_reading, identify=identify)
     async with asyncio.timeout(TEST_BOUND_S):
         async with poller:
             poller.add(a.host)
             poller.add(b.host)
-            await asyncio.sleep(2.2)
-            assert len(collected.readings_of(a.host)) >= 2 and len(collected.readings_of(b.host)) >= 2
+            await wait_until(lambda: all(len(collected.readings_of(rig.host)) >= 2 for rig in (a, b)))
             poller.add(c.host)
-            poller.remove(a.host)
-            count_a = len(collected.readings_of(a.host))
-            await asyncio.sleep(2.2)
-            assert len(collected.readings_of(c.host)) >= 2
-            assert len(collected.readings_of(a.host)) == count_a
+            poller.remove(a.host)  # a poll of it in flight is cancelled and reports nothing
+            count_a, polls_a = len(collected.readings_of(a.host)), started.count(a.host)
+            # c's polls are an interval apart, so its third begins at least ~2 s after the
+            # removal: a's phase came round meanwhile, and a poll of it would have begun
+            await wait_until(lambda: len(collected.readings_of(c.host)) >= 3)
+            assert len(collected.readings_of(a.host)) == count_a and started.count(a.host) == polls_a
             assert poller.status(a.host) is None and a.host not in poller
         assert not poller.running
     leftovers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]

@@ -32,7 +32,11 @@ async def running(now, fleet):
     """Start a poller in virtual time; it is stopped (and checked for leftovers) afterwards."""
     pollers: list[RigPoller] = []
 
-    async def start(config: PollerConfig = PollerConfig(interval=INTERVAL, timeout=5), collected=None):
+    async def start(
+        config: PollerConfig = PollerConfig(interval=INTERVAL, timeout=5), collected=None, *, start=True, deadline=False
+    ):
+        """``deadline``: the poll deadlines on virtual time too (else they are real, and never
+        reached: the fake rigs answer at once or, gated, only when a test says)."""
         collected = collected or Collector()
         poller = RigPoller(
             config,
@@ -41,9 +45,11 @@ async def running(now, fleet):
             clock=now,
             monotonic=now,
             sleep=now.sleep,
+            deadline=now.deadline if deadline else asyncio.timeout,
             identify=fleet.identify,
         )
-        await poller.start()
+        if start:
+            await poller.start()
         pollers.append(poller)
         return poller, collected
 
@@ -111,6 +117,33 @@ async def test_removing_a_rig_mid_poll_cancels_it_silently(running, now, fleet):
     miner.gate.set()
     await now.advance(INTERVAL)
     assert collected.readings == [] and collected.failures == []
+
+
+async def test_a_hung_read_fails_at_its_deadline_on_the_injected_clock(running, now, fleet):
+    poller, collected = await running(start=False, deadline=True)  # polled by hand: nothing else moves
+    ip = ips(1)[0]
+    fleet.miner(ip).gate = asyncio.Event()  # the read never ends by itself
+    poller.add(ip)
+    round_ = asyncio.create_task(poller.poll_round())
+    await now.advance(4.5)
+    assert not round_.done() and poller.status(ip).polling and collected.failures == []
+    await now.advance(0.5)
+    await round_
+    assert collected.failures == [(ip, "no answer within 5 s")] and len(fleet.miner(ip).reads) == 1
+    assert poller.status(ip).state is PollState.FAILING and poller.status(ip).next_poll == now.now + INTERVAL
+
+
+async def test_a_rig_removed_before_its_deadline_is_cancelled_not_failed(running, now, fleet):
+    poller, collected = await running(start=False, deadline=True)
+    ip = ips(1)[0]
+    fleet.miner(ip).gate = asyncio.Event()
+    poller.add(ip)
+    round_ = asyncio.create_task(poller.poll_round())
+    await now.advance(1)
+    poller.remove(ip)
+    await round_
+    await now.advance(10)  # past where the deadline was
+    assert collected.readings == [] and collected.failures == [] and poller.status(ip) is None
 
 
 async def test_a_slow_rig_holds_only_its_own_slot(running, now, fleet):
