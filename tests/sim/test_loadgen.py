@@ -1,4 +1,9 @@
-"""The load generator against the loopback pool, which verifies every share with the C core."""
+"""The load generator against the loopback pool, which verifies every share with the C core.
+
+Windows end after a count of answered submits (``count``), with ``seconds`` only as a hang
+guard, so what a test asserts does not depend on how much a loaded machine gets done in a
+fixed time.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +18,10 @@ from fleetd.chain.target import difficulty_to_target
 from fleetd.sim import loadgen
 from fleetd.sim.loadgen import LoadConfig, run
 from fleetd.sim.loopback import NotLoopbackError
-from sim_support import LoopbackPool, make_job
+from sim_support import LoopbackPool, make_job, wait_until
 
 TRIVIAL = 1e-12  # target 2^256 - 1: every nonce is a share
+BOUND_S = 30.0  # a window's hang guard; count-ended windows take a fraction of a second
 
 
 def assert_no_tasks_left() -> None:
@@ -24,9 +30,9 @@ def assert_no_tasks_left() -> None:
 
 async def test_every_submit_is_a_unique_valid_share_for_the_latest_job():
     async with LoopbackPool(difficulty=TRIVIAL) as pool:
-        result = await run(LoadConfig(pool.port, connections=20, seconds=0.6, warmup=0.1))
+        result = await run(LoadConfig(pool.port, connections=20, seconds=BOUND_S, count=200, warmup=0.1))
     assert result.mode == "throughput" and result.connections_ready == 20 and not result.connect_errors
-    assert result.answered > 100 and result.accepted == result.answered and result.rejected == 0
+    assert result.answered >= 200 and result.accepted == result.answered and result.rejected == 0
     assert result.difficulties == [TRIVIAL] and result.hashes == 0  # every nonce is a share: nothing ground
     # the pool accepted every share it saw (warm-up and drain included), each verified by the C core
     assert not pool.rejected and len(pool.accepted) >= result.answered
@@ -35,14 +41,15 @@ async def test_every_submit_is_a_unique_valid_share_for_the_latest_job():
     assert len({s.worker for s in pool.accepted}) == 20
     latency = result.latency
     assert latency.samples > 0 and 0 < latency.p50_ms <= latency.p99_ms <= latency.max_ms
-    assert result.answered_per_second == pytest.approx(result.answered / result.window_seconds)
+    per_second = result.answered / result.window_seconds  # window_seconds is given to the microsecond
+    assert result.answered_per_second == pytest.approx(per_second, rel=1e-6 / result.window_seconds)
     assert result.server_cpu_seconds is None and result.disconnects == 0
     assert_no_tasks_left()
 
 
 async def test_window_bounds_the_submits_in_flight():
     async with LoopbackPool(difficulty=TRIVIAL) as pool:
-        gen = loadgen.LoadGenerator(LoadConfig(pool.port, connections=3, window=2, seconds=0.3, warmup=0))
+        gen = loadgen.LoadGenerator(LoadConfig(pool.port, connections=3, window=2, seconds=BOUND_S, count=100, warmup=0))
         await gen.connect_all()
         seen = []
         original = gen.fill
@@ -66,17 +73,24 @@ async def test_count_ends_the_window_early():
 
 async def test_offered_rate_is_held():
     async with LoopbackPool(difficulty=TRIVIAL) as pool:
-        result = await run(LoadConfig(pool.port, connections=10, seconds=1.0, rate=400, warmup=0.1))
+        result = await run(LoadConfig(pool.port, connections=10, seconds=BOUND_S, count=300, rate=400, warmup=0.1))
     assert result.mode == "rate" and result.offered_rate == 400
-    assert 250 <= result.answered <= 480 and result.rejected == 0
+    assert result.answered >= 300 and result.rejected == 0
+    # Never faster than offered, however the loop was scheduled: the pacer sends at most what
+    # the rate has made due, and catches up at most _MAX_BACKLOG s of it at once (at each
+    # edge of the window). Without pacing, 300 submits would take a few milliseconds.
+    catch_up = 2 * 400 * loadgen._MAX_BACKLOG + 2
+    assert result.submitted <= 400 * result.window_seconds + catch_up
+    assert result.window_seconds >= (300 - catch_up) / 400  # ~0.65 s at least
 
 
 async def test_clean_job_moves_every_connection_to_it():
     async with LoopbackPool(difficulty=TRIVIAL) as pool:
-        load = asyncio.create_task(run(LoadConfig(pool.port, connections=10, seconds=0.8, warmup=0)))
-        await asyncio.sleep(0.3)
+        load = asyncio.create_task(run(LoadConfig(pool.port, connections=10, seconds=BOUND_S, count=1000, warmup=0)))
+        await wait_until(lambda: len(pool.accepted) >= 100, step=0)  # mid-window, checked at every turn of the loop
         pool.broadcast(make_job("j2", clean=True, seed=2))
         result = await load
+    assert result.answered >= 1000
     late = [s.job_id for s in pool.accepted[-50:]]
     assert late == ["j2"] * 50
     # only submits already in flight when the block changed can be stale: at most one window each
@@ -86,16 +100,16 @@ async def test_clean_job_moves_every_connection_to_it():
 @pytest.mark.parametrize("difficulty", [1e-9, 1e-7])  # fleetd's floor (~4 hashes a share), and ~430
 async def test_at_a_real_difficulty_shares_are_ground(difficulty):
     async with LoopbackPool(difficulty=difficulty) as pool:
-        result = await run(LoadConfig(pool.port, connections=4, seconds=0.4, warmup=0))
-    assert result.answered > 20 and result.rejected == 0 and not pool.rejected
+        result = await run(LoadConfig(pool.port, connections=4, seconds=BOUND_S, count=25, warmup=0))
+    assert result.answered >= 25 and result.rejected == 0 and not pool.rejected
     assert result.hashes > 0 and result.difficulties == [difficulty]
     assert all(s.hash_value <= difficulty_to_target(difficulty) for s in pool.accepted)
 
 
 async def test_a_difficulty_too_high_to_grind_is_refused_not_hung():
     async with LoopbackPool(difficulty=1e-3) as pool:
-        async with asyncio.timeout(10):
-            result = await run(LoadConfig(pool.port, connections=3, seconds=5))
+        async with asyncio.timeout(BOUND_S):  # refused at login: the 60 s window never opens
+            result = await run(LoadConfig(pool.port, connections=3, seconds=60))
     assert result.connections_ready == 0 and result.submitted == 0
     assert "difficulty 0.001 needs" in result.error
 
@@ -120,14 +134,14 @@ async def test_command_line_prints_json_and_exits():
     async with LoopbackPool(difficulty=TRIVIAL) as pool:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "fleetd.sim.loadgen", "--port", str(pool.port), "--connections", "8",
-            "--seconds", "0.5", "--warmup", "0.1", "--server-pid", str(os.getpid()),
+            "--seconds", str(BOUND_S), "--count", "2000", "--warmup", "0.1", "--server-pid", str(os.getpid()),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         async with asyncio.timeout(60):
             out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
     result = orjson.loads(out)
-    assert result["connections_ready"] == 8 and result["answered"] > 0 and result["rejected"] == 0
+    assert result["connections_ready"] == 8 and result["answered"] >= 2000 and result["rejected"] == 0
     assert result["server_cpu_seconds"] > 0 and result["answered_per_server_cpu_second"] > 0
     assert isinstance(result["uvloop"], bool) and result["latency"]["p99_ms"] > 0
 
