@@ -6,7 +6,7 @@ import faulthandler
 import random
 
 import pytest
-from pyasic_support import pyasic_settings
+from pyasic_support import FAST_PYASIC, pyasic_settings
 
 from fleetd.sim.firmware import EmulatedRig, LoopbackAllocator, RigState
 
@@ -15,13 +15,7 @@ from rigs_support import HARD_BOUND_S, FakeTime
 # Whole seconds, longer than any test waits: a rig that answers is never cut short on a
 # loaded machine, and one that hangs is ended by the poller's own deadline (on the test's
 # clock where the test injects one), never by pyasic's.
-PATIENT_PYASIC = {
-    "factory_get_timeout": 60,
-    "factory_get_retries": 1,
-    "api_function_timeout": 60,
-    "get_data_retries": 1,
-    "btminer_v3_ping_timeout": 60,
-}
+PATIENT_PYASIC = {key: 60 if key.endswith("_timeout") else value for key, value in FAST_PYASIC.items()}
 
 
 @pytest.fixture(autouse=True)

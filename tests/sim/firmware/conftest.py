@@ -1,19 +1,22 @@
-"""Emulated rigs on their own loopback addresses, and pyasic tuned for a fast suite."""
+"""Emulated rigs on their own loopback addresses, and pyasic patient unless a test wants it to give up."""
 
 from __future__ import annotations
 
 import random
 
 import pytest
-from pyasic_support import fast_pyasic_settings
+from pyasic_support import pyasic_settings
 
 from fleetd.sim.firmware import EmulatedRig, LoopbackAllocator, RigState
 
-from firmware_support import FakeClock
+from firmware_support import PATIENT_PYASIC, FakeClock
+
 
 @pytest.fixture(autouse=True)
-def fast_pyasic():
-    with fast_pyasic_settings():
+def patient_pyasic():
+    """A rig that answers is never given up on by a loaded machine; the tests of pyasic
+    giving up on a silent rig put its shortest timeouts in force themselves."""
+    with pyasic_settings(PATIENT_PYASIC):
         yield
 
 

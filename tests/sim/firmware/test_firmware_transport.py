@@ -26,6 +26,10 @@ async def api(host: str, request: bytes, port: int = 4028) -> bytes:
     return reply
 
 
+def held_api_connections() -> list[asyncio.Task]:
+    return [t for t in asyncio.all_tasks() if getattr(t.get_coro(), "__qualname__", "") == "CgminerApiServer._serve"]
+
+
 def parse(reply: bytes) -> dict:
     assert reply.endswith(b"\x00"), "cgminer replies end with a NUL byte"
     return json.loads(reply[:-1])
@@ -124,8 +128,10 @@ async def test_stop_releases_held_connections_and_ports(start_rig):
     writer.write(b'{"command":"summary"}')
     async with aiohttp.ClientSession() as session:
         held_http = asyncio.create_task(session.get(f"http://{rig.host}/cgi-bin/summary.cgi"))
-        await asyncio.sleep(0.1)
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(TEST_BOUND_S):  # until the API holds the connection (not just the kernel)
+            while not held_api_connections():
+                await asyncio.sleep(0.01)
+        async with asyncio.timeout(TEST_BOUND_S):
             await rig.stop()
             assert await reader.read() == b""  # closed without a word
             try:
