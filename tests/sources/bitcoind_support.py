@@ -14,7 +14,7 @@ from fleetd.sources.bitcoind import BitcoindConfig, BitcoindSource
 # Bitcoin Core's src/test/data/key_io_valid.json: a regtest P2WPKH and its script.
 REGTEST_P2WPKH = "bcrt1qdavt4j2sd7dlhqsavtnfxvzppw6k7qy97tmnu9"
 REGTEST_P2WPKH_SCRIPT = bytes.fromhex("00146f58bac9506f9bfb821d62e69330410bb56f0085")
-WAIT = 5.0  # seconds any condition in these tests may take; they normally take milliseconds
+WAIT = 30.0  # seconds any condition in these tests may take (a hang guard); they normally take milliseconds
 
 
 class ShiftedClock:
@@ -32,7 +32,7 @@ def source_config(node: FakeBitcoind, **overrides) -> BitcoindConfig:
         "url": node.url,
         "payout_address": REGTEST_P2WPKH,
         "poll_interval_seconds": 0.05,
-        "rpc_timeout_seconds": 1.0,
+        "rpc_timeout_seconds": 10.0,  # the default: an RPC a loaded machine delays is not an outage
         "longpoll_timeout_seconds": 5.0,
         "submit_retry_seconds": 0.05,
     }

@@ -9,7 +9,7 @@ import aiohttp
 from aiohttp import web
 
 import fake_bitcoind as fake
-from bitcoind_support import REGTEST_P2WPKH_SCRIPT, source_config
+from bitcoind_support import REGTEST_P2WPKH_SCRIPT, WAIT, source_config
 from fake_bitcoind import dsha, height_push, merkle
 from fleetd import app as fleetd_app
 from fleetd.chain.byteorder import hash_to_display, hash_to_int
@@ -45,7 +45,7 @@ async def test_daemon_in_bitcoind_mode_mines_blocks_into_the_node():
         await site.start()
         http = f"http://127.0.0.1:{runner.addresses[0][1]}"
         server = app[fleetd_app.STRATUM_KEY]
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(WAIT):
             while server.current_job is None:
                 await asyncio.sleep(0.01)
         start_height = node.height
@@ -61,10 +61,10 @@ async def test_daemon_in_bitcoind_mode_mines_blocks_into_the_node():
                 with contextlib.suppress(asyncio.CancelledError):
                     await mining
             # the rig is moved onto the node's new tip with a clean job
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(WAIT):
                 while server.current_job.prevhash != node.tip:
                     await asyncio.sleep(0.01)
-            job = await miner.wait_for_job(lambda job: job.job_id == server.current_job.job_id, timeout=5)
+            job = await miner.wait_for_job(lambda job: job.job_id == server.current_job.job_id, timeout=WAIT)
             assert job.clean
             extranonce1 = miner.stats().extranonce1
 

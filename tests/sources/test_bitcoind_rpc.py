@@ -68,7 +68,7 @@ async def node():
 def client(node, **kwargs) -> RpcClient:
     kwargs.setdefault("user", node.user)
     kwargs.setdefault("password", node.password)
-    return RpcClient(node.url, timeout=kwargs.pop("timeout", 2.0), **kwargs)
+    return RpcClient(node.url, timeout=kwargs.pop("timeout", 10.0), **kwargs)  # a loaded machine may take seconds
 
 
 async def test_positional_and_named_params(node):
@@ -109,7 +109,7 @@ async def test_wrong_password_is_reported_as_an_auth_problem(node):
 
 async def test_cookie_auth_follows_a_restarted_node(tmp_path):
     node = await fake.started(cookie_dir=tmp_path)
-    rpc = RpcClient(node.url, cookie_file=str(node.cookie_path), timeout=2.0)
+    rpc = RpcClient(node.url, cookie_file=str(node.cookie_path), timeout=10.0)
     try:
         assert await rpc.call("getbestblockhash") == node.tip_hex
         await node.stop()
@@ -142,17 +142,18 @@ async def test_cookie_problems_say_what_to_check(tmp_path):
 
 
 async def test_node_down_slow_or_dropping_connections(node):
-    rpc = client(node, timeout=0.3)
+    rpc = client(node)
     try:
         node.fail("getbestblockhash", fake.drop())
         with pytest.raises(RpcUnavailable, match="getbestblockhash: (ServerDisconnectedError|ClientOSError)"):
             await rpc.call("getbestblockhash")
-        node.fail("getbestblockhash", fake.delay(2.0))
+        node.fail("getbestblockhash", fake.delay(20.0))
         loop = asyncio.get_running_loop()
         started = loop.time()
         with pytest.raises(RpcTimeout, match="getbestblockhash: no answer within 0.3 s"):
-            await rpc.call("getbestblockhash")
-        assert loop.time() - started < 1.0
+            await rpc.call("getbestblockhash", timeout=0.3)
+        # ended by the 0.3 s deadline: not before it, and long before the node's answer
+        assert 0.29 <= loop.time() - started < 20.0
         await node.stop()
         with pytest.raises(RpcUnavailable, match="getbestblockhash: ClientConnectorError"):
             await rpc.call("getbestblockhash")

@@ -104,6 +104,6 @@ async def test_a_share_for_an_unknown_job_is_not_forwarded_and_a_block_not_forwa
     assert source.submit_share(share, bytes(32)) is None
 
     outcome = await asyncio.wait_for(
-        source.submit_block(SolvedBlock("nope", b"\x00\x01", bytes(6), 0, 0, 0x20000000, bytes(32), "site.rig1")), 1
-    )
+        source.submit_block(SolvedBlock("nope", b"\x00\x01", bytes(6), 0, 0, 0x20000000, bytes(32), "site.rig1")), 10
+    )  # no session: answered at once
     assert not outcome.accepted and outcome.reason == "not-forwarded"

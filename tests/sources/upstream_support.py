@@ -36,6 +36,7 @@ from fleetd.stratum.session import Session, SessionConfig
 UPSTREAM_DIFFICULTY = 1e-6  # what the upstream fleetd pins the proxy at
 RIG_DIFFICULTY = 1e-7  # what the proxy pins its rigs at: about one share in ten goes upstream
 RIG_HASHRATE = 60_000.0  # hashes/s per simulated rig: ~140 local shares/s, ~14 forwarded
+WAIT = 30.0  # for one thing to happen (a hang guard); normally milliseconds, a failover about a second
 
 
 def free_port() -> int:
@@ -100,7 +101,7 @@ async def start_fleetd(config: Config, source=None) -> Running:
 
 async def start_upstream(port: int = 0, **options) -> Running:
     running = await start_fleetd(fleetd_config(port, difficulty=UPSTREAM_DIFFICULTY, **options))
-    await wait_for(lambda: running.server.current_job is not None, 5)
+    await wait_for(lambda: running.server.current_job is not None, WAIT)
     return running
 
 
@@ -113,7 +114,7 @@ async def start_proxy(*urls: str, wait: bool = True, **options) -> Running:
     source = UpstreamSource(upstream_config(*urls, **options))
     running = await start_fleetd(fleetd_config(difficulty=RIG_DIFFICULTY), source)
     if wait:
-        await wait_for(lambda: running.server.current_job is not None, 10)
+        await wait_for(lambda: running.server.current_job is not None, WAIT)
     return running
 
 
