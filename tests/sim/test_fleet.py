@@ -311,13 +311,14 @@ async def test_bad_submits_come_back_with_their_reject_codes_and_the_pool_counts
     # a block every 0.7 s, so there is old work to go stale
     async with asyncio.timeout(TEST_BOUND_S), pool(block_interval_seconds=0.7) as running:
         async with fleet_on(running, rigs=4, models=(ANTMINER_S21,), faults=faults) as fleet:
-            bad_invalid, bad_duplicate, bad_stale, _ = fleet.rigs
+            bad_invalid, bad_duplicate, bad_stale, good = fleet.rigs
             duplicate_code = (Reject.DUPLICATE.code, Reject.DUPLICATE.message)
             await wait_until(
                 lambda: bad_invalid.injected["invalid"] > 5
                 and bad_duplicate.injected["duplicate"] > 5
                 and bad_duplicate.rejected[duplicate_code] > 0  # not every one retired by a block in flight
-                and bad_stale.injected["stale"] > 5  # after the first block: ~1.5 s
+                and bad_stale.injected["stale"] > 5  # after the first block
+                and good.submitted >= 40  # ~2 s, ~3 blocks: enough to judge its share of stale ones
             )
             snapshot = await settle(fleet)
 
