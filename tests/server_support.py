@@ -57,10 +57,9 @@ async def start_fleetd(config: Config) -> RunningFleetd:
     await site.start()
     port = runner.addresses[0][1]
     server = app[fleetd_app.STRATUM_KEY]
-    for _ in range(200):  # the demo chain publishes its first job right after start
-        if server.current_job is not None:
-            break
-        await asyncio.sleep(0.01)
+    async with asyncio.timeout(30):  # the demo chain publishes its first job right after start
+        while server.current_job is None:
+            await asyncio.sleep(0.01)
     return RunningFleetd(app, runner, server.address, f"http://127.0.0.1:{port}")
 
 

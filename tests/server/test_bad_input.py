@@ -58,9 +58,9 @@ async def test_silent_connection_is_closed_after_the_login_timeout():
         await subscribed_only.request("mining.subscribe", [])
         loop = asyncio.get_running_loop()
         started = loop.time()
-        assert await idle.closed(timeout=3)
-        assert await subscribed_only.closed(timeout=3)
-        assert loop.time() - started < 2
+        assert await idle.closed(timeout=30)
+        assert await subscribed_only.closed(timeout=30)
+        assert loop.time() - started >= 0.3  # closed by the login timer, not sooner
         assert len(running.server.connections) == 0
     finally:
         await running.runner.cleanup()
@@ -71,11 +71,9 @@ async def test_abrupt_disconnects_free_their_extranonce(fleetd):
         client = await RawClient.connect(fleetd.stratum)
         await client.login()
         client.writer.transport.abort()
-    for _ in range(100):
-        if not fleetd.server.connections:
-            break
-        await asyncio.sleep(0.01)
-    assert not fleetd.server.connections
+    async with asyncio.timeout(30):  # a hang guard: the server notices the aborts within milliseconds
+        while fleetd.server.connections:
+            await asyncio.sleep(0.01)
     assert len(fleetd.server.extranonces) == 0
 
 

@@ -32,16 +32,9 @@ async def test_serve_runs_and_stops_gracefully_on_sigterm(tmp_path):
     )  # fmt: skip
     try:
         async with aiohttp.ClientSession() as http:
-            for _ in range(200):
-                try:
-                    async with http.get(f"http://127.0.0.1:{http_port}/healthz") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                await asyncio.sleep(0.05)
-            else:
-                raise AssertionError("fleetd serve did not become healthy")
+            async with asyncio.timeout(60):  # a hang guard: a loaded machine may take seconds to start Python
+                while not await _healthy(http, http_port):
+                    await asyncio.sleep(0.05)
 
         client = await RawClient.connect(("127.0.0.1", stratum_port))
         await client.login("acct.rig1")
@@ -95,3 +88,11 @@ async def test_serve_refuses_the_demo_chain_on_a_network_address(tmp_path):
         assert lines[0] == f"{source}: 1 problem(s)"
         (refusal,) = lines[1:]  # one line: why, and which key to set
         assert "the demo chain is not Bitcoin" in refusal and "allow_demo_on_network = true" in refusal
+
+
+async def _healthy(http: aiohttp.ClientSession, port: int) -> bool:
+    try:
+        async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+            return response.status == 200
+    except aiohttp.ClientConnectionError:
+        return False

@@ -182,12 +182,16 @@ max_age_seconds = 1.0
     clients = await _mine(running, shares=1)
 
     async def report_when(predicate) -> dict:
-        for _ in range(100):
-            _, report = await http_json(running.http, "/api/v1/economics")
-            if predicate(report):
-                return report
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"economics never reached the expected state: {report['btc_price']}")
+        report = None
+        try:
+            async with asyncio.timeout(30):  # a hang guard: each state comes within a second or two
+                while True:
+                    _, report = await http_json(running.http, "/api/v1/economics")
+                    if predicate(report):
+                        return report
+                    await asyncio.sleep(0.1)
+        except TimeoutError:
+            raise AssertionError(f"economics never reached the expected state: {report and report['btc_price']}") from None
 
     try:
         fresh = await report_when(lambda r: r["btc_price"]["usd"] is not None)
