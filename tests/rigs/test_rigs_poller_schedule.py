@@ -133,6 +133,18 @@ async def test_a_hung_read_fails_at_its_deadline_on_the_injected_clock(running, 
     assert poller.status(ip).state is PollState.FAILING and poller.status(ip).next_poll == now.now + INTERVAL
 
 
+async def test_by_default_the_deadline_is_the_loops_own(fleet):
+    collected = Collector()
+    config = PollerConfig(interval=INTERVAL, timeout=0.05)
+    poller = RigPoller(config, on_reading=collected.on_reading, on_failure=collected.on_failure, identify=fleet.identify)
+    ip = ips(1)[0]
+    fleet.miner(ip).gate = asyncio.Event()  # never released: only the deadline ends the read
+    poller.add(ip)
+    async with asyncio.timeout(TEST_BOUND_S):  # however late a loaded machine lets it fire
+        await poller.poll_round()
+    assert collected.failures == [(ip, "no answer within 0.05 s")]
+
+
 async def test_a_rig_removed_before_its_deadline_is_cancelled_not_failed(running, now, fleet):
     poller, collected = await running(start=False, deadline=True)
     ip = ips(1)[0]
