@@ -6,6 +6,12 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Examples are held to no wall-clock deadline: a loaded machine may take any time over one,
+# and hypothesis would call that a failure (DeadlineExceeded, Flaky, or too_slow).
+settings.register_profile("untimed", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("untimed")
 
 REPO = Path(__file__).resolve().parents[1]
 

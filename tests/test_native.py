@@ -99,18 +99,19 @@ jobs = st.fixed_dictionaries(
 )
 
 
-# no wall-clock deadline or too_slow check (a loaded machine may take any time per example);
 # native_impl is function-scoped on purpose: it holds for a whole test, examples included
-UNTIMED = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+WITH_NATIVE_IMPL = settings(
+    suppress_health_check=[*settings.default.suppress_health_check, HealthCheck.function_scoped_fixture]
+)
 
 
-@settings(UNTIMED, max_examples=150)
+@settings(WITH_NATIVE_IMPL, max_examples=150)
 @given(job=jobs)
 def test_native_agrees_with_reference(native_impl, job):
     assert native_impl.header_hash(**job) == reference.header_hash(**job)
 
 
-@settings(UNTIMED, max_examples=60)
+@settings(WITH_NATIVE_IMPL, max_examples=60)
 @given(
     job=jobs,
     nonces=st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=7),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from fleetd.chain import byteorder as bo
@@ -19,9 +19,6 @@ from fleetd.chain.target import (
     target_to_difficulty,
 )
 
-# Examples are held to no wall-clock deadline: a loaded machine may take any time over one,
-# and hypothesis would call that a failure (DeadlineExceeded, Flaky, or too_slow)
-UNTIMED = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 GENESIS_DISPLAY = "000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f"
 
@@ -45,7 +42,6 @@ def test_display_is_reversed_internal():
     assert bo.hash_to_display(internal) == GENESIS_DISPLAY
 
 
-@UNTIMED
 @given(hashes32)
 def test_display_and_stratum_roundtrip(internal):
     assert bo.hash_from_display(bo.hash_to_display(internal)) == internal
@@ -54,7 +50,6 @@ def test_display_and_stratum_roundtrip(internal):
     assert bo.int_to_hash(bo.hash_to_int(internal)) == internal
 
 
-@UNTIMED
 @given(hashes32)
 def test_stratum_prevhash_is_each_word_byte_swapped(internal):
     assert bytes.fromhex(bo.prevhash_to_stratum(internal)) == _swap_words(internal)
@@ -153,13 +148,11 @@ def test_fractional_difficulty_gives_an_easier_target():
 canonical_bits = st.builds(lambda e, m: e << 24 | m, st.integers(3, 32), st.integers(0x010000, 0x7FFFFF))
 
 
-@UNTIMED
 @given(canonical_bits)
 def test_canonical_bits_roundtrip(nbits):
     assert target_to_bits(bits_to_target(nbits)) == nbits
 
 
-@UNTIMED
 @given(st.integers(1, MAX_TARGET))
 def test_target_to_bits_keeps_the_top_bits(target):
     nbits = target_to_bits(target)

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from fleetd.chain.coinbase import MAX_HEIGHT, bip34_height, coinb1_height, encode_height, scriptsig_span
 from fleetd.chain.serialize import write_compact_size
 from fleetd.chain.share import share_from_block
 
-# Examples are held to no wall-clock deadline: a loaded machine may take any time over one,
-# and hypothesis would call that a failure (DeadlineExceeded, Flaky, or too_slow)
-UNTIMED = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 HEIGHT_277647_PUSH = bytes.fromhex("038f3c04")  # 277647 = 0x043c8f, little-endian, three bytes
 NULL_PREVOUT = bytes(32) + b"\xff\xff\xff\xff"
@@ -86,14 +83,12 @@ def test_garbage_gives_none():
         assert coinb1_height(case) is None, case
 
 
-@UNTIMED
 @given(st.binary(max_size=200))
 def test_random_bytes_never_raise(data):
     height = coinb1_height(data)
     assert height is None or 0 <= height <= MAX_HEIGHT
 
 
-@UNTIMED
 @given(st.integers(0, MAX_HEIGHT), st.binary(max_size=90), st.integers(0, 99), st.binary(max_size=8))
 def test_any_height_reads_back_from_coinb1(height, tail, cut, junk):
     head = encode_height(height) + tail

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fleetd.chain.byteorder import hash_to_int
@@ -20,10 +20,6 @@ from fleetd.chain.coinbase import (
 from fleetd.chain.merkle import merkle_root
 from fleetd.chain.serialize import COINBASE_PREV_INDEX, COINBASE_PREV_TXID, Block, Transaction, TxIn, TxOut
 from fleetd.chain.share import BlockShare, header_hash, share_from_block
-
-# Examples are held to no wall-clock deadline: a loaded machine may take any time over one,
-# and hypothesis would call that a failure (DeadlineExceeded, Flaky, or too_slow)
-UNTIMED = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def coinbase_tx(script_sig: bytes, witness: tuple[bytes, ...] = ()) -> Transaction:
@@ -58,7 +54,6 @@ def test_encode_height(height, encoding):
     assert bip34_height(bytes.fromhex(encoding) + b"\x08/pool/") == height
 
 
-@UNTIMED
 @given(st.integers(0, MAX_HEIGHT), st.binary(max_size=20))
 def test_bip34_height_roundtrip(height, tail):
     assert bip34_height(encode_height(height) + tail) == height
@@ -149,7 +144,7 @@ def synthetic_blocks(draw):
     )
 
 
-@settings(UNTIMED, max_examples=60)
+@settings(max_examples=60)
 @given(synthetic_blocks())
 def test_header_hash_matches_synthetic_blocks(block):
     share = share_from_block(block)

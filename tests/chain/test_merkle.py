@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from fleetd.chain.hashes import sha256d
 from fleetd.chain.merkle import fold_branch, merkle_branch, merkle_root
 
-# Examples are held to no wall-clock deadline: a loaded machine may take any time over one,
-# and hypothesis would call that a failure (DeadlineExceeded, Flaky, or too_slow)
-UNTIMED = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 A, B, C, D, E = (bytes([i]) * 32 for i in range(1, 6))
 
@@ -37,7 +34,6 @@ def test_small_trees(txids, root, branch):
     assert fold_branch(txids[0], branch) == root
 
 
-@UNTIMED
 @given(st.lists(st.binary(min_size=32, max_size=32), min_size=1, max_size=70))
 def test_branch_folds_to_root(txids):
     branch = merkle_branch(txids)

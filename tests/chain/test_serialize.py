@@ -5,7 +5,7 @@ from __future__ import annotations
 import bz2
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from fleetd.chain.hashes import sha256d
@@ -22,10 +22,6 @@ from fleetd.chain.serialize import (
     read_compact_size,
     write_compact_size,
 )
-
-# Examples are held to no wall-clock deadline: a loaded machine may take any time over one,
-# and hypothesis would call that a failure (DeadlineExceeded, Flaky, or too_slow)
-UNTIMED = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @pytest.mark.parametrize(
@@ -46,7 +42,6 @@ def test_compact_size_encoding(value, encoding):
         assert read_compact_size(bytes.fromhex(encoding) + b"\xaa") == (value, len(encoding) // 2)
 
 
-@UNTIMED
 @given(st.integers(0, MAX_SIZE), st.binary(max_size=4))
 def test_compact_size_roundtrip(value, prefix):
     encoded = write_compact_size(value)
@@ -119,14 +114,12 @@ def transactions(draw):
     return Transaction(draw(st.integers(0, 2**32 - 1)), inputs, outputs, draw(st.integers(0, 2**32 - 1)), witnesses)
 
 
-@UNTIMED
 @given(transactions())
 def test_transaction_roundtrip(tx):
     assert parse_transaction(tx.serialize()) == tx
     assert parse_transaction(tx.serialize(with_witness=False)).txid == tx.txid
 
 
-@UNTIMED
 @given(st.lists(transactions(), min_size=1, max_size=5), st.binary(min_size=32, max_size=32))
 def test_block_roundtrip(txs, prevhash):
     block = Block(0x20000000, prevhash, sha256d(b"root"), 1_700_000_000, 0x1703A30C, 12345, tuple(txs))
@@ -135,7 +128,6 @@ def test_block_roundtrip(txs, prevhash):
     assert parse_block(raw) == block
 
 
-@UNTIMED
 @given(st.binary(max_size=400))
 def test_arbitrary_bytes_parse_or_raise_valueerror(raw):
     for parse in (parse_transaction, parse_block):

@@ -7,16 +7,12 @@ import math
 import random
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fleetd.economics.curtailment import curtail_for_reduction, losing
 from fleetd.economics.profitability import RigPower, price_rigs
 from fleetd.economics.profitability import RigEconomics, rig_economics
-
-# Examples are held to no wall-clock deadline: a loaded machine may take any time over one,
-# and hypothesis would call that a failure (DeadlineExceeded, Flaky, or too_slow)
-UNTIMED = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def econ(rig_id: str, watts: float, revenue: float) -> RigEconomics:
@@ -75,7 +71,7 @@ rig_lists = st.lists(
 ).map(lambda xs: [econ(f"r{i}", w, rev) for i, (w, rev) in enumerate(xs)])
 
 
-@settings(UNTIMED, max_examples=300)
+@settings(max_examples=300)
 @given(rig_lists, st.integers(0, 10_000))  # whole watts, at most max_units of them: the exact table
 def test_curtailment_is_optimal_against_brute_force(rigs, target_w):
     plan = curtail_for_reduction(rigs, target_w / 1000)
@@ -91,7 +87,7 @@ def test_curtailment_is_optimal_against_brute_force(rigs, target_w):
     assert plan.lost_revenue_usd_per_day == pytest.approx(best, rel=1e-9, abs=1e-9)
 
 
-@settings(UNTIMED, max_examples=200)
+@settings(max_examples=200)
 @given(
     st.lists(st.tuples(st.floats(1, 5000), st.floats(0, 50)), min_size=1, max_size=9).map(
         lambda xs: [econ(f"r{i}", w, rev) for i, (w, rev) in enumerate(xs)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from fleetd.economics.network import (
@@ -12,10 +12,6 @@ from fleetd.economics.network import (
     network_hashrate_hashes_per_second,
     projected_difficulty_change,
 )
-
-# Examples are held to no wall-clock deadline: a loaded machine may take any time over one,
-# and hypothesis would call that a failure (DeadlineExceeded, Flaky, or too_slow)
-UNTIMED = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def test_network_hashrate_of_the_issue_example_is_near_one_zettahash():
@@ -106,7 +102,6 @@ def test_tip_on_a_retarget_height_leaves_a_whole_epoch():
     assert p.next_retarget_height == 2016 * 6
 
 
-@UNTIMED
 @given(
     st.lists(st.floats(0, 10_000), min_size=2, max_size=300).map(lambda d: [sum(d[:i]) for i in range(len(d))]),
     st.integers(0, 10**7),

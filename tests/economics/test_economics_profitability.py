@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from fleetd.economics.network import network_hashrate_hashes_per_second
@@ -20,9 +20,6 @@ from fleetd.economics.profitability import (
     rig_economics,
 )
 
-# Examples are held to no wall-clock deadline: a loaded machine may take any time over one,
-# and hypothesis would call that a failure (DeadlineExceeded, Flaky, or too_slow)
-UNTIMED = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 DIFFICULTY = 1.4e14
 SUBSIDY = 3.125
@@ -86,7 +83,6 @@ def test_fleet_totals():
     assert empty.rig_count == 0 and empty.margin_usd_per_mw_day is None and empty.joules_per_terahash is None
 
 
-@UNTIMED
 @given(st.floats(1, 1e4), st.floats(1e12, 1e15), st.floats(1, 100), st.floats(0, 1))
 def test_breakeven_depends_only_on_hashprice_and_efficiency(watts, hashrate, hashprice, price):
     rig = rig_economics("x", hashrate, watts, hashprice, price)

@@ -286,7 +286,7 @@ def _registry_for(jobs: list[Job]) -> ShareValidator:
     return ShareValidator(registry)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, suppress_health_check=[*settings.default.suppress_health_check, HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_batch_equals_one_by_one(pool, data):
     jobs, submits = pool

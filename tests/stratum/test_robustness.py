@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fleetd.stratum.events import BadRequest, ConnectionClosed, SubmitReceived, SubmitRejected
@@ -255,7 +255,7 @@ def test_byte_at_a_time_equals_whole_conversation():
     assert out.count(b"\n") == 14 + 2
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300)
 @given(st.lists(st.integers(0, len(CONVERSATION)), max_size=40))
 def test_any_split_of_a_conversation_equals_whole(cuts):
     assert driven(split_at(CONVERSATION, cuts)) == driven([CONVERSATION])
@@ -280,7 +280,7 @@ GARBAGE_PIECES = [
 ]
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300)
 @given(st.lists(st.sampled_from(GARBAGE_PIECES), max_size=25), st.data())
 def test_any_split_of_any_mixture_equals_whole(pieces, data):
     stream = b"".join(pieces)
