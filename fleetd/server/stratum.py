@@ -41,6 +41,7 @@ from fleetd.stratum.events import (
 )
 from fleetd.stratum.extranonce import ExtranonceAllocator
 from fleetd.stratum.framing import CloseReason
+from fleetd.stratum.rejects import Reject
 from fleetd.stratum.session import Session, SessionConfig
 from fleetd.telemetry.histogram import Histogram
 
@@ -489,7 +490,8 @@ class MinerConnection(asyncio.Protocol):
             self._difficulty_changed(difficulty)
 
     def _on_bad_request(self, event: BadRequest) -> None:
-        self.log.info("bad_request", method=event.method, reason=event.reject.reason, detail=event.detail)
+        level = self.log.debug if event.reject is Reject.UNSUPPORTED else self.log.info
+        level("bad_request", method=event.method, reason=event.reject.reason, detail=event.detail)
 
     def _on_closed(self, event: ConnectionClosed) -> None:
         level = self.log.info if event.reason == CloseReason.CLOSED_BY_SERVER else self.log.warning

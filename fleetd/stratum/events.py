@@ -79,7 +79,8 @@ class MinimumDifficultyRequested:
 
 @dataclass(frozen=True, slots=True)
 class BadRequest:
-    """A request answered with error 20 other than a submit: malformed or unknown method."""
+    """A request answered with error 20 other than a submit: malformed, unknown method, or
+    a method fleetd does not support (``Reject.UNSUPPORTED``, never counted as garbage)."""
 
     request_id: object
     method: str | None

@@ -12,6 +12,7 @@ class Reject(enum.Enum):
     # value: (Stratum code, machine-readable reason, message sent to the miner)
     MALFORMED = (20, "malformed", "Malformed request")
     UNKNOWN_METHOD = (20, "unknown_method", "Unknown method")
+    UNSUPPORTED = (20, "unsupported", "Method not supported")
     BAD_EXTRANONCE2_SIZE = (20, "bad_extranonce2_size", "Wrong extranonce2 size")
     NTIME_OUT_OF_RANGE = (20, "ntime_out_of_range", "ntime out of range")
     VERSION_BITS_OUTSIDE_MASK = (20, "version_bits_outside_mask", "Version bits outside the negotiated mask")

@@ -362,6 +362,12 @@ class Session:
             return
         handler = _HANDLERS.get(method)
         if handler is None:
+            if method in _UNSUPPORTED:
+                # A method real miners send that fleetd does not offer: refused, and not
+                # garbage, so it never counts toward max_bad_requests.
+                self._out.append(messages.error_reply(request_id, Reject.UNSUPPORTED))
+                events.append(BadRequest(request_id, method, Reject.UNSUPPORTED, "unsupported method"))
+                return
             self._bad_request(request_id, method, Reject.UNKNOWN_METHOD, "unknown method", events)
             return
         if handler(self, request_id, params, events):
@@ -532,6 +538,16 @@ class Session:
         self._out.append(messages.true_reply(request_id))
         return True
 
+    def _on_get_transactions(self, request_id: object, params: list, events: list) -> bool:
+        # bfgminer asks with every job (params: [job_id]). A job carries its merkle branch,
+        # not its transaction list (that stays with the source's template), so there are no
+        # ids to give: the answer is an empty list, as NOMP-style pools send, which bfgminer
+        # takes as an opaque pool and mines on. An error would do no better for the miner.
+        if params and type(params[0]) is not str:
+            return self._bad_request(request_id, "mining.get_transactions", _MALFORMED, "expected [job_id]", events)
+        self._out.append(messages.result_reply(request_id, []))
+        return True
+
     def _on_ping(self, request_id: object, params: list, events: list) -> bool:
         self._out.append(messages.pong_reply(request_id))
         return True
@@ -546,7 +562,12 @@ _HANDLERS = {
     "mining.suggest_difficulty": Session._on_suggest_difficulty,
     "mining.extranonce.subscribe": Session._on_extranonce_subscribe,
     "mining.ping": Session._on_ping,
+    "mining.get_transactions": Session._on_get_transactions,
 }
+# Methods real miners send that fleetd refuses without counting them as garbage.
+_UNSUPPORTED = frozenset(
+    ("mining.get_txnhashes", "mining.suggest_target", "mining.capabilities", "mining.multi_version")
+)
 
 
 def _positive(value: object) -> bool:

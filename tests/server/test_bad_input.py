@@ -84,3 +84,16 @@ async def test_unknown_methods_and_pings(fleetd):
     assert reply["error"][0] == 20
     await client.login()  # the connection is still usable
     client.close()
+
+
+async def test_get_transactions_with_every_job_does_not_drop_the_rig(fleetd):
+    # bfgminer asks for the transactions of every job; twenty in a row (twice the garbage
+    # limit) without a share in between must leave it connected and answered.
+    client = await RawClient.connect(fleetd.stratum)
+    await client.login()
+    for _ in range(20):
+        reply = await client.request("mining.get_transactions", [client.job.job_id])
+        assert reply == {"id": reply["id"], "result": [], "error": None}
+    assert (await client.request("mining.ping", []))["result"] == "pong"
+    assert fleetd.server.workers["acct.rig1"].rejected == {}
+    client.close()

@@ -285,10 +285,48 @@ def test_ping_pong():
 
 def test_unknown_method_is_error_20_not_a_disconnect():
     s = fresh()
-    events = s.receive_data(b'{"id":11,"method":"mining.get_transactions","params":["j1"]}\n')
+    events = s.receive_data(b'{"id":11,"method":"mining.frobnicate","params":["j1"]}\n')
     assert s.data_to_send() == b'{"id":11,"result":null,"error":[20,"Unknown method",null]}\n'
-    assert events == [BadRequest(11, "mining.get_transactions", Reject.UNKNOWN_METHOD, "unknown method")]
+    assert events == [BadRequest(11, "mining.frobnicate", Reject.UNKNOWN_METHOD, "unknown method")]
     assert not s.closed
+
+
+def test_get_transactions_is_answered_with_an_empty_list():
+    s = fresh()
+    events = s.receive_data(
+        b'{"id":11,"method":"mining.get_transactions","params":["j1"]}\n'
+        b'{"id":12,"method":"mining.get_transactions","params":[]}\n'
+    )
+    assert events == []
+    assert s.data_to_send() == b'{"id":11,"result":[],"error":null}\n{"id":12,"result":[],"error":null}\n'
+
+
+def test_get_transactions_with_every_job_never_drops_the_miner():
+    s = fresh(max_bad_requests=3)
+    for i in range(20):  # bfgminer asks with every job; far more than the garbage limit
+        s.receive_data(req(i, "mining.get_transactions", [f"j{i}"]))
+    assert replies(s) == [ok(i, []) for i in range(20)]
+    assert not s.closed
+
+
+def test_get_transactions_with_a_non_string_job_id_is_malformed():
+    s = fresh()
+    events = s.receive_data(req(5, "mining.get_transactions", [{"job": 1}]))
+    assert replies(s) == [err(5, 20, "Malformed request")]
+    assert [type(e) for e in events] == [BadRequest]
+
+
+@pytest.mark.parametrize("method", ["mining.get_txnhashes", "mining.suggest_target", "mining.capabilities"])
+def test_unsupported_methods_are_refused_without_counting_as_garbage(method):
+    s = fresh(max_bad_requests=3)
+    for i in range(10):
+        events = s.receive_data(req(i, method, ["00"]))
+        assert events == [BadRequest(i, method, Reject.UNSUPPORTED, "unsupported method")]
+    assert replies(s) == [err(i, 20, "Method not supported") for i in range(10)]
+    assert not s.closed
+    # garbage still counts: the limit is reached by bad requests alone
+    s.receive_data(b"[]\n[]\n[]\n")
+    assert s.closed and s.close_reason == "too_many_bad_requests"
 
 
 def test_miner_replies_to_server_requests_are_ignored():
