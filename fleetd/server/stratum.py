@@ -298,6 +298,7 @@ class MinerConnection(asyncio.Protocol):
         self.peer_ip: str | None = None
         self.extranonce1 = b""
         self.working = False  # the rig logged in and was sent its difficulty and work
+        self._shown_difficulty: float | None = None  # the difficulty the rig's figures show
         self._login_timer: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
 
@@ -408,6 +409,8 @@ class MinerConnection(asyncio.Protocol):
         session, transport = self.session, self.transport
         if session is None or transport is None:
             return
+        if session.difficulty_in_force != self._shown_difficulty:
+            self._show_difficulty(session.difficulty_in_force)
         data = session.data_to_send()
         if data and not transport.is_closing():
             transport.write(data)
@@ -432,7 +435,7 @@ class MinerConnection(asyncio.Protocol):
     def _on_authorized(self, event: Authorized) -> None:
         self.log = self.log.bind(worker=event.worker)
         self.server.rigs.connected(event.worker, self.peer_ip, self.server.wall_clock()).difficulty = (
-            self.session.difficulty
+            self._shown_difficulty or 0.0
         )
         if self.session.ready and self._login_timer:
             self._login_timer.cancel()
@@ -503,11 +506,16 @@ class MinerConnection(asyncio.Protocol):
         self._difficulty_changed(self.session.set_difficulty(difficulty))
 
     def _difficulty_changed(self, difficulty: float) -> None:
+        # The rig's figures follow once the job carrying it goes out (flush).
+        self.log.debug("difficulty_changed", difficulty=difficulty)
+
+    def _show_difficulty(self, difficulty: float | None) -> None:
+        """The rig's difficulty is the one in force: that of the latest job sent to it."""
+        self._shown_difficulty = difficulty
         for worker in self.session.authorized_workers:
             rig = self.server.rigs.get(worker)
             if rig is not None:
-                rig.difficulty = difficulty
-        self.log.debug("difficulty_changed", difficulty=difficulty)
+                rig.difficulty = difficulty or 0.0
 
     def _login_deadline(self) -> None:
         self._login_timer = None

@@ -90,6 +90,7 @@ class Session:
         "_extranonce_subscribed",
         "_difficulty",
         "_announced",
+        "_in_force",
         "_minimum",
         "_suggested",
         "_jobs",
@@ -115,6 +116,7 @@ class Session:
         self._extranonce_subscribed = False
         self._difficulty = 1.0  # Stratum's implied difficulty until one is sent
         self._announced = 1.0  # the difficulty the miner was last told
+        self._in_force: float | None = None  # the difficulty of the latest job sent
         self._minimum: float | None = None  # BIP310 minimum-difficulty
         self._suggested: float | None = None  # mining.suggest_difficulty
         # job_id -> (job, difficulty, (extranonce1, extranonce2 size)) as sent; insertion-ordered.
@@ -174,6 +176,7 @@ class Session:
             jobs.clear()
         self._retired.pop(job.job_id, None)
         jobs[job.job_id] = (job, difficulty, self._extranonce)
+        self._in_force = self._difficulty
         if len(jobs) > self.config.job_memory:
             oldest = next(iter(jobs))
             del jobs[oldest]
@@ -293,6 +296,14 @@ class Session:
     def difficulty(self) -> float:
         """The difficulty the next job will carry."""
         return self._difficulty
+
+    @property
+    def difficulty_in_force(self) -> float | None:
+        """The difficulty of the latest job sent, the one the miner works at; None before any job.
+
+        A ``mining.set_difficulty`` takes effect with the next ``mining.notify``.
+        """
+        return self._in_force
 
     @property
     def minimum_difficulty(self) -> float | None:

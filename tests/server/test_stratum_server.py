@@ -8,7 +8,17 @@ import json
 import pytest
 
 from fleetd.chain.byteorder import hash_to_display
-from server_support import TINY_DIFFICULTY, RawClient, grind, http_json, make_config, start_fleetd, submit_params
+from server_support import (
+    TINY_DIFFICULTY,
+    RawClient,
+    grind,
+    http_json,
+    make_config,
+    replace,
+    scrape,
+    start_fleetd,
+    submit_params,
+)
 
 
 async def test_login_gets_difficulty_and_a_job(fleetd):
@@ -230,3 +240,28 @@ async def test_a_bip310_minimum_only_raises_the_difficulty(start_1024):
 
     assert await first_difficulty(1e-3) == 1024.0  # a floor, not a request
     assert await first_difficulty(4096.0) == 4096.0
+
+
+async def test_the_rig_difficulty_is_the_one_of_the_latest_job_sent(fleetd):
+    client = await RawClient.connect(fleetd.stratum)
+    await client.login()
+    server = fleetd.server
+    rig = server.workers["acct.rig1"]
+    assert rig.difficulty == client.difficulty == TINY_DIFFICULTY
+    (connection,) = server.connections
+    # A change queued on the session: told to the rig, but no job carries it yet.
+    seen = len(client.notifications)
+    connection._set_difficulty(4 * TINY_DIFFICULTY)  # as a vardiff step does
+    connection.flush()
+    await client.request("mining.ping", [])  # what the change sent has arrived
+    if "mining.notify" not in [n["method"] for n in client.notifications[seen:]]:
+        assert rig.difficulty == TINY_DIFFICULTY  # the job the rig works on is still at the old one
+    job = server.current_job
+    server.publish(replace(job, job_id=job.job_id + "b", clean_jobs=False))
+    await client.wait_for(lambda: client.job.job_id == job.job_id + "b")
+    assert client.difficulty == rig.difficulty == 4 * TINY_DIFFICULTY
+    status, api = await http_json(fleetd.http, "/api/v1/rigs/acct.rig1")
+    assert status == 200 and api["difficulty"] == 4 * TINY_DIFFICULTY
+    samples, _ = await scrape(fleetd.http)
+    assert samples[("fleetd_rig_difficulty", (("rig", "acct.rig1"),))] == 4 * TINY_DIFFICULTY
+    client.close()

@@ -82,3 +82,16 @@ def test_data_to_send_drains():
     s.receive_data(b'{"id":1,"method":"mining.ping"}\n{"id":2,"method":"mining.ping"}\n')
     assert s.data_to_send().count(b"\n") == 2
     assert s.data_to_send() == b""
+
+
+def test_the_difficulty_in_force_is_the_one_of_the_latest_job_sent():
+    s = logged_in()
+    assert s.difficulty_in_force is None  # no job yet: nothing in force
+    s.set_difficulty(8)
+    s.send_job(job("j1"))
+    assert s.difficulty_in_force == 8.0
+    s.set_difficulty(2)
+    assert s.difficulty == 2.0
+    assert s.difficulty_in_force == 8.0  # told, but no job carries it yet
+    s.send_job(job("j2"))
+    assert s.difficulty_in_force == 2.0
