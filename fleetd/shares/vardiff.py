@@ -12,15 +12,11 @@ only *proposes* a difficulty; the driver applies it with the next job it sends. 
 exception is the miner's own ``mining.suggest_difficulty`` (``suggest``), which is in
 force at once.
 
-Three rules move the difficulty:
+Two rules move the difficulty:
 
 * quick jump (datum_gateway's "quickdiff"): shares arriving ``quick_ratio`` times too
   fast jump straight to the estimate, once ``quick_shares`` shares at the current
   difficulty back it (so a flushed backlog of old-difficulty shares moves it once);
-* probe drop: a new miner (fewer than ``probe_shares`` shares at one difficulty) that is
-  silent for ``probe_idle`` target intervals is dropped by ``probe_drop`` at once. Too low
-  is cheap to detect (shares pour in and the quick jump undoes it within seconds), too
-  high is slow (no data), so a new miner is pushed down fast and allowed to bounce up;
 * retarget: every ``retarget_interval`` (on a share or on ``on_idle``) the estimate is
   compared with the current difficulty. A change needs the gap to exceed both the
   hysteresis band and ``significance`` standard errors of the estimate had the current
@@ -28,11 +24,22 @@ Three rules move the difficulty:
   on a steady miner does not move it, while a miner that stopped is lowered within
   minutes and a real change of hash rate is followed in a few steps.
 
-Measured on simulated Poisson miners (tests/shares/test_vardiff.py): from 100x-1000x
-off either way, the difficulty is within a factor of 2 after two minutes in ~99 % of
-runs and the share interval over 10-minute windows then stays within +-50 % of the
-target; a steady miner sees ~0.4 changes an hour after its first five minutes; a 4x
-drop of hash rate is followed to within +-60 % in 20 minutes.
+Going down is limited by what the shares seen prove: the aim is the upper 95 % bound
+of the rate (as if ``SILENCE_SHARES`` = 3 more shares arrived now), never the bare
+estimate, so a short silence, which is weak evidence, cannot cut deep. A miner that is
+not known yet (fewer than ``probe_shares`` shares since its difficulty was last a guess)
+steps down by at most ``probe_drop`` per retarget, keeping the evidence it has: a
+start difficulty far too high halves every 30 s of silence, and once shares arrive the
+estimate takes over.
+
+Measured on simulated Poisson miners (tests/shares/test_vardiff.py, 200 seeds): from
+1000x too low the difficulty is within a factor of 2 after two minutes; from 10x, 100x
+and 1000x too high after a median of 1.5, 3 and 5 minutes (at most 6, 8 and 9); the
+share interval over 10-minute windows then stays within +-50 % of the target. A miner
+at 3.6 s a share at the start difficulty (target 5 s) is never lowered in > 99 % of
+runs, and by at most 2x otherwise. A steady miner sees ~0.2 changes an hour after its
+first five minutes; a 4x drop of hash rate is followed to within +-60 % in 20 minutes,
+a 10x drop to within 2x in ten minutes (at most 15).
 
 Every result is clamped to [max(min_difficulty, floor), max_difficulty], where the floor
 is what the miner asked for (``mining.configure`` minimum-difficulty, raising only, or
@@ -46,6 +53,7 @@ from dataclasses import dataclass
 
 MIN_DIFFICULTY = 1e-9  # the smallest difficulty fleetd accepts anywhere (CPU miners, tests)
 _MIN_EXPOSURE = 1.0  # seconds; a burst of shares at one instant is not an infinite rate
+SILENCE_SHARES = 3.0  # -ln(0.05): expected shares whose absence is 95 % evidence of a lower rate
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,16 +73,15 @@ class VardiffConfig:
     quick_ratio: float = 8.0  # shares this many times too fast trigger a quick jump
     quick_shares: int = 16  # shares at the current difficulty backing a quick jump
     max_step: float = 16.0  # largest factor one change may apply (a flushed burst is not hash rate)
-    probe_shares: int = 8  # shares in a row at one difficulty after which a miner is known
-    probe_idle: float = 2.0  # no share at all yet: target intervals of silence before a drop
-    probe_drop: float = 16.0  # ...and the factor of that drop
+    probe_shares: int = 8  # shares since the estimate last started afresh after which a miner is known
+    probe_drop: float = 2.0  # largest step down per retarget for a miner not known yet
 
     def __post_init__(self) -> None:
         for field in self.__dataclass_fields__:
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"vardiff {field} must be a finite number, got {value!r}")
-        for field in ("target_interval", "retarget_interval", "decay_time", "memory_after_change", "probe_idle"):
+        for field in ("target_interval", "retarget_interval", "decay_time", "memory_after_change"):
             if not getattr(self, field) > 0:
                 raise ValueError(f"vardiff {field} must be positive, got {getattr(self, field)!r}")
         for field in ("hysteresis", "significance", "probe_significance"):
@@ -110,10 +117,8 @@ class Vardiff:
         "_confirmed",
         "_exposure",
         "_updated",
-        "_last_event",
         "_next_check",
         "_shares",
-        "_probing",
         "_band",
     )
 
@@ -122,7 +127,6 @@ class Vardiff:
         self.floor = config.min_difficulty
         self.difficulty = config.start_difficulty
         self._band = math.log1p(config.hysteresis)
-        self._probing = True
         self._reset(now)
         if floor is not None:
             self.set_floor(floor, now)
@@ -138,9 +142,6 @@ class Vardiff:
         self._shares += 1
         if d >= self.difficulty:
             self._confirmed += 1
-        self._last_event = now
-        if self._probing and self._shares >= cfg.probe_shares:
-            self._probing = False
         # Estimated ideal difficulty over the current one.
         ratio = self._work * cfg.target_interval / (max(self._exposure, _MIN_EXPOSURE) * self.difficulty)
         if ratio >= cfg.quick_ratio and self._confirmed >= cfg.quick_shares:
@@ -151,17 +152,10 @@ class Vardiff:
 
     def on_idle(self, now: float) -> float | None:
         """Call now and then (say once a second): retargets a miner whose shares dried up."""
-        cfg = self.config
-        if self._probing:
-            # A new miner: its difficulty is a guess, so a silence of probe_idle
-            # intervals (e^-2 odds at the right difficulty) is enough to drop.
-            if now - self._last_event < cfg.probe_idle * cfg.target_interval:
-                return None
-            return self._change(now, self.difficulty / cfg.probe_drop, reset=True)
         if now < self._next_check:
             return None
         self._decay(now)
-        ratio = self._work * cfg.target_interval / (max(self._exposure, _MIN_EXPOSURE) * self.difficulty)
+        ratio = self._work * self.config.target_interval / (max(self._exposure, _MIN_EXPOSURE) * self.difficulty)
         return self._retarget(now, ratio)
 
     def _retarget(self, now: float, ratio: float) -> float | None:
@@ -174,18 +168,32 @@ class Vardiff:
         exposure = max(self._exposure, _MIN_EXPOSURE)
         gap = abs(math.log(ratio)) if ratio > 0.0 else math.inf
         # Standard error of ln(rate) if the current difficulty were right: 1/sqrt(shares expected).
-        z = cfg.probe_significance if self._probing else cfg.significance
+        known = self._shares >= cfg.probe_shares
+        z = cfg.significance if known else cfg.probe_significance
         if gap <= self._band or gap * gap * exposure <= z * z * cfg.target_interval:
             return None
-        if ratio < 1.0:
-            # Going down, aim as if a share arrived right now: a silence is evidence that
-            # the rate is lower, not that it is zero.
-            ratio = (self._work + d) * cfg.target_interval / (exposure * d)
+        if ratio >= 1.0:
+            return self._change(now, d * ratio, reset=False)
+        # Going down, aim as if SILENCE_SHARES more shares arrived right now: the highest
+        # rate the shares seen leave plausible. No share in T seconds at difficulty d
+        # bounds the rate below 3 / T shares a second (the Poisson zero-count bound, 95 %),
+        # so the right difficulty is below 3 * target_interval * d / T; a short silence is
+        # weak evidence (11 s without a share at a 3.6 s mean happens 5 % of the time).
+        ratio = (self._work + SILENCE_SHARES * d) * cfg.target_interval / (exposure * d)
+        if known:
             if ratio * (1.0 + cfg.hysteresis) >= 1.0:
                 return None
-        # A big drop means the old estimate misled (a lucky share at a far too high
-        # difficulty): start afresh. Small corrections keep what was learned.
-        return self._change(now, d * ratio, reset=ratio < 0.5)
+            # A big drop means the old estimate misled (a lucky share at a far too high
+            # difficulty): start afresh. Small corrections keep what was learned.
+            return self._change(now, d * ratio, reset=ratio < 0.5)
+        # A miner not known yet (its difficulty is a guess, or the last guess was wrong)
+        # steps down by at most probe_drop a retarget, keeping what it has seen: 2x per
+        # 30 s of silence is what the bound allows even when the miner only takes up
+        # a new difficulty with its next job, up to one retarget later.
+        ratio = max(ratio, 1.0 / cfg.probe_drop)
+        if ratio * (1.0 + cfg.hysteresis) >= 1.0:
+            return None
+        return self._change(now, d * ratio, reset=False, rescale=True)
 
     def set_floor(self, floor: float, now: float) -> float | None:
         """The miner's own minimum (BIP310 minimum-difficulty in mining.configure).
@@ -224,7 +232,6 @@ class Vardiff:
         self._exposure = 0.0
         self._shares = 0
         self._updated = now
-        self._last_event = now
         self._next_check = now + self.config.retarget_interval
 
     def _decay(self, now: float) -> None:
@@ -237,15 +244,19 @@ class Vardiff:
             self._exposure = self._exposure * keep + self.config.decay_time * (1.0 - keep)
             self._updated = now
 
-    def _change(self, now: float, wanted: float, *, reset: bool) -> float | None:
+    def _change(self, now: float, wanted: float, *, reset: bool, rescale: bool = False) -> float | None:
         cfg = self.config
         current = self.difficulty
         wanted = min(max(wanted, current / cfg.max_step), current * cfg.max_step)
         wanted = min(max(wanted, self.floor), cfg.max_difficulty)
+        if rescale:
+            # The evidence in shares expected at the new difficulty: the rate estimate is
+            # unchanged and the silence so far keeps counting.
+            self._work *= wanted / current
+            self._exposure *= wanted / current
         if reset:
             self._reset(now)
         else:
-            self._last_event = now
             self._next_check = now + cfg.retarget_interval
             self._confirmed = 0
             # Keep the estimate but cap its weight, so that after a real change of hash
