@@ -184,6 +184,19 @@ def grind(client: RawClient, *, valid: bool = True, extranonce2: bytes | None = 
     raise AssertionError("no share found in a million nonces")
 
 
+def grind_between(client: RawClient, job: Notify, low: float, high: float, extranonce2: bytes | None = None) -> list:
+    """Submit params for ``job`` whose share meets difficulty ``low`` but misses ``high``."""
+    extranonce2 = extranonce2 if extranonce2 is not None else bytes(client.extranonce2_size)
+    extranonce = client.extranonce1 + extranonce2
+    prepared = native.PreparedJob(job.coinb1, job.coinb2, job.branch, job.prevhash, job.nbits, len(extranonce))
+    low_target, high_target = difficulty_to_target(low), difficulty_to_target(high)
+    for nonce in range(1_000_000):
+        if prepared.check(extranonce, job.version, job.ntime, nonce, low_target).meets_target:
+            if not prepared.check(extranonce, job.version, job.ntime, nonce, high_target).meets_target:
+                return [client.worker, job.job_id, extranonce2.hex(), u32_to_hex(job.ntime), u32_to_hex(nonce)]
+    raise AssertionError("no share found in a million nonces")
+
+
 def submit_params(client: RawClient, extranonce2: bytes, ntime: int, nonce: int) -> list:
     return [client.worker, client.job.job_id, extranonce2.hex(), u32_to_hex(ntime), u32_to_hex(nonce)]
 
@@ -208,4 +221,4 @@ async def http_json(base: str, path: str) -> tuple[int, dict]:
         return response.status, await response.json()
 
 
-__all__ = ["RawClient", "grind", "submit_params", "http_json", "scrape", "start_fleetd", "make_config", "replace"]
+__all__ = ["RawClient", "grind", "grind_between", "submit_params", "http_json", "scrape", "start_fleetd", "make_config", "replace"]

@@ -457,8 +457,9 @@ class MinerConnection(asyncio.Protocol):
             server.rigs.rig(submit.worker, now).blocks += 1
         if result.accepted:
             session.accept_submit(submit.request_id)
-            server.rigs.share(submit.worker, submit.difficulty, now)
-            self._set_difficulty(self.vardiff.on_share(self._loop.time(), submit.difficulty))
+            credited = result.credited_difficulty
+            server.rigs.share(submit.worker, credited, now)
+            self._set_difficulty(self.vardiff.on_share(self._loop.time(), credited))
             if server.forwarding is not None:
                 server.forward_share(submit, result)
         else:

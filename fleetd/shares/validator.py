@@ -5,8 +5,13 @@ For a submit that passed the session's checks it decides, in order:
 1. job unknown (21 unknown_job) or stale (21 stale) — from the registry;
 2. ntime from the job's ntime up to ``now + 7200`` s (20 ntime_out_of_range);
 3. duplicate of an accepted share of the same job (22 duplicate);
-4. proof of work in the native core against ``submit.difficulty`` (23 low_difficulty);
+4. proof of work in the native core against ``submit.difficulty``, or against
+   ``submit.fallback_difficulty`` when the session set one (23 low_difficulty below both);
 5. whether it also meets the network target: a block.
+
+An accepted share is credited (``credited_difficulty``) at its job's difficulty when it
+meets that, else at the fallback it met: cgminer and bmminer apply a lowered difficulty
+to work from the job they already hold.
 
 Which shares are remembered for duplicate detection: only accepted ones. A share
 rejected for job, ntime or difficulty leaves no trace. For stale/unknown/ntime that is
@@ -47,6 +52,7 @@ class ShareResult:
     share_difficulty: float  # the hash's own difficulty (0.0 without a hash)
     is_block: bool
     job: Job | None  # None for an unknown job
+    credited_difficulty: float = 0.0  # the difficulty an accepted share counts at; 0.0 when rejected
 
 
 class ShareValidator:
@@ -66,10 +72,15 @@ class ShareValidator:
             return found
         entry, key = found
         extranonce = submit.extranonce1 + submit.extranonce2
+        fallback = submit.fallback_difficulty
         check = entry.prepared(len(extranonce)).check(
-            extranonce, submit.version, submit.ntime, submit.nonce, self._target(submit.difficulty)
+            extranonce,
+            submit.version,
+            submit.ntime,
+            submit.nonce,
+            self._target(submit.difficulty if fallback is None else fallback),
         )
-        return self._decide(entry, key, check.hash, check.meets_target, check.meets_network)
+        return self._decide(entry, key, check.hash, check.meets_target, check.meets_network, submit)
 
     def validate_batch(self, submits: Sequence[SubmitReceived], now: float) -> list[ShareResult]:
         """Same results as ``validate`` on each submit in order, hashing each job's shares in one native call."""
@@ -88,7 +99,8 @@ class ShareValidator:
                 group = groups[(entry.job.job_id, len(extranonce))] = (entry, [], [], [])
             group[1].append(i)
             group[2].append((extranonce, submit.version, submit.ntime, submit.nonce))
-            group[3].append(self._target(submit.difficulty))
+            fallback = submit.fallback_difficulty
+            group[3].append(self._target(submit.difficulty if fallback is None else fallback))
             pending.append((i, entry, key))
         checks: dict[int, tuple[bytes, bool, bool]] = {}
         for entry, indices, shares, targets in groups.values():
@@ -98,7 +110,7 @@ class ShareValidator:
         # Decide in submit order, so a key repeated within the batch is a duplicate of its
         # first accepted occurrence exactly as with one-by-one validation.
         for i, entry, key in pending:
-            results[i] = self._decide(entry, key, *checks[i])
+            results[i] = self._decide(entry, key, *checks[i], submits[i])
         return results  # type: ignore[return-value]
 
     # -- steps ------------------------------------------------------------------
@@ -116,7 +128,13 @@ class ShareValidator:
         return entry, key
 
     def _decide(
-        self, entry: JobEntry, key: bytes, digest: bytes, meets_target: bool, meets_network: bool
+        self,
+        entry: JobEntry,
+        key: bytes,
+        digest: bytes,
+        meets_target: bool,
+        meets_network: bool,
+        submit: SubmitReceived,
     ) -> ShareResult:
         job = entry.job
         seen = entry.seen
@@ -127,7 +145,12 @@ class ShareValidator:
         if not (meets_target or meets_network):
             return ShareResult(False, Reject.LOW_DIFFICULTY, digest, share_difficulty, False, job)
         seen.add(key)
-        return ShareResult(True, None, digest, share_difficulty, meets_network, job)
+        credited = submit.difficulty
+        fallback = submit.fallback_difficulty
+        # Checked against the fallback's easier target: credit the job's difficulty only if met.
+        if fallback is not None and meets_target and value > int.from_bytes(self._target(credited), "little"):
+            credited = fallback
+        return ShareResult(True, None, digest, share_difficulty, meets_network, job, credited)
 
     def _target(self, difficulty: float) -> bytes:
         # difficulty_to_target is exact (Fraction) and slow; difficulties repeat, so cache the encoding.

@@ -15,8 +15,12 @@ class SubmitReceived:
     The session has already confirmed subscription, authorization, parameter shapes,
     the extranonce2 size, version bits against the negotiated mask, and that the job was
     sent on this connection and is not stale. What remains (ntime window, duplicate,
-    proof of work) is the share validator's. ``difficulty`` is the one in force when the
-    job was sent on this connection, so a vardiff change never rejects older work.
+    proof of work) is the share validator's. ``difficulty`` is the one the job was last
+    sent at on this connection, so a vardiff change never rejects older work.
+    ``fallback_difficulty`` is set when a lower one also counts: the connection's current
+    difficulty (cgminer and bmminer apply a lowered difficulty to the job they hold) or
+    the difficulty a re-sent job went out at before (shares in flight). A share meeting
+    only that is accepted and credited at it.
     """
 
     request_id: object
@@ -29,6 +33,7 @@ class SubmitReceived:
     version: int  # the header version after applying rolled bits
     version_bits: int | None  # the 6th submit parameter as sent, None when absent
     difficulty: float
+    fallback_difficulty: float | None = None  # below ``difficulty`` when set
 
 
 @dataclass(frozen=True, slots=True)

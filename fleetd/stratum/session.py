@@ -119,8 +119,10 @@ class Session:
         self._in_force: float | None = None  # the difficulty of the latest job sent
         self._minimum: float | None = None  # BIP310 minimum-difficulty
         self._suggested: float | None = None  # mining.suggest_difficulty
-        # job_id -> (job, difficulty, (extranonce1, extranonce2 size)) as sent; insertion-ordered.
-        self._jobs: dict[str, tuple[Job, float, tuple[bytes, int]]] = {}
+        # job_id -> (job, difficulty, lowest difficulty, (extranonce1, extranonce2 size)) as
+        # sent: the difficulty it was last sent at, and the least of those it went out at
+        # (a re-sent id); insertion-ordered.
+        self._jobs: dict[str, tuple[Job, float, float, tuple[bytes, int]]] = {}
         self._retired: dict[str, None] = {}  # an insertion-ordered set of stale job ids
         self._bad_streak = 0
         self._close: tuple[str, str] | None = None
@@ -168,14 +170,14 @@ class Session:
         if difficulty != self._announced:
             self._announce(difficulty)
         previous = jobs.pop(job.job_id, None)
-        if previous is not None:  # a re-sent id: a share in flight may be at either difficulty
-            difficulty = min(difficulty, previous[1])
+        # A re-sent id: a share in flight may be at the difficulty it went out at before.
+        lowest = difficulty if previous is None or previous[2] > difficulty else previous[2]
         if job.clean_jobs:
             for job_id in jobs:
                 self._retire(job_id)
             jobs.clear()
         self._retired.pop(job.job_id, None)
-        jobs[job.job_id] = (job, difficulty, self._extranonce)
+        jobs[job.job_id] = (job, difficulty, lowest, self._extranonce)
         self._in_force = self._difficulty
         if len(jobs) > self.config.job_memory:
             oldest = next(iter(jobs))
@@ -421,7 +423,7 @@ class Session:
 
         entry = self._jobs.get(job_id)
         # The extranonce2 size that counts is the one the job went out with.
-        if len(extranonce2) != (entry[2][1] if entry is not None else self._extranonce[1]):
+        if len(extranonce2) != (entry[3][1] if entry is not None else self._extranonce[1]):
             return self._refuse(request_id, worker, params, Reject.BAD_EXTRANONCE2_SIZE, events)
         mask = self._version_mask
         if bits is not None:
@@ -438,8 +440,12 @@ class Session:
             reject = Reject.STALE if job_id in self._retired else Reject.UNKNOWN_JOB
             return self._refuse(request_id, worker, params, reject, events)
 
-        job, difficulty, (extranonce1, _) = entry
+        job, difficulty, lowest, (extranonce1, _) = entry
         version = job.version if bits is None else (job.version & ~mask) | (bits & mask)
+        # cgminer and bmminer put a lowered difficulty on the job they already hold.
+        announced = self._announced
+        if announced < lowest:
+            lowest = announced
         events.append(
             SubmitReceived(
                 request_id,
@@ -452,6 +458,7 @@ class Session:
                 version,
                 bits,
                 difficulty,
+                lowest if lowest < difficulty else None,
             )
         )
         return True

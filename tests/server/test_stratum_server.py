@@ -12,6 +12,7 @@ from server_support import (
     TINY_DIFFICULTY,
     RawClient,
     grind,
+    grind_between,
     http_json,
     make_config,
     replace,
@@ -265,3 +266,30 @@ async def test_the_rig_difficulty_is_the_one_of_the_latest_job_sent(fleetd):
     samples, _ = await scrape(fleetd.http)
     assert samples[("fleetd_rig_difficulty", (("rig", "acct.rig1"),))] == 4 * TINY_DIFFICULTY
     client.close()
+
+
+async def test_a_share_on_an_older_job_meeting_a_lowered_difficulty_is_credited_at_it():
+    # cgminer and bmminer put a lowered difficulty on the work they already hold.
+    running = await start_fleetd(make_config(start_difficulty=4 * TINY_DIFFICULTY))
+    try:
+        client = await RawClient.connect(running.stratum)
+        await client.login()
+        older = client.job
+        running.server.publish(replace(running.server.current_job, job_id=older.job_id + "b", clean_jobs=False))
+        await client.wait_for(lambda: client.job.job_id == older.job_id + "b")
+        lowish = grind_between(client, older, TINY_DIFFICULTY, 4 * TINY_DIFFICULTY)
+        assert (await client.request("mining.submit", lowish))["error"][0] == 23  # below the job's, none lower yet
+        seen = len(client.notifications)
+        assert (await client.request("mining.suggest_difficulty", [TINY_DIFFICULTY]))["result"] is True
+        await client.notified_after(seen)
+        assert (await client.request("mining.submit", lowish))["result"] is True
+        rig = running.server.workers["acct.rig1"]
+        assert rig.accepted == 1 and rig.accepted_work == pytest.approx(TINY_DIFFICULTY)
+        full = grind_between(client, older, 4 * TINY_DIFFICULTY, 1e9, extranonce2=b"\x01" * 8)
+        assert (await client.request("mining.submit", full))["result"] is True
+        assert rig.accepted_work == pytest.approx(5 * TINY_DIFFICULTY)  # credited at the job's own
+        below = grind_between(client, older, 1e-12, TINY_DIFFICULTY, extranonce2=b"\x02" * 8)
+        assert (await client.request("mining.submit", below))["error"][0] == 23
+        client.close()
+    finally:
+        await running.runner.cleanup()

@@ -116,8 +116,48 @@ def test_accepts_a_real_share_with_the_reference_hash(good):
         share_difficulty=DIFF1_TARGET / hash_value(JOB, good),
         is_block=False,
         job=JOB,
+        credited_difficulty=DIFF,
     )
     assert result.share_difficulty >= DIFF
+
+
+# -- a lower difficulty that also counts (a lowered difficulty on a job already held) ---------
+
+
+def between(low: float, high: float):
+    """Meets ``low`` but misses ``high``."""
+    return lambda value: meets(low)(value) and misses(high)(value)
+
+
+def test_a_share_meeting_only_the_fallback_is_credited_at_it():
+    share = grind(JOB, bytes(8), want=between(DIFF / 4, DIFF), difficulty=DIFF)
+    _, validator = fresh(JOB)
+    assert validator.validate(share, NOW).reject is Reject.LOW_DIFFICULTY  # no fallback: low
+    lowered = dataclasses.replace(share, fallback_difficulty=DIFF / 4)
+    result = validator.validate(lowered, NOW)
+    assert result.accepted and result.credited_difficulty == DIFF / 4
+
+
+def test_a_share_meeting_the_job_difficulty_is_credited_at_it_despite_a_fallback(good):
+    _, validator = fresh(JOB)
+    result = validator.validate(dataclasses.replace(good, fallback_difficulty=DIFF / 4), NOW)
+    assert result.accepted and result.credited_difficulty == DIFF
+
+
+def test_a_share_below_both_is_low_difficulty():
+    share = grind(JOB, bytes(8), want=misses(DIFF / 4), difficulty=DIFF, start=0)
+    _, validator = fresh(JOB)
+    result = validator.validate(dataclasses.replace(share, fallback_difficulty=DIFF / 4), NOW)
+    assert (result.accepted, result.reject, result.credited_difficulty) == (False, Reject.LOW_DIFFICULTY, 0.0)
+
+
+def test_batch_credits_as_one_by_one(good):
+    low = grind(JOB, bytes([1]) * 8, want=between(DIFF / 4, DIFF), difficulty=DIFF)
+    submits = [dataclasses.replace(s, fallback_difficulty=DIFF / 4) for s in (good, low)]
+    batch = fresh(JOB)[1].validate_batch(submits, NOW)
+    single = fresh(JOB)[1]
+    assert [r.credited_difficulty for r in batch] == [single.validate(s, NOW).credited_difficulty for s in submits]
+    assert [r.credited_difficulty for r in batch] == [DIFF, DIFF / 4]
 
 
 def test_duplicate_is_the_same_key(good):

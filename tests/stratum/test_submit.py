@@ -276,13 +276,38 @@ def test_difficulty_defaults_to_one_before_any_set_difficulty():
     assert received(s, submit(4, job_id="a")).difficulty == 1.0
 
 
-def test_resent_job_id_keeps_the_lower_difficulty():
-    s = logged_in()
-    s.set_difficulty(100)
-    s.send_job(job("a"))
-    s.set_difficulty(200)
-    s.send_job(job("a"))
-    assert received(s, submit(4, job_id="a")).difficulty == 100.0
+def judged(s: Session, job_id: str, request_id: int = 4) -> tuple[float, float | None]:
+    """The (difficulty, fallback difficulty) a submit for ``job_id`` goes to the validator with."""
+    event = received(s, submit(request_id, job_id=job_id))
+    return event.difficulty, event.fallback_difficulty
+
+
+def sent_at(s: Session, *steps: float | str) -> Session:
+    """Numbers set the difficulty, strings send that job."""
+    for step in steps:
+        if type(step) is str:
+            s.send_job(job(step))
+        else:
+            s.set_difficulty(step)
+    return s
+
+
+def test_resent_job_id_at_a_higher_difficulty_keeps_the_lower_as_fallback():
+    s = sent_at(logged_in(), 100, "a", 200, "a")
+    # Credited at 200 when it meets 200; a share in flight made at 100 still counts, at 100.
+    assert judged(s, "a") == (200.0, 100.0)
+
+
+def test_a_lowered_difficulty_applies_to_jobs_already_sent():
+    s = sent_at(logged_in(), 100, "a", "b", 25)
+    assert judged(s, "a") == (100.0, 25.0)
+
+
+def test_a_raised_difficulty_leaves_older_jobs_at_their_own():
+    s = sent_at(logged_in(), 100, "a", 400)
+    assert judged(s, "a") == (100.0, None)
+    sent_at(s, "b")
+    assert judged(s, "b", 5) == (400.0, None)
 
 
 # --- mining.suggest_difficulty: in force at once -----------------------------------------
@@ -319,13 +344,15 @@ def test_suggestion_after_a_job_is_sent_at_once_with_the_current_job_again():
     # Told now, not with the next job, and the latest job again so firmware that applies a
     # difficulty only with a notify works at it; clean_jobs false keeps its work valid.
     assert replies(s) == [ok(3), set_difficulty(512), notify("a")]
-    assert received(s, submit(4, job_id="a")).difficulty == 512.0
+    event = received(s, submit(4, job_id="a"))
+    assert (event.difficulty, event.fallback_difficulty) == (512.0, None)
     s.receive_data(suggest(5, 512))
     assert replies(s) == [ok(5)]  # no change: nothing more to send
     # A higher suggestion: shares still in flight at the lower one stay good for this job.
     s.receive_data(suggest(6, 4096))
     assert replies(s) == [ok(6), set_difficulty(4096), notify("a")]
-    assert received(s, submit(7, job_id="a")).difficulty == 512.0
+    event = received(s, submit(7, job_id="a"))
+    assert (event.difficulty, event.fallback_difficulty) == (4096.0, 512.0)
     s.send_job(job("b"))
     assert received(s, submit(8, job_id="b")).difficulty == 4096.0
 
