@@ -19,6 +19,11 @@ SYSTEM_PACKAGES=(
     "promtool:prometheus"  # promtool check metrics, promtool test rules, a real Prometheus in tests
     "systemd-analyze:systemd"  # systemd-analyze verify/security on deploy/systemd/fleetd.service
     "amtool:prometheus-alertmanager"  # amtool check-config on the Alertmanager example
+    # cpuminer's build (tests mine against fleetd with a real minerd): autotools, make, libcurl
+    "make:make"
+    "autoconf:autoconf"
+    "automake:automake"
+    "curl-config:libcurl4-openssl-dev"  # the -dev package's own command proves its headers are there
 )
 
 install_system_packages() {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,32 @@ def shared_data() -> Path:
     path = _shared_data_dir()
     if not (path / "README.md").is_file():
         pytest.fail(f"real block data not found at {path}; set FLEETD_SHARED_DATA")
+    return path
+
+
+def _shared_tools_dir() -> Path:
+    override = os.environ.get("FLEETD_SHARED_TOOLS")
+    return Path(override) if override else REPO.parent / "shared" / "tools"
+
+
+@pytest.fixture(scope="session")
+def minerd() -> Path:
+    """cpuminer's ``minerd``, built once per session from the source kept beside the repository
+    (``../shared/tools/cpuminer``): a real, independent Stratum v1 client. A failed build fails
+    the tests that need it, with the build's own error."""
+    script = _shared_tools_dir() / "cpuminer" / "build.sh"
+    if not script.is_file():
+        pytest.fail(f"cpuminer's build.sh not found at {script}; set FLEETD_SHARED_TOOLS")
+    try:
+        built = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=900)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"{script} did not finish in {exc.timeout} s:\n{exc.stderr or ''}")
+    if built.returncode != 0:
+        pytest.fail(f"{script} failed (exit {built.returncode}):\n{built.stderr}")
+    printed = built.stdout.strip().splitlines()
+    path = Path(printed[-1]) if printed else None
+    if path is None or not os.access(path, os.X_OK):
+        pytest.fail(f"{script} printed {built.stdout!r}, not the path of an executable:\n{built.stderr}")
     return path
 
 
