@@ -404,6 +404,7 @@ class MinerConnection(asyncio.Protocol):
     def idle_check(self, now: float) -> None:
         if self.working:
             self._set_difficulty(self.vardiff.on_idle(now))
+            self.flush()  # a change goes out now, not with the rig's next read
 
     def flush(self) -> None:
         session, transport = self.session, self.transport

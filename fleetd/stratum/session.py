@@ -186,7 +186,8 @@ class Session:
         self._out.append(notify if notify is not None else messages.notify(job))
 
     def set_difficulty(self, difficulty: float) -> float:
-        """Send ``mining.set_difficulty``; it applies to jobs sent from now on.
+        """Send ``mining.set_difficulty`` and, once the miner has work, its latest job again
+        (clean_jobs false), so firmware that takes a difficulty only with a notify works at it now.
 
         Never below the miner's floor (``difficulty_floor``); returns the difficulty actually sent.
         """
@@ -199,6 +200,7 @@ class Session:
         if self._close is None:
             self._difficulty = difficulty
             self._announce(difficulty)
+            self._resend_latest()
         return difficulty
 
     def set_extranonce(self, extranonce1: bytes, extranonce2_size: int | None = None) -> bool:
@@ -339,6 +341,13 @@ class Session:
     def _announce(self, difficulty: float) -> None:
         self._announced = difficulty
         self._out.append(messages.set_difficulty(difficulty))
+
+    def _resend_latest(self) -> None:
+        # A difficulty change applies now: the latest job again, its work kept (clean_jobs
+        # false). Shares in flight at the old difficulty stay good (see ``send_job``).
+        if self._jobs:
+            latest = next(reversed(self._jobs.values()))[0]
+            self.send_job(replace(latest, clean_jobs=False) if latest.clean_jobs else latest)
 
     def _end(self, reason: str, detail: str, events: list) -> None:
         self._close = (reason, detail)
@@ -546,9 +555,7 @@ class Session:
         # takes a new difficulty only with a notify works at it too.
         if difficulty != self._difficulty:
             self._difficulty = difficulty
-            if self._jobs:
-                latest = next(reversed(self._jobs.values()))[0]
-                self.send_job(replace(latest, clean_jobs=False) if latest.clean_jobs else latest)
+            self._resend_latest()  # announces it first
         return True
 
     def _on_extranonce_subscribe(self, request_id: object, params: list, events: list) -> bool:

@@ -250,13 +250,12 @@ async def test_the_rig_difficulty_is_the_one_of_the_latest_job_sent(fleetd):
     rig = server.workers["acct.rig1"]
     assert rig.difficulty == client.difficulty == TINY_DIFFICULTY
     (connection,) = server.connections
-    # A change queued on the session: told to the rig, but no job carries it yet.
+    # A vardiff step goes out with the current job again, which puts it in force.
     seen = len(client.notifications)
-    connection._set_difficulty(4 * TINY_DIFFICULTY)  # as a vardiff step does
+    connection._set_difficulty(4 * TINY_DIFFICULTY)
     connection.flush()
-    await client.request("mining.ping", [])  # what the change sent has arrived
-    if "mining.notify" not in [n["method"] for n in client.notifications[seen:]]:
-        assert rig.difficulty == TINY_DIFFICULTY  # the job the rig works on is still at the old one
+    assert await client.notified_after(seen) == ["mining.set_difficulty", "mining.notify"]
+    assert client.difficulty == rig.difficulty == 4 * TINY_DIFFICULTY
     job = server.current_job
     server.publish(replace(job, job_id=job.job_id + "b", clean_jobs=False))
     await client.wait_for(lambda: client.job.job_id == job.job_id + "b")
@@ -293,3 +292,23 @@ async def test_a_share_on_an_older_job_meeting_a_lowered_difficulty_is_credited_
         client.close()
     finally:
         await running.runner.cleanup()
+
+
+async def test_an_idle_vardiff_drop_goes_out_at_once_with_the_current_job(start_1024):
+    client = await RawClient.connect(start_1024.stratum)
+    await client.login()
+    first = client.job
+    (connection,) = start_1024.server.connections
+    seen = len(client.notifications)
+    now = asyncio.get_running_loop().time()
+    for minute in range(1, 61):  # the idle loop's ticks over an hour without a share
+        connection.idle_check(now + 60.0 * minute)
+        if connection.vardiff.difficulty < 1024.0:
+            break
+    assert connection.vardiff.difficulty < 1024.0
+    # No read from the rig is needed, and the job follows so firmware applies it now.
+    assert (await client.notified_after(seen))[:2] == ["mining.set_difficulty", "mining.notify"]
+    assert client.difficulty == connection.vardiff.difficulty
+    assert client.job.job_id == first.job_id and not client.job.clean
+    assert start_1024.server.workers["acct.rig1"].difficulty == client.difficulty
+    client.close()

@@ -86,12 +86,11 @@ def test_data_to_send_drains():
 
 def test_the_difficulty_in_force_is_the_one_of_the_latest_job_sent():
     s = logged_in()
-    assert s.difficulty_in_force is None  # no job yet: nothing in force
     s.set_difficulty(8)
-    s.send_job(job("j1"))
+    assert s.difficulty_in_force is None  # told, but no job carries it yet
+    s.send_job(job("j1", clean=True))
     assert s.difficulty_in_force == 8.0
-    s.set_difficulty(2)
-    assert s.difficulty == 2.0
-    assert s.difficulty_in_force == 8.0  # told, but no job carries it yet
-    s.send_job(job("j2"))
+    s.data_to_send()
+    s.set_difficulty(2)  # in force at once: the latest job goes again, its work kept
     assert s.difficulty_in_force == 2.0
+    assert s.data_to_send() == messages.set_difficulty(2.0) + messages.notify(job("j1", clean=False))

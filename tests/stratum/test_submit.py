@@ -243,16 +243,20 @@ def test_difficulty_change_grace_old_job_keeps_old_difficulty():
     s = logged_in()
     s.set_difficulty(1000)
     s.send_job(job("a"))
-    s.set_difficulty(4000)
-    assert received(s, submit(4, job_id="a")).difficulty == 1000.0
     s.send_job(job("b"))
+    s.set_difficulty(4000)  # told at once, with the latest job again
+    assert received(s, submit(4, job_id="a")).difficulty == 1000.0
     assert received(s, submit(5, job_id="b")).difficulty == 4000.0
-    assert received(s, submit(6, job_id="a")).difficulty == 1000.0
+    s.send_job(job("c"))
+    assert received(s, submit(6, job_id="c")).difficulty == 4000.0
+    assert received(s, submit(7, job_id="a")).difficulty == 1000.0
     assert replies(s) == [
         {"id": None, "method": "mining.set_difficulty", "params": [1000]},
         {"id": None, "method": "mining.notify", "params": replies_params("a")},
+        {"id": None, "method": "mining.notify", "params": replies_params("b")},
         {"id": None, "method": "mining.set_difficulty", "params": [4000]},
         {"id": None, "method": "mining.notify", "params": replies_params("b")},
+        {"id": None, "method": "mining.notify", "params": replies_params("c")},
     ]
 
 
@@ -304,7 +308,7 @@ def test_a_lowered_difficulty_applies_to_jobs_already_sent():
 
 
 def test_a_raised_difficulty_leaves_older_jobs_at_their_own():
-    s = sent_at(logged_in(), 100, "a", 400)
+    s = sent_at(logged_in(), 100, "a", "x", 400)
     assert judged(s, "a") == (100.0, None)
     sent_at(s, "b")
     assert judged(s, "b", 5) == (400.0, None)
