@@ -36,7 +36,7 @@ HASHES_PER_SHARE = 2**21  # SHARE_DIFFICULTY x 2^32
 SHARES = 20
 BLOCK_DIFFICULTY = 2.0**-9  # the node's target: a block every 4 shares on average
 WORKER = "acct.worker"
-WAIT = 120.0  # a hang guard for the whole run; it normally takes seconds
+WAIT = 300.0  # a hang guard for the whole run; it normally takes seconds, a loaded machine a minute
 ANSWER = re.compile(r"accepted: (\d+)/(\d+) \([\d.]+%\), \S+ khash/s \((yay!!!|booooo)\)")
 STALE_REASONS = {"stale", "unknown_job"}
 
