@@ -103,6 +103,7 @@ class StratumServer:
             self.session_config = replace(settings.session, extranonce2_size=layout.extranonce2_size)
         self.extranonces = ExtranonceAllocator(extranonce1_size)
         self.version_mask: int | None = None  # set by a forwarding source; None: the settings' mask
+        self.difficulty_cap: float | None = None  # set by a forwarding source: no rig goes above it
         self.connections: set[MinerConnection] = set()
         self.rigs = rigs if rigs is not None else RigRegistry()
         self.validation_seconds = Histogram()
@@ -209,6 +210,17 @@ class StratumServer:
         self.version_mask = mask
         for connection in list(self.connections):
             connection.change_version_mask(mask)
+
+    def set_difficulty_cap(self, difficulty: float | None) -> None:
+        """No rig's difficulty goes above ``difficulty`` from now on (None: no cap); a rig above
+        it is brought down at once (mining.set_difficulty, then its current job again)."""
+        if difficulty == self.difficulty_cap:
+            return
+        self.difficulty_cap = difficulty
+        lowered = 0
+        for connection in list(self.connections):
+            lowered += connection.cap_difficulty(difficulty)
+        self.log.info("difficulty_capped", difficulty=difficulty, lowered=lowered)
 
     def withdraw_work(self, reason: str) -> None:
         """No usable work: new rigs get none, connected rigs are let go (their own backup pools
@@ -320,6 +332,8 @@ class MinerConnection(asyncio.Protocol):
         if server.version_mask is not None:
             self.session.set_version_mask(server.version_mask)
         self.vardiff = Vardiff(server.settings.vardiff, self._loop.time())
+        if server.difficulty_cap is not None:
+            self.vardiff.set_cap(server.difficulty_cap)
         self.log = server.log.bind(peer=self.peer, extranonce1=self.extranonce1.hex())
         self._login_timer = self._loop.call_later(server.settings.login_timeout, self._login_deadline)
         server.connections.add(self)
@@ -400,6 +414,17 @@ class MinerConnection(asyncio.Protocol):
         if session is not None and not session.closed:
             session.set_version_mask(mask)
             self.flush()
+
+    def cap_difficulty(self, cap: float | None) -> bool:
+        """Apply the server's difficulty cap; True when the rig's difficulty came down to it."""
+        if self.vardiff is None:
+            return False
+        lowered = self.vardiff.set_cap(cap)
+        if lowered is None or not self.working or self.session.closed:
+            return False  # a rig not at work yet gets the capped difficulty with its first job
+        self._set_difficulty(lowered)
+        self.flush()
+        return True
 
     def idle_check(self, now: float) -> None:
         if self.working:

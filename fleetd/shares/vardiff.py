@@ -41,9 +41,12 @@ runs, and by at most 2x otherwise. A steady miner sees ~0.2 changes an hour afte
 first five minutes; a 4x drop of hash rate is followed to within +-60 % in 20 minutes,
 a 10x drop to within 2x in ten minutes (at most 15).
 
-Every result is clamped to [max(min_difficulty, floor), max_difficulty], where the floor
-is what the miner asked for (``mining.configure`` minimum-difficulty, raising only, or
-``mining.suggest_difficulty``, which also sets the difficulty).
+Every result is clamped to [max(min_difficulty, floor), ceiling], where the floor is what
+the miner asked for (``mining.configure`` minimum-difficulty, raising only, or
+``mining.suggest_difficulty``, which also sets the difficulty) and the ceiling is
+max_difficulty or, lower, a cap the driver sets (``set_cap``: an upstream pool's
+difficulty, above which a rig would skip shares the pool credits). The cap wins over
+everything else, the floor and min_difficulty included.
 """
 
 from __future__ import annotations
@@ -113,6 +116,7 @@ class Vardiff:
         "config",
         "difficulty",
         "floor",
+        "ceiling",
         "_work",
         "_confirmed",
         "_exposure",
@@ -125,6 +129,7 @@ class Vardiff:
     def __init__(self, config: VardiffConfig, now: float, *, floor: float | None = None) -> None:
         self.config = config
         self.floor = config.min_difficulty
+        self.ceiling = config.max_difficulty
         self.difficulty = config.start_difficulty
         self._band = math.log1p(config.hysteresis)
         self._reset(now)
@@ -212,10 +217,29 @@ class Vardiff:
         hash rate better than a guess does. Returns the new difficulty if it changed.
         """
         self.floor = self._clamp(difficulty)
-        if self.floor == self.difficulty:
+        wanted = min(self.floor, self.ceiling)
+        if wanted == self.difficulty:
             return None
-        self.difficulty = self.floor
+        self.difficulty = wanted
         self._reset(now)  # the miner's word replaces the estimate so far
+        return self.difficulty
+
+    def set_cap(self, cap: float | None) -> float | None:
+        """The most the difficulty may be from now on, whatever the estimate, the floor or
+        min_difficulty say (None: max_difficulty again). Returns the new difficulty if the
+        current one was above the cap and came down to it; the estimate is kept (it is a
+        rate of work, whatever the difficulty).
+        """
+        cfg = self.config
+        if cap is None:
+            self.ceiling = cfg.max_difficulty
+        else:
+            if not (isinstance(cap, (int, float)) and math.isfinite(cap) and cap > 0):
+                raise ValueError(f"difficulty cap must be a positive number, got {cap!r}")
+            self.ceiling = min(max(float(cap), MIN_DIFFICULTY), cfg.max_difficulty)
+        if self.difficulty <= self.ceiling:
+            return None
+        self.difficulty = self.ceiling
         return self.difficulty
 
     # -- internals ----------------------------------------------------------------
@@ -248,7 +272,7 @@ class Vardiff:
         cfg = self.config
         current = self.difficulty
         wanted = min(max(wanted, current / cfg.max_step), current * cfg.max_step)
-        wanted = min(max(wanted, self.floor), cfg.max_difficulty)
+        wanted = min(max(wanted, self.floor), self.ceiling)
         if rescale:
             # The evidence in shares expected at the new difficulty: the rate estimate is
             # unchanged and the silence so far keeps counting.

@@ -174,6 +174,11 @@ class ServerControl(Protocol):
         """The version-rolling mask rigs may use from now on (0: none)."""
         ...
 
+    def set_difficulty_cap(self, difficulty: float | None) -> None:
+        """No rig's difficulty may exceed this (the pool's own): a rig above it would never
+        find the shares between the two targets, work the pool credits. None: no cap."""
+        ...
+
     def withdraw_work(self, reason: str) -> None:
         """No usable work: stop handing out the last job until the next ``publish``."""
         ...

@@ -6,7 +6,8 @@ extranonce2; the upstream extranonce1 is folded into the coinb1 the rigs receive
 failover that changes it needs nothing from the rigs. A share forwarded upstream carries
 extranonce2 = [padding ‖] rig prefix ‖ rig extranonce2.
 
-Rigs keep their own vardiff and every share is validated locally by the server; only
+Rigs keep their own vardiff, capped at the active pool's difficulty (a rig above it would
+skip shares the pool credits), and every share is validated locally by the server; only
 those that also meet the upstream difficulty reach ``submit_share`` and go upstream,
 under the upstream job id they were built from. The pool's answer comes back per share.
 
@@ -402,6 +403,8 @@ class _Link(asyncio.Protocol):
 
     def _on_difficulty(self, event: DifficultyChanged) -> None:
         self.log.debug("upstream_difficulty", difficulty=event.difficulty)
+        if self.source.active is self:
+            self.source.apply_difficulty(self)
 
     def _on_extranonce(self, event: ExtranonceChanged) -> None:
         problem = self.source.layout_problem(event.extranonce2_size)
@@ -871,6 +874,7 @@ class UpstreamSource:
         )  # fmt: skip
         self._apply_layout(link)
         self._apply_mask(link)
+        self.apply_difficulty(link)
         job, difficulty = link.latest
         self.publish_job(link, job, difficulty, clean=True)  # nothing from another session may be built on
 
@@ -881,6 +885,13 @@ class UpstreamSource:
             self._layout = layout
             if self._control is not None:
                 self._control.set_extranonce_layout(layout)
+
+    def apply_difficulty(self, link: _Link) -> None:
+        """The pool's difficulty caps every rig's: a rig share at d_rig <= d_up is forwarded when it
+        meets d_up and credited at it, which pays the rig's work in full on average; a rig above
+        d_up would never submit the shares between the two targets, work the pool credits."""
+        if self._control is not None:
+            self._control.set_difficulty_cap(link.session.difficulty)
 
     def _apply_mask(self, link: _Link) -> None:
         mask = link.session.version_mask

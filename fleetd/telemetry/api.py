@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -11,7 +12,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from fleetd import log as logging
-from fleetd.rigs.registry import AVERAGE_WINDOWS, Rig, RigRegistry
+from fleetd.rigs.registry import AVERAGE_WINDOWS, HASHES_PER_DIFFICULTY, Rig, RigRegistry
 from fleetd.telemetry import economics, exposition
 from fleetd.telemetry.collector import DaemonCollector
 from fleetd.telemetry.economics import SiteEconomicsView
@@ -44,14 +45,25 @@ def setup(app: web.Application, rigs: RigRegistry, site_economics: SiteEconomics
 
 async def metrics(request: web.Request) -> web.Response:
     app, now = request.app, time.time()
-    body = metrics_text(app[RIGS_KEY], app[METRICS_REGISTRY_KEY], now, app[ECONOMICS_KEY].snapshot(now))
+    body = metrics_text(
+        app[RIGS_KEY], app[METRICS_REGISTRY_KEY], now, app[ECONOMICS_KEY].snapshot(now), _upstream_workers(app)
+    )
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def metrics_text(rigs: RigRegistry, registry: CollectorRegistry, now: float, site=None) -> bytes:
-    """The whole /metrics body: per-rig families, economics, then the daemon's and the process's."""
-    text = exposition.render(rigs, now) + (economics.render(site) if site is not None else "")
+def metrics_text(rigs: RigRegistry, registry: CollectorRegistry, now: float, site=None, upstream=None) -> bytes:
+    """The whole /metrics body: per-rig families (with ``upstream``, each rig's upstream
+    results), economics, then the daemon's and the process's."""
+    text = exposition.render(rigs, now, upstream) + (economics.render(site) if site is not None else "")
     return text.encode() + generate_latest(registry)
+
+
+def _upstream_workers(app: web.Application) -> Mapping | None:
+    """Each worker's upstream results by name in upstream mode, else None."""
+    server = app[COLLECTOR_KEY].server
+    if server is None or server.forwarding is None:
+        return None
+    return server.upstream_workers
 
 
 async def economics_report(request: web.Request) -> web.Response:
@@ -71,8 +83,10 @@ async def economics_report(request: web.Request) -> web.Response:
 
 async def list_rigs(request: web.Request) -> web.Response:
     app, now = request.app, time.time()
-    rigs, by_rig = app[RIGS_KEY], _rig_economics(app, now)
-    return web.json_response({"rigs": [rig_json(rigs, rig, now, by_rig) for rig in sorted(rigs, key=lambda r: r.name)]})
+    rigs, by_rig, upstream = app[RIGS_KEY], _rig_economics(app, now), _upstream_workers(app)
+    return web.json_response(
+        {"rigs": [rig_json(rigs, rig, now, by_rig, upstream) for rig in sorted(rigs, key=lambda r: r.name)]}
+    )
 
 
 async def one_rig(request: web.Request) -> web.Response:
@@ -81,7 +95,7 @@ async def one_rig(request: web.Request) -> web.Response:
     if rig is None:
         raise web.HTTPNotFound(reason=f"no rig named {name!r}")
     now = time.time()
-    return web.json_response(rig_json(rigs, rig, now, _rig_economics(request.app, now)))
+    return web.json_response(rig_json(rigs, rig, now, _rig_economics(request.app, now), _upstream_workers(request.app)))
 
 
 def _rig_economics(app: web.Application, now: float) -> dict[str, dict]:
@@ -112,7 +126,9 @@ async def summary(request: web.Request) -> web.Response:
     )
 
 
-def rig_json(rigs: RigRegistry, rig: Rig, now: float, by_rig: dict[str, dict] | None = None) -> dict:
+def rig_json(
+    rigs: RigRegistry, rig: Rig, now: float, by_rig: dict[str, dict] | None = None, upstream: Mapping | None = None
+) -> dict:
     watts, power_source = rig.power(now)
     rejected = sum(rig.rejected.values())
     reading = rig.reading
@@ -144,6 +160,23 @@ def rig_json(rigs: RigRegistry, rig: Rig, now: float, by_rig: dict[str, dict] | 
         "errors": list(reading.errors) if reading else [],
         "poll": {"last_ok": rig.last_poll, "failures": rig.poll_failures},
         "economics": (by_rig or {}).get(rig.name),  # null: no prices configured, rig down or no watts
+        "upstream": None if upstream is None else upstream_json(upstream.get(rig.name)),  # null: not upstream mode
+    }
+
+
+def upstream_json(stats) -> dict:
+    """What the upstream pool made of a rig's forwarded shares (``UpstreamWorkerStats``, or None: none yet)."""
+    if stats is None:
+        return {"forwarded": 0, "accepted": 0, "rejected": {}, "pending": 0, "accepted_work": 0.0,
+                "hashes_total": 0.0, "last_accepted": None}  # fmt: skip
+    return {
+        "forwarded": stats.forwarded,
+        "accepted": stats.accepted,
+        "rejected": dict(stats.rejected),  # by reason, "lost" and "no_upstream" included
+        "pending": stats.pending,  # forwarded and not answered yet
+        "accepted_work": stats.accepted_work,  # sum of the upstream difficulties credited
+        "hashes_total": stats.accepted_work * HASHES_PER_DIFFICULTY,
+        "last_accepted": stats.last_accepted,
     }
 
 

@@ -11,9 +11,9 @@ result in the tests.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-from fleetd.rigs.registry import Rig, RigRegistry
+from fleetd.rigs.registry import HASHES_PER_DIFFICULTY, Rig, RigRegistry
 
 # (name, type, help); in the 0.0.4 text format a counter's HELP and TYPE carry its _total name
 FAMILIES = (
@@ -33,15 +33,28 @@ FAMILIES = (
     ("fleetd_rig_blocks_found_total", "counter", "Blocks found by the rig."),
     ("fleetd_rig_info", "gauge", "Rig identity."),
 )  # fmt: skip
+# Upstream mode only: what the upstream pool made of each rig's forwarded shares.
+UPSTREAM_FAMILIES = (
+    ("fleetd_rig_upstream_shares_total", "counter", "Shares forwarded to the upstream pool, and its answers: accepted, or rejected by reason (lost: the connection ended first; no_upstream: no pool)."),
+    ("fleetd_rig_upstream_hashes_total", "counter", "Work the upstream pool credited in hashes (its difficulty x 2^32 per accepted share)."),
+    ("fleetd_rig_upstream_last_accepted_timestamp_seconds", "gauge", "Unix time the upstream pool last accepted a share of the rig."),
+)  # fmt: skip
 
 
-def render(rigs: RigRegistry, now: float) -> str:
-    """Every per-rig family for every rig, in the text exposition format (version 0.0.4)."""
-    lines: dict[str, list[str]] = {name: [] for name, _, _ in FAMILIES}
+def render(rigs: RigRegistry, now: float, upstream: Mapping | None = None) -> str:
+    """Every per-rig family for every rig, in the text exposition format (version 0.0.4).
+
+    ``upstream``: each worker's upstream results (``UpstreamWorkerStats`` by name) in
+    upstream mode, else None and the upstream families are left out.
+    """
+    families = FAMILIES if upstream is None else FAMILIES + UPSTREAM_FAMILIES
+    lines: dict[str, list[str]] = {name: [] for name, _, _ in families}
     for rig in rigs:
         _rig_lines(rigs, rig, now, lines)
+        if upstream is not None:
+            _upstream_lines(rig, upstream.get(rig.name), lines)
     out: list[str] = []
-    for name, kind, help_text in FAMILIES:
+    for name, kind, help_text in families:
         out.append(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n")
         out.extend(lines[name])
     return "".join(out)
@@ -89,6 +102,25 @@ def _rig_lines(rigs: RigRegistry, rig: Rig, now: float, lines: dict[str, list[st
         f'fleetd_rig_info{{{label},model="{escape(rig.model or "")}",firmware="{escape(rig.firmware or "")}",'
         f'ip="{escape(rig.ip or "")}"}} 1\n'
     )
+
+
+def _upstream_lines(rig: Rig, stats, lines: dict[str, list[str]]) -> None:
+    label = f'rig="{escape(rig.name)}"'
+    shares = lines["fleetd_rig_upstream_shares_total"]
+    forwarded, accepted, work = (0, 0, 0.0) if stats is None else (stats.forwarded, stats.accepted, stats.accepted_work)
+    shares.append(f'fleetd_rig_upstream_shares_total{{{label},result="forwarded",reason=""}} {forwarded}\n')
+    shares.append(f'fleetd_rig_upstream_shares_total{{{label},result="accepted",reason=""}} {accepted}\n')
+    lines["fleetd_rig_upstream_hashes_total"].append(
+        f"fleetd_rig_upstream_hashes_total{{{label}}} {value(work * HASHES_PER_DIFFICULTY)}\n"
+    )
+    if stats is None:
+        return
+    for reason, count in list(stats.rejected.items()):
+        shares.append(f'fleetd_rig_upstream_shares_total{{{label},result="rejected",reason="{escape(reason)}"}} {count}\n')
+    if stats.last_accepted is not None:
+        lines["fleetd_rig_upstream_last_accepted_timestamp_seconds"].append(
+            f"fleetd_rig_upstream_last_accepted_timestamp_seconds{{{label}}} {value(stats.last_accepted)}\n"
+        )
 
 
 def _labelled(out: list[str], name: str, label: str, key: str, items: Iterable[tuple[str, float]]) -> None:

@@ -87,6 +87,10 @@ class Running:
     def url(self) -> str:
         return f"stratum+tcp://127.0.0.1:{self.port}"
 
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.runner.addresses[0][1]}"
+
     async def stop(self) -> None:
         await self.runner.cleanup()
 
@@ -110,9 +114,9 @@ def upstream_config(*urls: str, **options) -> UpstreamConfig:
     return UpstreamConfig(pools=urls, **{**defaults, **options})
 
 
-async def start_proxy(*urls: str, wait: bool = True, **options) -> Running:
+async def start_proxy(*urls: str, wait: bool = True, difficulty: float = RIG_DIFFICULTY, **options) -> Running:
     source = UpstreamSource(upstream_config(*urls, **options))
-    running = await start_fleetd(fleetd_config(difficulty=RIG_DIFFICULTY), source)
+    running = await start_fleetd(fleetd_config(difficulty=difficulty), source)
     if wait:
         await wait_for(lambda: running.server.current_job is not None, WAIT)
     return running
@@ -217,6 +221,14 @@ class FakePool:
         finally:
             writer.close()
             self._tasks.discard(asyncio.current_task())
+
+    def set_difficulty(self, difficulty: float) -> None:
+        """mining.set_difficulty on every session, then its latest job again (clean_jobs false)."""
+        self.difficulty = difficulty
+        for session, writer in zip(self.sessions, self.writers):
+            if not writer.is_closing():
+                session.set_difficulty(difficulty)
+                writer.write(session.data_to_send())
 
     def send_raw(self, data: bytes) -> None:
         """Write bytes to every connection (garbage in the middle of a session)."""
