@@ -189,44 +189,18 @@ def build_source(config: UpstreamConfig, **options) -> UpstreamSource:
     return UpstreamSource(config, **options)
 
 
-# --- status --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PoolStatus:
-    url: str
-    active: bool
-    connects: int  # sessions that became active
-    failures: int  # attempts that did not give a usable session
-    last_error: str | None
-    held_off_seconds: float  # > 0: not tried before this many seconds (stalled, rejecting, asked to wait)
-
-
-@dataclass(frozen=True, slots=True)
-class UpstreamStatus:
-    """A snapshot for /healthz and metrics."""
-
-    active_pool: str | None
-    failovers: int  # moves from one pool to another (fail-backs included)
-    last_job_time: float | None
-    difficulty: float | None  # upstream difficulty in force on the active session
-    layout: ExtranonceLayout  # what rigs get now
-    version_mask: int | None  # negotiated upstream, passed down; None: no rolling
-    forwarded: int
-    accepted: int
-    accepted_work: float
-    rejected: Mapping[str, int]  # by reason, "lost" and "no_upstream" included
-    work_withdrawn: bool
-    pools: tuple[PoolStatus, ...]
+# --- state ---------------------------------------------------------------------------------------
 
 
 @dataclass(slots=True)
-class _PoolState:
+class PoolState:
+    """One configured pool, as fleetd has fared with it (``UpstreamSource.pools``, in priority order)."""
+
     url: PoolUrl
-    connects: int = 0
-    failures: int = 0
+    connects: int = 0  # sessions that became active
+    failures: int = 0  # attempts that did not give a usable session
     last_error: str | None = None
-    held_until: float = 0.0  # loop time
+    held_until: float = 0.0  # loop time; not tried before it (stalled, rejecting, asked to wait)
 
 
 @dataclass(frozen=True, slots=True)
@@ -490,7 +464,7 @@ class UpstreamSource:
         self.config = config
         self.log = logging.get("fleetd.upstream")
         self._clock = clock
-        self._pools = [_PoolState(url) for url in config.urls]
+        self.pools = [PoolState(url) for url in config.urls]
         prefix = config.prefix_size
         # Until a pool says otherwise, assume the common 8-byte upstream extranonce2.
         self._layout = ExtranonceLayout(prefix, max(MIN_RIG_EXTRANONCE2, min(RIG_EXTRANONCE2_MAX, 8 - prefix)))
@@ -553,11 +527,11 @@ class UpstreamSource:
         link = self.active
         if link is not None:
             detail = (
-                f"pool {link.index + 1}/{len(self._pools)} {link.url} active; {self.failovers} failovers; "
+                f"pool {link.index + 1}/{len(self.pools)} {link.url} active; {self.failovers} failovers; "
                 f"shares forwarded {self.forwarded}, accepted {self.accepted}, rejected {sum(self.rejected.values())}"
             )
             return SourceHealth(self.kind, True, self._last_job_time, detail)
-        errors = "; ".join(f"{p.url}: {p.last_error or 'not tried yet'}" for p in self._pools)
+        errors = "; ".join(f"{p.url}: {p.last_error or 'not tried yet'}" for p in self.pools)
         state = "work withdrawn" if self._withdrawn else "rigs keep the last job"
         return SourceHealth(self.kind, False, self._last_job_time, f"no upstream pool ({state}); {errors}")
 
@@ -622,7 +596,7 @@ class UpstreamSource:
                     future, difficulty)  # fmt: skip
         return future
 
-    # -- status ---------------------------------------------------------------------------------------
+    # -- naming ---------------------------------------------------------------------------------------
 
     def upstream_worker(self, worker: str) -> str:
         """The name a rig's shares go upstream under."""
@@ -631,28 +605,6 @@ class UpstreamSource:
             return config.user
         rig = worker.partition(".")[2] or worker  # "acct.rig7" -> "rig7"
         return f"{config.user}.{rig}"
-
-    def status(self) -> UpstreamStatus:
-        link = self.active
-        now = _loop_time()
-        return UpstreamStatus(
-            active_pool=None if link is None else str(link.url),
-            failovers=self.failovers,
-            last_job_time=self._last_job_time,
-            difficulty=None if link is None else link.session.difficulty,
-            layout=self._layout,
-            version_mask=self._mask,
-            forwarded=self.forwarded,
-            accepted=self.accepted,
-            accepted_work=self.accepted_work,
-            rejected=dict(self.rejected),
-            work_withdrawn=self._withdrawn,
-            pools=tuple(
-                PoolStatus(str(p.url), link is not None and link.index == i, p.connects, p.failures, p.last_error,
-                           max(0.0, p.held_until - now) if now is not None else 0.0)  # fmt: skip
-                for i, p in enumerate(self._pools)
-            ),
-        )
 
     # -- callbacks from links -----------------------------------------------------------------------------
 
@@ -754,7 +706,7 @@ class UpstreamSource:
         if link is not self.active:
             return
         self.active = None
-        self._pools[link.index].last_error = link.end_reason
+        self.pools[link.index].last_error = link.end_reason
         link.log.warning("upstream_lost", reason=link.end_reason, shares_lost=lost)
         self._arm_expiry(link.loop)
 
@@ -763,7 +715,7 @@ class UpstreamSource:
     async def _connect_any(self) -> _Link:
         backoff = 0.25
         while True:
-            link = await self._try_pools(self._candidates(len(self._pools)))
+            link = await self._try_pools(self._candidates(len(self.pools)))
             if link is not None:
                 return link
             self.log.error("upstream_all_pools_down", retry_in=backoff)
@@ -773,8 +725,8 @@ class UpstreamSource:
     def _candidates(self, below: int) -> list[int]:
         """Pools to try, best first, skipping those held off (unless every one is)."""
         now = asyncio.get_running_loop().time()
-        indices = [i for i in range(below) if self._pools[i].held_until <= now]
-        if not indices and below == len(self._pools):
+        indices = [i for i in range(below) if self.pools[i].held_until <= now]
+        if not indices and below == len(self.pools):
             indices = list(range(below))
         return indices
 
@@ -783,14 +735,14 @@ class UpstreamSource:
             try:
                 return await self._login(index)
             except UpstreamError as exc:
-                state = self._pools[index]
+                state = self.pools[index]
                 state.failures += 1
                 state.last_error = str(exc)
                 self.log.warning("upstream_unusable", pool=str(state.url), error=str(exc))
         return None
 
     async def _login(self, index: int) -> _Link:
-        url = self._redirects.pop(index, None) or self._pools[index].url
+        url = self._redirects.pop(index, None) or self.pools[index].url
         link = _Link(self, index, url)
         self._links.add(link)
         loop = asyncio.get_running_loop()
@@ -857,7 +809,7 @@ class UpstreamSource:
         previous = self._last_index
         self.active = link
         self._last_index = link.index
-        state = self._pools[link.index]
+        state = self.pools[link.index]
         state.connects += 1
         state.last_error = None
         if self._expiry is not None:
@@ -866,7 +818,7 @@ class UpstreamSource:
         session = link.session
         if previous is not None and previous != link.index:
             self.failovers += 1
-            link.log.warning("upstream_switched", reason=why, from_pool=str(self._pools[previous].url),
+            link.log.warning("upstream_switched", reason=why, from_pool=str(self.pools[previous].url),
                              failovers=self.failovers)  # fmt: skip
         link.log.info(
             "upstream_active", extranonce1=session.extranonce1.hex(), extranonce2_size=session.extranonce2_size,
@@ -901,7 +853,7 @@ class UpstreamSource:
                 self._control.set_version_mask(mask or 0)
 
     def hold_off(self, index: int, seconds: float, why: str) -> None:
-        state = self._pools[index]
+        state = self.pools[index]
         state.held_until = asyncio.get_running_loop().time() + seconds
         self.log.warning("upstream_held_off", pool=str(state.url), seconds=seconds, reason=why)
 
@@ -961,13 +913,6 @@ def _consume(future: asyncio.Future) -> None:
         future.exception()
 
 
-def _loop_time() -> float | None:
-    try:
-        return asyncio.get_running_loop().time()
-    except RuntimeError:
-        return None
-
-
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -976,5 +921,4 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-__all__ = ["UpstreamConfig", "UpstreamSource", "UpstreamStatus", "PoolStatus", "PoolUrl", "UpstreamError",
-           "build_source"]  # fmt: skip
+__all__ = ["UpstreamConfig", "UpstreamSource", "PoolState", "PoolUrl", "UpstreamError", "build_source"]
