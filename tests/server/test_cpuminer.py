@@ -332,3 +332,39 @@ async def test_cpuminer_blocks_reach_the_node_valid(minerd, tmp_path):
     assert run.submitted == len(run.submits) and accepted == run.accepted, context
     assert accepted + sum(reasons.values()) == run.submitted, context
     assert rig(run.samples, "fleetd_rig_hashes_total") == run.accepted * HASHES_PER_SHARE
+
+
+async def test_cpuminer_behind_fleetd_as_proxy_is_capped_and_paid_in_full_upstream(minerd, tmp_path):
+    """fleetd in upstream mode in front of a demo fleetd pinned at half the proxy's own difficulty:
+    the rig is capped at the upstream's, so every share it finds meets the upstream difficulty
+    and goes up; the upstream's credit equals the rig's work exactly (no luck involved)."""
+    from upstream_support import fleetd_config, start_fleetd, wait_for
+
+    up_difficulty = SHARE_DIFFICULTY / 2  # a power of two: the credited work stays exact in floats
+    up = await start_fleetd(fleetd_config(difficulty=up_difficulty))
+    try:
+        await wait_for(lambda: up.server.current_job is not None, WAIT)
+        source = f'[source]\nkind = "upstream"\n[source.upstream]\npools = ["{up.url}"]\nuser = "acct"\n'
+
+        def answered(samples: dict, events: list[dict]) -> bool:
+            forwarded = rig(samples, "fleetd_rig_upstream_shares_total", result="forwarded", reason="")
+            answers = sum(v for (name, labels), v in samples.items() if name == "fleetd_rig_upstream_shares_total"
+                          and dict(labels)["rig"] == WORKER and dict(labels)["result"] != "forwarded")  # fmt: skip
+            return forwarded is not None and forwarded == answers
+
+        run = await mine(minerd, tmp_path, source, accepted_at_least(SHARES), answered)
+        credited = up.server.workers["acct"].accepted_work  # what the upstream pool credited
+    finally:
+        await up.stop()
+    context = f"minerd:\n{run.miner.tail()}\nprotocol:\n{run.relay.excerpt()}"
+    accepted = rig(run.samples, "fleetd_rig_shares_total", result="accepted", reason="")
+    assert run.accepted == run.submitted == accepted >= SHARES and rejected(run.samples) == {}, context
+    assert rig(run.samples, "fleetd_rig_difficulty") == up_difficulty  # capped: the proxy's own never applied
+    assert {m["params"][0] for d, m in run.relay.trace if d == "<" and m.get("method") == "mining.set_difficulty"} == {
+        up_difficulty
+    }, context
+    rig_work = rig(run.samples, "fleetd_rig_hashes_total")
+    assert rig_work == accepted * up_difficulty * 2**32
+    assert rig(run.samples, "fleetd_rig_upstream_shares_total", result="forwarded", reason="") == accepted
+    assert rig(run.samples, "fleetd_rig_upstream_shares_total", result="accepted", reason="") == accepted
+    assert rig(run.samples, "fleetd_rig_upstream_hashes_total") == credited * 2**32 == rig_work
