@@ -334,6 +334,7 @@ class MinerConnection(asyncio.Protocol):
         self.vardiff = Vardiff(server.settings.vardiff, self._loop.time())
         if server.difficulty_cap is not None:
             self.vardiff.set_cap(server.difficulty_cap)
+            self.session.set_ceiling(server.difficulty_cap)
         self.log = server.log.bind(peer=self.peer, extranonce1=self.extranonce1.hex())
         self._login_timer = self._loop.call_later(server.settings.login_timeout, self._login_deadline)
         server.connections.add(self)
@@ -419,6 +420,7 @@ class MinerConnection(asyncio.Protocol):
         """Apply the server's difficulty cap; True when the rig's difficulty came down to it."""
         if self.vardiff is None:
             return False
+        self.session.set_ceiling(cap)
         lowered = self.vardiff.set_cap(cap)
         if lowered is None or not self.working or self.session.closed:
             return False  # a rig not at work yet gets the capped difficulty with its first job

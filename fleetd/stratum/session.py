@@ -93,6 +93,7 @@ class Session:
         "_in_force",
         "_minimum",
         "_suggested",
+        "_ceiling",
         "_jobs",
         "_retired",
         "_bad_streak",
@@ -119,6 +120,7 @@ class Session:
         self._in_force: float | None = None  # the difficulty of the latest job sent
         self._minimum: float | None = None  # BIP310 minimum-difficulty
         self._suggested: float | None = None  # mining.suggest_difficulty
+        self._ceiling: float | None = None  # set_ceiling: above the miner's floor too
         # job_id -> (job, difficulty, lowest difficulty, (extranonce1, extranonce2 size)) as
         # sent: the difficulty it was last sent at, and the least of those it went out at
         # (a re-sent id); insertion-ordered.
@@ -194,9 +196,11 @@ class Session:
         difficulty = float(difficulty)
         if not _positive(difficulty):
             raise ValueError(f"difficulty must be a positive number, got {difficulty!r}")
-        floor = self.difficulty_floor
+        floor, ceiling = self.difficulty_floor, self._ceiling
         if floor is not None and difficulty < floor:
             difficulty = floor
+        if ceiling is not None and difficulty > ceiling:
+            difficulty = ceiling
         if self._close is None:
             self._difficulty = difficulty
             self._announce(difficulty)
@@ -318,6 +322,12 @@ class Session:
     def suggested_difficulty(self) -> float | None:
         """The latest ``mining.suggest_difficulty``, clamped; None when none was sent."""
         return self._suggested
+
+    def set_ceiling(self, ceiling: float | None) -> None:
+        """No difficulty above ``ceiling`` from now on (None: none), whatever the miner asked:
+        a proxy holds its rigs at its upstream's difficulty so that none of their work is lost.
+        Takes effect with the next difficulty sent or suggested."""
+        self._ceiling = ceiling
 
     @property
     def difficulty_floor(self) -> float | None:
@@ -553,6 +563,8 @@ class Session:
         # In force at once, as in ckpool and public-pool: the next job carries it, and a
         # miner already at work gets it now with its current job again, so firmware that
         # takes a new difficulty only with a notify works at it too.
+        if self._ceiling is not None:
+            difficulty = min(difficulty, self._ceiling)
         if difficulty != self._difficulty:
             self._difficulty = difficulty
             self._resend_latest()  # announces it first

@@ -67,6 +67,23 @@ async def upstream_figures(proxy: Running, worker: str) -> tuple[dict, dict]:
     return exported, rig["upstream"]
 
 
+async def test_a_rig_that_suggests_more_than_the_upstreams_difficulty_is_held_at_it():
+    async with daemons() as running:
+        up = await start_upstream()
+        running.append(up)
+        proxy = await start_proxy(up.url, difficulty=D_PROXY)
+        running.append(proxy)
+        client = await RawClient.connect(("127.0.0.1", proxy.port))
+        await client.login("site.rig1")
+        seen = len(client.notifications)
+        assert (await client.request("mining.suggest_difficulty", [D_PROXY]))["result"] is True
+        await client.request("mining.ping", [])  # its reply comes after anything the suggestion sent
+        assert difficulties(client) == [D_UP]  # nothing above the pool went out
+        assert all(n["method"] != "mining.set_difficulty" for n in client.notifications[seen:])
+        await submit_shares(client, 3)  # and its shares are judged at D_UP
+        client.close()
+
+
 async def test_a_rig_is_capped_at_a_real_upstreams_difficulty_and_its_work_credited_in_full():
     async with daemons() as running:
         up = await start_upstream()  # a demo fleetd pinning the proxy at D_UP

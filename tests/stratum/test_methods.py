@@ -258,6 +258,17 @@ def test_suggestion_is_the_miners_floor_until_the_next_one():
     assert s.set_difficulty(10) == 300.0
 
 
+def test_a_ceiling_holds_the_difficulty_below_it_whatever_the_miner_asks():
+    s = fresh(min_difficulty=1, max_difficulty=1e6)
+    s.set_ceiling(50.0)  # a proxy's upstream difficulty: work above it would be lost
+    configure(s, ["minimum-difficulty"], {"minimum-difficulty.value": 100})
+    s.receive_data(req(2, "mining.suggest_difficulty", [500]))
+    assert s.difficulty == 50.0 and s.suggested_difficulty == 500.0  # the wish is kept...
+    assert s.set_difficulty(800) == 50.0
+    s.set_ceiling(None)  # ...and holds again once the cap is lifted
+    assert s.set_difficulty(10) == 500.0
+
+
 @pytest.mark.parametrize("value", [0, -1, "1024", None, True])
 def test_suggest_difficulty_invalid_is_malformed(value):
     s = fresh()
