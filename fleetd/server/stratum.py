@@ -333,8 +333,7 @@ class MinerConnection(asyncio.Protocol):
             self.session.set_version_mask(server.version_mask)
         self.vardiff = Vardiff(server.settings.vardiff, self._loop.time())
         if server.difficulty_cap is not None:
-            self.vardiff.set_cap(server.difficulty_cap)
-            self.session.set_ceiling(server.difficulty_cap)
+            self.cap_difficulty(server.difficulty_cap)  # not at work yet: the first job carries it
         self.log = server.log.bind(peer=self.peer, extranonce1=self.extranonce1.hex())
         self._login_timer = self._loop.call_later(server.settings.login_timeout, self._login_deadline)
         server.connections.add(self)

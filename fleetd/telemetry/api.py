@@ -130,6 +130,7 @@ def rig_json(
     rigs: RigRegistry, rig: Rig, now: float, by_rig: dict[str, dict] | None = None, upstream: Mapping | None = None
 ) -> dict:
     watts, power_source = rig.power(now)
+    state = rigs.state(rig, now)
     rejected = sum(rig.rejected.values())
     reading = rig.reading
     nominal_watts, nominal_rate = rig.nameplate()
@@ -138,8 +139,8 @@ def rig_json(
         "ip": rig.ip,
         "model": rig.model,
         "firmware": rig.firmware,
-        "up": rigs.up(rig, now),
-        "state": rigs.state(rig, now),  # up, down, or hot: up with a chip above the critical temperature
+        "up": state != "down",
+        "state": state,  # up, down, or hot: up with a chip above the critical temperature
         "connections": rig.connections,
         "hashrate": {window: rig.hashrate(window, now) for window in AVERAGE_WINDOWS},
         "reported_hashrate": reading.hashrate if reading else None,

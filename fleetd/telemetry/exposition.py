@@ -28,7 +28,7 @@ FAMILIES = (
     ("fleetd_rig_uptime_seconds", "gauge", "Uptime the rig reports."),
     ("fleetd_rig_up", "gauge", "1 when the rig is connected and, if polled, polled within two intervals (or connected for less)."),
     ("fleetd_rig_last_share_timestamp_seconds", "gauge", "Unix time of the rig's last accepted share."),
-    ("fleetd_rig_difficulty", "gauge", "Current share difficulty."),
+    ("fleetd_rig_difficulty", "gauge", "Share difficulty in force: that of the latest job sent to the rig."),
     ("fleetd_rig_efficiency_joules_per_terahash", "gauge", "Watts over the pool-side 5-minute hash rate."),
     ("fleetd_rig_blocks_found_total", "counter", "Blocks found by the rig."),
     ("fleetd_rig_info", "gauge", "Rig identity."),
