@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 
 from fleetd import log as logging
 from fleetd.rigs.registry import UNAUTHENTICATED, Rig, RigRegistry
-from fleetd.shares.job import Job
+from fleetd.stratum.job import Job
 from fleetd.shares.registry import JobRegistry
 from fleetd.shares.validator import ShareResult, ShareValidator
 from fleetd.shares.vardiff import Vardiff, VardiffConfig

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from fleetd.stratum.rejects import Reject
 
-from .job import Job
+from fleetd.stratum.job import Job
 
 if TYPE_CHECKING:  # fleetd.native needs the compiled core; import it only when a job is prepared
     from fleetd.native import PreparedJob

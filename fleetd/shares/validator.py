@@ -35,7 +35,7 @@ from fleetd.chain.target import DIFF1_TARGET, difficulty_to_target
 from fleetd.stratum.events import SubmitReceived
 from fleetd.stratum.rejects import Reject
 
-from .job import Job
+from fleetd.stratum.job import Job
 from .registry import JobEntry, JobRegistry, share_key
 
 NTIME_MAX_FUTURE = 7200  # seconds; Bitcoin's limit on block timestamps ahead of network time

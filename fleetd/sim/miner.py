@@ -23,7 +23,7 @@ import orjson
 from fleetd.chain.byteorder import U32_MAX, prevhash_from_stratum, u32_from_hex, u32_to_hex
 from fleetd.chain.target import difficulty_to_target
 from fleetd.native import PreparedJob, encode_target
-from fleetd.shares.job import Job
+from fleetd.stratum.job import Job
 from fleetd.sim.loopback import require_loopback
 
 DEFAULT_USER_AGENT = "fleetd-sim/0.1"

@@ -24,7 +24,7 @@ from typing import Protocol, runtime_checkable
 from fleetd import native
 from fleetd.chain.byteorder import HASH_SIZE
 from fleetd.economics.network import NetworkState
-from fleetd.shares.job import Job
+from fleetd.stratum.job import Job
 from fleetd.stratum.events import SubmitReceived
 
 # One extranonce1 per connection must stay unique across the process, and an extranonce2

@@ -57,7 +57,7 @@ from fleetd.economics.network import (
     block_subsidy_sats,
     epoch_start_height,
 )
-from fleetd.shares.job import Job
+from fleetd.stratum.job import Job
 
 from .base import BlockOutcome, BlockRejected, ExtranonceLayout, Publish, SolvedBlock, SourceHealth, recompute_hash
 from .bitcoind_rpc import RpcClient, RpcError, RpcFailure, RpcTimeout, RpcUnavailable, snippet

@@ -29,7 +29,7 @@ from fleetd.chain.serialize import (
     parse_transaction,
     write_compact_size,
 )
-from fleetd.shares.job import Job
+from fleetd.stratum.job import Job
 
 MIN_COINBASE_SCRIPTSIG_SIZE = 2  # consensus (CheckTransaction): bad-cb-length
 MAX_COINBASE_SCRIPTSIG_SIZE = 100  # consensus (CheckTransaction): bad-cb-length

@@ -27,7 +27,7 @@ from fleetd.chain.serialize import Transaction, TxIn, TxOut
 from fleetd.chain.target import bits_to_target, difficulty_to_target, target_to_bits
 from fleetd.economics.epoch import EpochBlockTimes
 from fleetd.economics.network import NetworkState, epoch_start_height
-from fleetd.shares.job import Job
+from fleetd.stratum.job import Job
 
 from .base import BlockOutcome, BlockRejected, ExtranonceLayout, Publish, SolvedBlock, SourceHealth, recompute_hash
 from .coinbase_builder import (

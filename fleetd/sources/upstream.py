@@ -40,7 +40,7 @@ from fleetd.chain.coinbase import coinb1_height
 from fleetd.chain.target import bits_to_difficulty, bits_to_target, difficulty_to_target
 from fleetd.economics.epoch import EpochBlockTimes
 from fleetd.economics.network import NetworkState
-from fleetd.shares.job import Job
+from fleetd.stratum.job import Job
 from fleetd.stratum.client import (
     AuthorizeAnswered,
     ClientConfig,

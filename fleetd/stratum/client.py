@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import orjson
 
 from fleetd.chain.byteorder import U32_MAX, prevhash_from_stratum, u32_from_hex, u32_to_hex
-from fleetd.shares.job import Job
+from fleetd.stratum.job import Job
 from fleetd.stratum.configure import VERSION_ROLLING, parse_mask
 from fleetd.stratum.framing import CloseReason, LineFramer
 from fleetd.stratum.rejects import Reject

@@ -12,7 +12,7 @@ from types import MappingProxyType
 import orjson
 
 from fleetd.chain.byteorder import prevhash_to_stratum, u32_to_hex
-from fleetd.shares.job import Job
+from fleetd.stratum.job import Job
 from fleetd.stratum.framing import encode_line
 from fleetd.stratum.rejects import Reject
 

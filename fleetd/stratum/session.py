@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, replace
 
 from fleetd.chain.byteorder import U32_MAX, u32_from_hex
-from fleetd.shares.job import Job
+from fleetd.stratum.job import Job
 from fleetd.stratum import messages
 from fleetd.stratum.auth import Authorizer, OpenAuthorization
 from fleetd.stratum.configure import configure

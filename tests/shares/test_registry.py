@@ -9,7 +9,7 @@ import weakref
 
 import pytest
 
-from fleetd.shares.job import Job
+from fleetd.stratum.job import Job
 from fleetd.shares.registry import JobRegistry, share_key
 from fleetd.stratum.rejects import Reject
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from fleetd.chain.share import header_hash as reference_hash
 from fleetd.chain.target import DIFF1_TARGET, bits_to_target, difficulty_to_target
-from fleetd.shares.job import Job
+from fleetd.stratum.job import Job
 from fleetd.shares.registry import JobRegistry
 from fleetd.shares.validator import NTIME_MAX_FUTURE, ShareResult, ShareValidator
 from fleetd.stratum.events import SubmitReceived

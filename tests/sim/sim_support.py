@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from fleetd.chain.target import difficulty_to_target
 from fleetd.native import PreparedJob, encode_target
-from fleetd.shares.job import Job
+from fleetd.stratum.job import Job
 from fleetd.stratum.events import ConnectionClosed, Subscribed, SubmitReceived, SubmitRejected
 from fleetd.stratum.rejects import Reject
 from fleetd.stratum.session import Session, SessionConfig

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from fake_bitcoind import FakeBitcoind
-from fleetd.shares.job import Job
+from fleetd.stratum.job import Job
 from fleetd.sources.bitcoind import BitcoindConfig, BitcoindSource
 
 # Bitcoin Core's src/test/data/key_io_valid.json: a regtest P2WPKH and its script.

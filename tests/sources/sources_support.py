@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from fleetd import native
 from fleetd.chain.byteorder import hash_to_int
 from fleetd.chain.target import bits_to_target
-from fleetd.shares.job import Job
+from fleetd.stratum.job import Job
 from fleetd.sources.base import SolvedBlock
 
 EN1 = bytes.fromhex("0badc0de")

@@ -17,7 +17,7 @@ from fleetd.chain.hashes import sha256d
 from fleetd.chain.merkle import fold_branch, merkle_root
 from fleetd.chain.serialize import parse_block, parse_transaction
 from fleetd.chain.target import bits_to_target, difficulty_to_target, target_to_bits
-from fleetd.shares.job import Job
+from fleetd.stratum.job import Job
 from fleetd.sources.base import JobSource, SolvedBlock
 from fleetd.sources.coinbase_builder import find_witness_commitment
 from fleetd.sources.demo import DEFAULT_PAYOUT_SCRIPT, GENESIS_AGE, REGTEST_HALVING_INTERVAL, DemoChain, block_subsidy

@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 
 from fleetd.chain.coinbase import encode_height
 from fleetd.chain.serialize import write_compact_size
-from fleetd.shares.job import Job
+from fleetd.stratum.job import Job
 from fleetd.sources.base import NetworkReporting
 from fleetd.sources.upstream import UpstreamSource
 from upstream_support import WAIT, FakePool, start_proxy, start_upstream, upstream_config, wait_for

@@ -26,7 +26,7 @@ from fleetd import app as fleetd_app
 from fleetd.chain.target import difficulty_to_target
 from fleetd.config import Config, HostPort, HttpConfig, LogConfig, SourceConfig, StratumConfig
 from fleetd.native import PreparedJob, encode_target
-from fleetd.shares.job import Job
+from fleetd.stratum.job import Job
 from fleetd.sim.miner import Miner, MinerConfig
 from fleetd.sources.upstream import UpstreamConfig, UpstreamSource
 from fleetd.stratum.events import Authorized, SubmitReceived, Subscribed

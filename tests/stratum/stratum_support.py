@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from fleetd.shares.job import Job
+from fleetd.stratum.job import Job
 from fleetd.stratum.session import Session, SessionConfig
 
 EN1 = bytes.fromhex("deadbeef")
