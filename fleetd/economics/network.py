@@ -1,4 +1,4 @@
-"""Network state: hash rate from difficulty, block subsidy, projected difficulty adjustment."""
+"""Network economics: hash rate from difficulty, projected difficulty adjustment."""
 
 from __future__ import annotations
 
@@ -6,10 +6,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-SATS_PER_BTC = 100_000_000
-HALVING_INTERVAL_BLOCKS = 210_000
-INITIAL_SUBSIDY_SATS = 50 * SATS_PER_BTC
-RETARGET_INTERVAL_BLOCKS = 2016
+from fleetd.chain.network import RETARGET_INTERVAL_BLOCKS
+
 TARGET_BLOCK_TIME_SECONDS = 600
 HASHES_PER_DIFFICULTY_1 = 2**32
 # Consensus clamps the epoch timespan to [1/4, 4x] of 2016 x 600 s, i.e. the average block time
@@ -29,21 +27,6 @@ def network_hashrate_hashes_per_second(difficulty: float) -> float:
     """Expected network hash rate: one block per 600 s at ``difficulty`` x 2^32 hashes per block."""
     _check_finite_nonnegative("difficulty", difficulty)
     return difficulty * HASHES_PER_DIFFICULTY_1 / TARGET_BLOCK_TIME_SECONDS
-
-
-def block_subsidy_sats(height: int) -> int:
-    """Subsidy of the block at ``height`` in satoshis: 50 BTC >> (height // 210000), 0 after 64 halvings."""
-    if height < 0:
-        raise ValueError(f"height must be >= 0, got {height}")
-    halvings = height // HALVING_INTERVAL_BLOCKS
-    if halvings >= 64:
-        return 0
-    return INITIAL_SUBSIDY_SATS >> halvings
-
-
-def block_subsidy_btc(height: int) -> float:
-    """Subsidy of the block at ``height`` in BTC (computed exactly in satoshis)."""
-    return block_subsidy_sats(height) / SATS_PER_BTC
 
 
 @dataclass(frozen=True)
@@ -93,34 +76,3 @@ def projected_difficulty_change(
         estimated_retarget_time_seconds=block_times_seconds[-1] + blocks_remaining * max(average, 0.0),
         clamped=effective != average,
     )
-
-
-@dataclass(frozen=True)
-class NetworkState:
-    """What a job source knows of the network it mines on, for the economics.
-
-    ``height`` is the block being mined (the tip is ``height - 1``). ``block_times_seconds``
-    are unix times of consecutive blocks of the tip's retarget epoch, oldest first, ending
-    with the tip: header timestamps from a node, or the arrival times of new-block jobs
-    fleetd observed (then usually far fewer than the epoch has).
-    """
-
-    difficulty: float
-    height: int
-    fees_btc_per_block: float | None = None  # averaged from templates; None: not known to the source
-    block_times_seconds: tuple[float, ...] = ()
-    block_times_origin: str = "observed"  # "headers" | "observed" | "modelled"
-    subsidy_btc: float | None = None  # None: mainnet's schedule at ``height`` (a test chain halves sooner)
-
-    @property
-    def block_subsidy_btc(self) -> float:
-        return block_subsidy_btc(self.height) if self.subsidy_btc is None else self.subsidy_btc
-
-    @property
-    def tip_height(self) -> int:
-        return max(0, self.height - 1)
-
-
-def epoch_start_height(height: int) -> int:
-    """First height of the retarget epoch that ``height`` is in."""
-    return height - height % RETARGET_INTERVAL_BLOCKS

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fleetd.economics.curtailment import CurtailmentPlan, curtail_for_reduction, losing
+from fleetd.chain.network import NetworkState
 from fleetd.economics.network import (
     DifficultyProjection,
-    NetworkState,
     network_hashrate_hashes_per_second,
     projected_difficulty_change,
 )

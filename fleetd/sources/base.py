@@ -23,7 +23,7 @@ from typing import Protocol, runtime_checkable
 
 from fleetd import native
 from fleetd.chain.byteorder import HASH_SIZE
-from fleetd.economics.network import NetworkState
+from fleetd.chain.network import NetworkState
 from fleetd.stratum.job import Job
 from fleetd.stratum.events import SubmitReceived
 

@@ -48,15 +48,15 @@ from fleetd.chain.address import CHAINS, Address, decode_address
 from fleetd.chain.byteorder import U32_MAX, hash_from_display, hash_to_display, hash_to_int, u32_from_hex
 from fleetd.chain.coinbase import MAX_HEIGHT
 from fleetd.chain.hashes import sha256d
-from fleetd.chain.serialize import TxOut
-from fleetd.chain.target import bits_to_difficulty, bits_to_target
-from fleetd.economics.network import (
+from fleetd.chain.network import (
     INITIAL_SUBSIDY_SATS,
     SATS_PER_BTC,
     NetworkState,
     block_subsidy_sats,
     epoch_start_height,
 )
+from fleetd.chain.serialize import TxOut
+from fleetd.chain.target import bits_to_difficulty, bits_to_target
 from fleetd.stratum.job import Job
 
 from .base import BlockOutcome, BlockRejected, ExtranonceLayout, Publish, SolvedBlock, SourceHealth, recompute_hash

@@ -25,8 +25,7 @@ from fleetd.chain.byteorder import hash_to_display, hash_to_int, pack_header
 from fleetd.chain.hashes import sha256d
 from fleetd.chain.serialize import Transaction, TxIn, TxOut
 from fleetd.chain.target import bits_to_target, difficulty_to_target, target_to_bits
-from fleetd.economics.epoch import EpochBlockTimes
-from fleetd.economics.network import NetworkState, epoch_start_height
+from fleetd.chain.network import EpochBlockTimes, NetworkState, epoch_start_height
 from fleetd.stratum.job import Job
 
 from .base import BlockOutcome, BlockRejected, ExtranonceLayout, Publish, SolvedBlock, SourceHealth, recompute_hash

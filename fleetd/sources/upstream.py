@@ -38,8 +38,7 @@ from fleetd import log as logging
 from fleetd.chain.byteorder import U32_MAX, hash_to_display
 from fleetd.chain.coinbase import coinb1_height
 from fleetd.chain.target import bits_to_difficulty, bits_to_target, difficulty_to_target
-from fleetd.economics.epoch import EpochBlockTimes
-from fleetd.economics.network import NetworkState
+from fleetd.chain.network import EpochBlockTimes, NetworkState
 from fleetd.stratum.job import Job
 from fleetd.stratum.client import (
     AuthorizeAnswered,

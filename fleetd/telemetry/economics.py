@@ -6,7 +6,7 @@ snapshot as Prometheus text and as JSON.
 from __future__ import annotations
 
 from fleetd.economics.profitability import RigPower
-from fleetd.economics.network import NetworkState
+from fleetd.chain.network import NetworkState
 from fleetd.economics.settings import EconomicsConfig, PowerPrices
 from fleetd.economics.site import BtcQuote, SiteEconomics, site_economics
 from fleetd.rigs.registry import RigRegistry

@@ -6,12 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fleetd.economics.network import (
-    block_subsidy_btc,
-    block_subsidy_sats,
-    network_hashrate_hashes_per_second,
-    projected_difficulty_change,
-)
+from fleetd.chain.network import block_subsidy_btc, block_subsidy_sats
+from fleetd.economics.network import network_hashrate_hashes_per_second, projected_difficulty_change
 
 
 def test_network_hashrate_of_the_issue_example_is_near_one_zettahash():

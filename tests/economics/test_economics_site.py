@@ -9,7 +9,7 @@ import random
 import pytest
 
 from fleetd.economics.profitability import RigPower
-from fleetd.economics.network import NetworkState
+from fleetd.chain.network import NetworkState
 from fleetd.economics.site import BtcQuote, SiteEconomics, site_economics
 
 NOW = 1_750_000_000.0

@@ -9,7 +9,7 @@ from structlog.testing import capture_logs
 
 import fake_bitcoind as fake
 from bitcoind_support import WAIT, Running, source_config
-from fleetd.economics.network import NetworkState
+from fleetd.chain.network import NetworkState
 from fleetd.sources.base import NetworkReporting
 from fleetd.sources.bitcoind import (
     FEE_WINDOW_BLOCKS,
