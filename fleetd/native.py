@@ -25,8 +25,10 @@ MAX_BRANCH = lib.FLEETD_MAX_BRANCH
 MAX_EXTRANONCE = lib.FLEETD_MAX_EXTRANONCE
 MAX_COINBASE = lib.FLEETD_MAX_COINBASE
 _U32 = 0xFFFFFFFF
-_MEETS_TARGET = lib.FLEETD_MEETS_TARGET
-_MEETS_NETWORK = lib.FLEETD_MEETS_NETWORK
+_FLAG_VALUES = range((lib.FLEETD_MEETS_TARGET | lib.FLEETD_MEETS_NETWORK) + 1)
+_MEETS_TARGET = tuple(bool(flags & lib.FLEETD_MEETS_TARGET) for flags in _FLAG_VALUES)  # indexed by flags
+_MEETS_NETWORK = tuple(bool(flags & lib.FLEETD_MEETS_NETWORK) for flags in _FLAG_VALUES)
+_check = lib.fleetd_check  # one lookup saved per share
 _TARGET_LIMIT = 1 << 256
 
 IMPL: str = "portable"
@@ -142,19 +144,6 @@ class PreparedJob:
         self._job = ffi.gc(job, lib.fleetd_job_free)
         self.extranonce_size = extranonce_size
 
-    def header_hash(self, extranonce: bytes, version: int, ntime: int, nonce: int) -> bytes:
-        try:
-            out, view = _thread_scratch.hash
-        except AttributeError:
-            out, view = _scratch_hash()
-        try:
-            status = lib.fleetd_check(self._job, extranonce, len(extranonce), version, ntime, nonce, ffi.NULL, out)
-        except (OverflowError, TypeError) as exc:
-            raise _field_error([(extranonce, version, ntime, nonce)]) from exc
-        if status < 0:
-            raise ValueError(f"extranonce must be {self.extranonce_size} bytes, got {len(extranonce)}")
-        return view[:]
-
     def check(self, extranonce: bytes, version: int, ntime: int, nonce: int, target: int | bytes) -> ShareCheck:
         """The share's hash and whether it meets ``target`` and the job's network target.
 
@@ -167,13 +156,13 @@ class PreparedJob:
         except AttributeError:
             out, view = _scratch_hash()
         try:
-            flags = lib.fleetd_check(self._job, extranonce, len(extranonce), version, ntime, nonce, target, out)
+            flags = _check(self._job, extranonce, len(extranonce), version, ntime, nonce, target, out)
         except (OverflowError, TypeError) as exc:
             raise _field_error([(extranonce, version, ntime, nonce)]) from exc
         if flags < 0:
             raise ValueError(f"extranonce must be {self.extranonce_size} bytes, got {len(extranonce)}")
-        # tuple.__new__ skips NamedTuple's Python-level __new__: measurable on this path
-        return _tuple_new(ShareCheck, (view[:], flags & _MEETS_TARGET != 0, flags & _MEETS_NETWORK != 0))
+        # tuple.__new__ skips NamedTuple's Python-level __new__; the tables turn flags into bools
+        return _tuple_new(ShareCheck, (view[:], _MEETS_TARGET[flags], _MEETS_NETWORK[flags]))
 
     def check_batch(self, shares: Sequence[tuple[bytes, int, int, int]], targets: Sequence[bytes]) -> BatchCheck:
         """Check many shares of this job in one crossing into C.

@@ -26,21 +26,23 @@ struct fleetd_job {
     uint8_t network_target[32];
 };
 
-typedef void (*hash_one_fn)(const fleetd_job *job, const uint8_t *extranonce,
-                            const uint32_t fields[3], uint8_t out[32]);
-typedef void (*hash_two_fn)(const fleetd_job *job, const uint8_t *const extranonce[2],
-                            const uint32_t *const fields[2], uint8_t *const out[2]);
+/* Hashes count <= group shares of a job at once; fields are version, ntime, nonce. */
+typedef void (*hash_group_fn)(const fleetd_job *job, int count, const uint8_t *const extranonce[],
+                              const uint32_t *const fields[], uint8_t *const out[]);
 typedef void (*transform_fn)(uint32_t state[8], const uint8_t *blocks, size_t count);
 
 typedef struct {
     const char *name;
     transform_fn transform;
-    hash_one_fn hash_one;
-    hash_two_fn hash_two;
+    int group;                   /* shares hash_group takes at once, at most MAX_GROUP */
+    hash_group_fn hash_group;
 } fleetd_impl;
+
+#define MAX_GROUP 8
 
 extern const uint32_t SHA256_IV[8];
 extern const uint32_t SHA256_K[64];
+extern uint32_t PAD64_WK[64];    /* W + K of the padding block after any 64-byte message */
 
 extern const fleetd_impl PORTABLE_IMPL;
 #if defined(__x86_64__) || defined(__i386__)

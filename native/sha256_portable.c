@@ -1,5 +1,25 @@
-/* SHA-256 in portable C: the fallback on every CPU and the cross-check for SHA-NI. */
+/* SHA-256 in portable C: the fallback on every CPU and the cross-check for SHA-NI.
+ *
+ * Shares run LANES at a time in GCC vector types: plain C on any target, SIMD
+ * wherever the compiler has some. Digests stay message words between the
+ * hashes of a share, so no hash is written out as bytes and read back.
+ */
 #include "internal.h"
+
+#define LANES 8
+typedef uint32_t vec __attribute__((vector_size(4 * LANES)));
+
+/* Every function passing vec by value is static and inlined: no ABI to keep. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+/* The same C built twice on x86-64, picked at load time: 8 lanes fill one AVX2
+ * register where the CPU has them, two SSE2 registers elsewhere. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define WIDEST_VECTORS __attribute__((target_clones("avx2", "default")))
+#else
+#define WIDEST_VECTORS
+#endif
+#define INLINE static inline __attribute__((always_inline)) /* into each build of hash_group */
 
 const uint32_t SHA256_IV[8] = {
     0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
@@ -16,90 +36,172 @@ const uint32_t SHA256_K[64] __attribute__((aligned(16))) = {
     0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
 };
 
-#define ROTR(x, n) ((x) >> (n) | (x) << (32 - (n)))
+uint32_t PAD64_WK[64] __attribute__((aligned(16)));
 
-static void compress(uint32_t s[8], const uint8_t block[64])
+#define ROTR(x, n) ((x) >> (n) | (x) << (32 - (n)))
+#define BSIG0(x) (ROTR(x, 2) ^ ROTR(x, 13) ^ ROTR(x, 22))
+#define BSIG1(x) (ROTR(x, 6) ^ ROTR(x, 11) ^ ROTR(x, 25))
+#define SSIG0(x) (ROTR(x, 7) ^ ROTR(x, 18) ^ ((x) >> 3))
+#define SSIG1(x) (ROTR(x, 17) ^ ROTR(x, 19) ^ ((x) >> 10))
+#define CH(e, f, g) ((g) ^ ((e) & ((f) ^ (g))))
+#define MAJ(a, b, c) (((a) & (b)) | ((c) & ((a) | (b))))
+
+/* Message word i >= 16, computed in place in the 16-word ring w. */
+#define W_NEXT(w, i) ((w)[(i) & 15] += SSIG1((w)[((i) - 2) & 15]) + (w)[((i) - 7) & 15] + SSIG0((w)[((i) - 15) & 15]))
+
+/* One round; callers rotate the names instead of moving eight words. */
+#define ROUND(a, b, c, d, e, f, g, h, wk)                \
+    do {                                                 \
+        vec t = (h) + BSIG1(e) + CH(e, f, g) + (wk);     \
+        (d) += t;                                        \
+        (h) = t + BSIG0(a) + MAJ(a, b, c);               \
+    } while (0)
+
+#define EIGHT_ROUNDS(i, WK)                              \
+    do {                                                 \
+        ROUND(a, b, c, d, e, f, g, h, WK((i) + 0));      \
+        ROUND(h, a, b, c, d, e, f, g, WK((i) + 1));      \
+        ROUND(g, h, a, b, c, d, e, f, WK((i) + 2));      \
+        ROUND(f, g, h, a, b, c, d, e, WK((i) + 3));      \
+        ROUND(e, f, g, h, a, b, c, d, WK((i) + 4));      \
+        ROUND(d, e, f, g, h, a, b, c, WK((i) + 5));      \
+        ROUND(c, d, e, f, g, h, a, b, WK((i) + 6));      \
+        ROUND(b, c, d, e, f, g, h, a, WK((i) + 7));      \
+    } while (0)
+
+#define WK_FIRST(i) (w[i] + SHA256_K[i])
+#define WK_NEXT(i) (W_NEXT(w, i) + SHA256_K[i])
+#define WK_FIXED(i) (wk[i])
+
+INLINE vec broadcast(uint32_t x)
 {
-    uint32_t w[64];
-    for (int i = 0; i < 16; i++)
-        w[i] = load_be32(block + 4 * i);
-    for (int i = 16; i < 64; i++) {
-        uint32_t s0 = ROTR(w[i - 15], 7) ^ ROTR(w[i - 15], 18) ^ (w[i - 15] >> 3);
-        uint32_t s1 = ROTR(w[i - 2], 17) ^ ROTR(w[i - 2], 19) ^ (w[i - 2] >> 10);
-        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
-    }
-    uint32_t a = s[0], b = s[1], c = s[2], d = s[3], e = s[4], f = s[5], g = s[6], h = s[7];
-    for (int i = 0; i < 64; i++) {
-        uint32_t t1 = h + (ROTR(e, 6) ^ ROTR(e, 11) ^ ROTR(e, 25)) + ((e & f) ^ (~e & g)) + SHA256_K[i] + w[i];
-        uint32_t t2 = (ROTR(a, 2) ^ ROTR(a, 13) ^ ROTR(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
-        h = g; g = f; f = e; e = d + t1;
-        d = c; c = b; b = a; a = t1 + t2;
-    }
+    return (vec){0} + x;
+}
+
+/* 64 rounds on the message words in w (overwritten by the schedule). */
+INLINE void compress(vec s[8], vec w[16])
+{
+    vec a = s[0], b = s[1], c = s[2], d = s[3], e = s[4], f = s[5], g = s[6], h = s[7];
+    EIGHT_ROUNDS(0, WK_FIRST);
+    EIGHT_ROUNDS(8, WK_FIRST);
+    for (int i = 16; i < 64; i += 8)
+        EIGHT_ROUNDS(i, WK_NEXT);
     s[0] += a; s[1] += b; s[2] += c; s[3] += d;
     s[4] += e; s[5] += f; s[6] += g; s[7] += h;
 }
 
-static void transform(uint32_t s[8], const uint8_t *blocks, size_t count)
+/* 64 rounds on a block whose W + K is known in advance. */
+INLINE void compress_fixed(vec s[8], const uint32_t wk[64])
 {
-    for (size_t i = 0; i < count; i++)
-        compress(s, blocks + 64 * i);
+    vec a = s[0], b = s[1], c = s[2], d = s[3], e = s[4], f = s[5], g = s[6], h = s[7];
+    for (int i = 0; i < 64; i += 8)
+        EIGHT_ROUNDS(i, WK_FIXED);
+    s[0] += a; s[1] += b; s[2] += c; s[3] += d;
+    s[4] += e; s[5] += f; s[6] += g; s[7] += h;
 }
 
-static void digest(const uint32_t s[8], uint8_t out[32])
+INLINE void set_iv(vec s[8])
 {
     for (int i = 0; i < 8; i++)
-        store_be32(out + 4 * i, s[i]);
+        s[i] = broadcast(SHA256_IV[i]);
 }
 
-/* sha256 of the 32 bytes at the front of block, padding the rest in place. */
-static void hash32_in_place(uint8_t block[64], uint8_t out[32])
+INLINE void load_block(vec w[16], int lane, const uint8_t block[64])
 {
-    uint32_t s[8];
-    memset(block + 32, 0, 32);
-    block[32] = 0x80;
-    block[62] = 0x01; /* 256 bits */
-    memcpy(s, SHA256_IV, sizeof s);
-    compress(s, block);
-    digest(s, out);
+    for (int i = 0; i < 16; i++)
+        w[i][lane] = load_be32(block + 4 * i);
 }
 
-static void hash_one(const fleetd_job *job, const uint8_t *extranonce,
-                     const uint32_t fields[3], uint8_t out[32])
+INLINE void broadcast_block(vec w[16], const uint8_t block[64])
 {
-    static const uint8_t pad64[64] = {[0] = 0x80, [62] = 0x02}; /* after a 512-bit message */
-    uint8_t block[64], scratch[64], cur[32], header[128];
-    uint32_t s[8];
+    for (int i = 0; i < 16; i++)
+        w[i] = broadcast(load_be32(block + 4 * i));
+}
 
-    memcpy(s, job->midstate, sizeof s);
-    for (size_t k = 0; k < job->tail_blocks; k++)
-        compress(s, tail_block(job, k, extranonce, scratch));
-    digest(s, block);
-    hash32_in_place(block, cur);
+/* sha256 of the 32-byte digests held as words in d, left in d. */
+INLINE void hash_digest(vec d[8])
+{
+    vec w[16] = {[8] = broadcast(0x80000000u), [15] = broadcast(256)};
+    memcpy(w, d, 8 * sizeof(vec));
+    set_iv(d);
+    compress(d, w);
+}
 
+/* The big-endian word of a header field stored little-endian. */
+INLINE uint32_t swap32(uint32_t x)
+{
+    return x >> 24 | (x >> 8 & 0xff00) | (x << 8 & 0xff0000) | x << 24;
+}
+
+WIDEST_VECTORS static void hash_group(const fleetd_job *job, int count, const uint8_t *const extranonce[],
+                       const uint32_t *const fields[], uint8_t *const out[])
+{
+    vec s[8], w[16], header[8];
+    uint8_t scratch[64];
+
+    /* coinbase: from the coinb1 midstate through the padded tail, then sha256 again */
+    for (int i = 0; i < 8; i++)
+        s[i] = broadcast(job->midstate[i]);
+    for (size_t k = 0; k < job->tail_blocks; k++) {
+        memset(w, 0, sizeof w);
+        for (int l = 0; l < count; l++)
+            load_block(w, l, tail_block(job, k, extranonce[l], scratch));
+        compress(s, w);
+    }
+    hash_digest(s);
+
+    /* merkle branch: sha256d(node || sibling) per level */
     for (size_t i = 0; i < job->branch_count; i++) {
-        memcpy(block, cur, 32);
-        memcpy(block + 32, job->branch + 32 * i, 32);
-        memcpy(s, SHA256_IV, sizeof s);
-        compress(s, block);
-        compress(s, pad64);
-        digest(s, block);
-        hash32_in_place(block, cur);
+        memcpy(w, s, 8 * sizeof(vec));
+        for (int j = 0; j < 8; j++)
+            w[8 + j] = broadcast(load_be32(job->branch + 32 * i + 4 * j));
+        set_iv(s);
+        compress(s, w);
+        compress_fixed(s, PAD64_WK);
+        hash_digest(s);
     }
 
-    memcpy(header, job->header, sizeof header);
-    fill_header(header, fields);
-    memcpy(header + HEADER_OFF_ROOT, cur, 32);
-    memcpy(s, SHA256_IV, sizeof s);
-    transform(s, header, 2);
-    digest(s, block);
-    hash32_in_place(block, out);
+    /* header: version, prevhash and the root's first 28 bytes, then the rest */
+    broadcast_block(w, job->header);
+    for (int l = 0; l < count; l++)
+        w[0][l] = swap32(fields[l][0]);
+    memcpy(&w[9], s, 7 * sizeof(vec));
+    set_iv(header);
+    compress(header, w);
+    broadcast_block(w, job->header + 64);
+    w[0] = s[7];
+    for (int l = 0; l < count; l++) {
+        w[1][l] = swap32(fields[l][1]);
+        w[3][l] = swap32(fields[l][2]);
+    }
+    compress(header, w);
+    hash_digest(header);
+    for (int l = 0; l < count; l++)
+        for (int i = 0; i < 8; i++)
+            store_be32(out[l] + 4 * i, header[i][l]);
 }
 
-static void hash_two(const fleetd_job *job, const uint8_t *const extranonce[2],
-                     const uint32_t *const fields[2], uint8_t *const out[2])
+/* Plain streaming SHA-256 (job midstates, known-answer tests) on lane 0 alone. */
+static void transform(uint32_t s[8], const uint8_t *blocks, size_t count)
 {
-    hash_one(job, extranonce[0], fields[0], out[0]);
-    hash_one(job, extranonce[1], fields[1], out[1]);
+    vec v[8], w[16];
+    for (int i = 0; i < 8; i++)
+        v[i] = broadcast(s[i]);
+    for (size_t k = 0; k < count; k++) {
+        broadcast_block(w, blocks + 64 * k);
+        compress(v, w);
+    }
+    for (int i = 0; i < 8; i++)
+        s[i] = v[i][0];
 }
 
-const fleetd_impl PORTABLE_IMPL = {"portable", transform, hash_one, hash_two};
+__attribute__((constructor)) static void portable_init(void)
+{
+    uint32_t w[64] = {[0] = 0x80000000u, [15] = 512}; /* the padding block after a 64-byte message */
+    for (int i = 16; i < 64; i++)
+        w[i] = w[i - 16] + SSIG0(w[i - 15]) + w[i - 7] + SSIG1(w[i - 2]);
+    for (int i = 0; i < 64; i++)
+        PAD64_WK[i] = w[i] + SHA256_K[i];
+}
+
+const fleetd_impl PORTABLE_IMPL = {"portable", transform, LANES, hash_group};

@@ -26,22 +26,6 @@ int shani_supported(void)
     return ssse3 && sse41 && ((b >> 29) & 1);
 }
 
-/* W + K of the padding block that follows any 64-byte message (merkle nodes). */
-static uint32_t pad64_wk[64] __attribute__((aligned(16)));
-
-static void init_pad64_wk(void)
-{
-    uint32_t w[64] = {[0] = 0x80000000u, [15] = 512};
-    for (int i = 16; i < 64; i++) {
-#define ROTR(x, n) ((x) >> (n) | (x) << (32 - (n)))
-        uint32_t s0 = ROTR(w[i - 15], 7) ^ ROTR(w[i - 15], 18) ^ (w[i - 15] >> 3);
-        uint32_t s1 = ROTR(w[i - 2], 17) ^ ROTR(w[i - 2], 19) ^ (w[i - 2] >> 10);
-        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
-    }
-    for (int i = 0; i < 64; i++)
-        pad64_wk[i] = w[i] + SHA256_K[i];
-}
-
 INLINE SHANI __m128i bswap_mask(void)
 {
     return _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
@@ -186,7 +170,7 @@ INLINE SHANI void hash_shares(const int lanes, const fleetd_job *job,
         }
         set_iv(lanes, abef, cdgh);
         rounds(lanes, abef, cdgh, m);
-        rounds_wk(lanes, abef, cdgh, pad64_wk);
+        rounds_wk(lanes, abef, cdgh, PAD64_WK);
         for (int l = 0; l < lanes; l++)
             digest_words(abef[l], cdgh[l], &lo[l], &hi[l]);
         hash_digest(lanes, lo, hi);
@@ -211,16 +195,14 @@ INLINE SHANI void hash_shares(const int lanes, const fleetd_job *job,
         store_digest(lo[l], hi[l], out[l]);
 }
 
-SHANI static void hash_one(const fleetd_job *job, const uint8_t *extranonce,
-                           const uint32_t fields[3], uint8_t out[32])
+/* Two shares interleave: one's SHA rounds fill the other's latency. */
+SHANI static void hash_group(const fleetd_job *job, int count, const uint8_t *const extranonce[],
+                             const uint32_t *const fields[], uint8_t *const out[])
 {
-    hash_shares(1, job, &extranonce, &fields, &out);
-}
-
-SHANI static void hash_two(const fleetd_job *job, const uint8_t *const extranonce[2],
-                           const uint32_t *const fields[2], uint8_t *const out[2])
-{
-    hash_shares(2, job, extranonce, fields, out);
+    if (count == 2)
+        hash_shares(2, job, extranonce, fields, out);
+    else
+        hash_shares(1, job, extranonce, fields, out);
 }
 
 SHANI static void transform(uint32_t s[8], const uint8_t *blocks, size_t count)
@@ -238,11 +220,6 @@ SHANI static void transform(uint32_t s[8], const uint8_t *blocks, size_t count)
     _mm_storeu_si128((__m128i *)&s[4], hi);
 }
 
-__attribute__((constructor)) static void shani_init(void)
-{
-    init_pad64_wk();
-}
-
-const fleetd_impl SHANI_IMPL = {"shani", transform, hash_one, hash_two};
+const fleetd_impl SHANI_IMPL = {"shani", transform, 2, hash_group};
 
 #endif

@@ -148,6 +148,14 @@ fleetd_job *fleetd_job_new(const uint8_t *coinb1, size_t coinb1_len,
     return job;
 }
 
+static void hash_share(const fleetd_job *job, const uint8_t *extranonce,
+                       uint32_t version, uint32_t ntime, uint32_t nonce, uint8_t hash_out[32])
+{
+    const uint32_t fields[3] = {version, ntime, nonce};
+    const uint32_t *const field_list[1] = {fields};
+    active->hash_group(job, 1, &extranonce, field_list, &hash_out);
+}
+
 int fleetd_header_hash(const uint8_t *coinb1, size_t coinb1_len,
                        const uint8_t *extranonce, size_t extranonce_len,
                        const uint8_t *coinb2, size_t coinb2_len,
@@ -166,8 +174,7 @@ int fleetd_header_hash(const uint8_t *coinb1, size_t coinb1_len,
         return FLEETD_ERR_NOMEM;
     job_init(job, coinb1, coinb1_len, extranonce_len, coinb2, coinb2_len, branch, branch_count,
              prevhash, nbits, NULL);
-    const uint32_t fields[3] = {version, ntime, nonce};
-    active->hash_one(job, extranonce, fields, hash_out);
+    hash_share(job, extranonce, version, ntime, nonce, hash_out);
     if (job != (fleetd_job *)stack)
         free(job);
     return 0;
@@ -203,8 +210,7 @@ int fleetd_check(const fleetd_job *job, const uint8_t *extranonce, size_t extran
 {
     if (extranonce_len != job->extranonce_len)
         return FLEETD_ERR_LENGTH;
-    const uint32_t fields[3] = {version, ntime, nonce};
-    active->hash_one(job, extranonce, fields, hash_out);
+    hash_share(job, extranonce, version, ntime, nonce, hash_out);
     return flags_of(job, hash_out, target);
 }
 
@@ -215,20 +221,25 @@ int fleetd_check_batch(const fleetd_job *job, size_t n,
 {
     if (extranonce_len != job->extranonce_len)
         return FLEETD_ERR_LENGTH;
-    size_t i = 0;
-    for (; i + 1 < n; i += 2) {
-        const uint32_t f0[3] = {versions[i], ntimes[i], nonces[i]};
-        const uint32_t f1[3] = {versions[i + 1], ntimes[i + 1], nonces[i + 1]};
-        const uint8_t *const en[2] = {extranonces + i * extranonce_len, extranonces + (i + 1) * extranonce_len};
-        const uint32_t *const f[2] = {f0, f1};
-        uint8_t *const out[2] = {hashes_out + 32 * i, hashes_out + 32 * (i + 1)};
-        active->hash_two(job, en, f, out);
+    const size_t group = (size_t)active->group;
+    for (size_t first = 0; first < n; first += group) {
+        const int count = (int)(n - first < group ? n - first : group);
+        uint32_t fields[MAX_GROUP][3];
+        const uint32_t *field_list[MAX_GROUP];
+        const uint8_t *en[MAX_GROUP];
+        uint8_t *out[MAX_GROUP];
+        for (int l = 0; l < count; l++) {
+            size_t i = first + (size_t)l;
+            fields[l][0] = versions[i];
+            fields[l][1] = ntimes[i];
+            fields[l][2] = nonces[i];
+            field_list[l] = fields[l];
+            en[l] = extranonces + i * extranonce_len;
+            out[l] = hashes_out + 32 * i;
+        }
+        active->hash_group(job, count, en, field_list, out);
     }
-    if (i < n) {
-        const uint32_t f[3] = {versions[i], ntimes[i], nonces[i]};
-        active->hash_one(job, extranonces + i * extranonce_len, f, hashes_out + 32 * i);
-    }
-    for (i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++)
         flags_out[i] = (uint8_t)flags_of(job, hashes_out + 32 * i, targets + 32 * i);
     return 0;
 }

@@ -114,7 +114,7 @@ def test_native_agrees_with_reference(native_impl, job):
 @settings(WITH_NATIVE_IMPL, max_examples=60)
 @given(
     job=jobs,
-    nonces=st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=7),
+    nonces=st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=19),  # past two groups of lanes
     target=st.integers(0, 2**256 - 1),
 )
 def test_batch_agrees_with_single_calls(native_impl, job, nonces, target):
@@ -130,6 +130,32 @@ def test_batch_agrees_with_single_calls(native_impl, job, nonces, target):
         assert batch.hash(i) == single.hash == reference.header_hash(**{**job, "nonce": nonce})
         assert batch.meets_target(i) == single.meets_target == (byteorder.hash_to_int(single.hash) <= target)
         assert batch.meets_network(i) == single.meets_network
+
+
+def test_check_result_is_a_plain_named_tuple(native_impl, real_blocks):
+    block = real_blocks[0]
+    job = reference.share_from_block(block, 2, 2, offset=scriptsig_span(block.transactions[0])[0])
+    extranonce = job.extranonce1 + job.extranonce2
+    prepared = native_impl.PreparedJob(job.coinb1, job.coinb2, job.merkle_branch, job.prevhash, job.nbits, 4)
+    easy, hard = bits_to_target(job.nbits), byteorder.hash_to_int(block.hash) - 1
+    digest, meets_target, meets_network = prepared.check(extranonce, job.version, job.ntime, job.nonce, hard)
+    assert (type(digest), type(meets_target), type(meets_network)) == (bytes, bool, bool)
+    assert (digest, meets_target, meets_network) == (block.hash, False, True)
+    check = prepared.check(extranonce, job.version, job.ntime, job.nonce, native_impl.encode_target(easy))
+    assert (check.hash, check.meets_target, check.meets_network) == (block.hash, True, True)
+    assert not hasattr(prepared, "header_hash")
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 7, 8, 9, 16, 17])
+def test_batches_of_any_size_match_the_reference(native_impl, count):
+    job = {**GOOD, "merkle_branch": [bytes([level]) * 32 for level in range(5)]}
+    extranonces = [bytes([i]) * 12 for i in range(count)]
+    shares = [(extranonce, 0x20000000 + i, 1_700_000_000 + i, 7 * i) for i, extranonce in enumerate(extranonces)]
+    prepared = native_impl.PreparedJob(job["coinb1"], job["coinb2"], job["merkle_branch"], job["prevhash"], job["nbits"], 12)
+    batch = prepared.check_batch(shares, [bytes(32)] * count)
+    for i, (extranonce, version, ntime, nonce) in enumerate(shares):
+        fields = dict(extranonce1=extranonce[:4], extranonce2=extranonce[4:], version=version, ntime=ntime, nonce=nonce)
+        assert batch.hash(i) == reference.header_hash(**{**job, **fields})
 
 
 GOOD = dict(
@@ -169,9 +195,21 @@ def test_bad_arguments_raise_clean_errors(native_impl, field, value, error, mess
 def test_prepared_job_rejects_bad_shares(native_impl):
     prepared = native_impl.PreparedJob(b"a" * 70, b"b" * 40, [b"c" * 32], b"d" * 32, 0x1D00FFFF, 12)
     with pytest.raises(ValueError, match="extranonce must be 12 bytes, got 11"):
-        prepared.header_hash(b"e" * 11, 1, 2, 3)
+        prepared.check(b"e" * 11, 1, 2, 3, 2**200)
+    with pytest.raises(ValueError, match="extranonce must be 12 bytes, got 13"):
+        prepared.check(b"e" * 13, 1, 2, 3, bytes(32))
     with pytest.raises(ValueError, match="nonce must fit in 32 bits"):
         prepared.check(b"e" * 12, 1, 2, -3, 2**200)
+    with pytest.raises(ValueError, match="version must fit in 32 bits"):
+        prepared.check(b"e" * 12, 2**32, 2, 3, bytes(32))
+    with pytest.raises(TypeError, match="ntime must be an int"):
+        prepared.check(b"e" * 12, 1, 2.0, 3, bytes(32))
+    with pytest.raises(TypeError, match="extranonce must be bytes"):
+        prepared.check("e" * 12, 1, 2, 3, bytes(32))
+    with pytest.raises(TypeError, match="target must be an int"):
+        prepared.check(b"e" * 12, 1, 2, 3, bytes(31))
+    with pytest.raises(TypeError, match="target must be an int"):
+        prepared.check(b"e" * 12, 1, 2, 3, bytearray(32))
     with pytest.raises(TypeError, match="extranonce must be bytes"):
         prepared.check(None, 1, 2, 3, 2**200)
     with pytest.raises(ValueError, match="target must be between"):

@@ -11,7 +11,7 @@ from fleetd.chain import share as reference
 from fleetd.chain.coinbase import encode_height
 from fleetd.chain.target import difficulty_to_target
 
-BATCH_TARGET_RATIO = 10.0  # the issue's targets on a CPU with SHA extensions
+BATCH_TARGET_RATIO = 10.0  # goals for every implementation, against the hashlib reference
 SINGLE_TARGET_RATIO = 5.0
 
 
@@ -86,13 +86,14 @@ def run(repeats: int = 15, batch_size: int = 64, loops: int = 200) -> dict[str, 
 
 
 def report(repeats: int = 15, batch_size: int = 64, loops: int = 200, impls: tuple[str, ...] = ()) -> str:
+    """Every path under each of ``impls`` (default: every implementation this CPU runs)."""
     previous = native.IMPL
     lines = [
         f"fleetd bench validate: ~200-byte coinbase, 12 merkle levels, median of {repeats} interleaved runs",
         f"native implementations available: {', '.join(native.available())}",
     ]
     try:
-        for impl in impls or (native.IMPL,):
+        for impl in impls or native.available():
             native.select(impl)
             medians = run(repeats, batch_size, loops)
             ref = medians["reference"]
@@ -110,13 +111,12 @@ def report(repeats: int = 15, batch_size: int = 64, loops: int = 200, impls: tup
             for label, key in rows:
                 lines.append(f"  {label:<44}{medians[key] * 1e6:>9.3f} µs{ref / medians[key]:>14.1f}×")
             lines.append(f"  batch throughput: {1 / medians['batch']:,.0f} shares/s per core")
-            if native.IMPL == "shani":
-                verdicts = (
-                    ("batch", BATCH_TARGET_RATIO, ref / medians["batch"]),
-                    ("single", SINGLE_TARGET_RATIO, ref / medians["single"]),
-                )
-                for name, goal, ratio in verdicts:
-                    lines.append(f"  target {name} ≥ {goal:.0f}×: {'met' if ratio >= goal else 'NOT met'} ({ratio:.1f}×)")
+            verdicts = (
+                ("batch", BATCH_TARGET_RATIO, ref / medians["batch"]),
+                ("single", SINGLE_TARGET_RATIO, ref / medians["single"]),
+            )
+            for name, goal, ratio in verdicts:
+                lines.append(f"  target {name} ≥ {goal:.0f}×: {'met' if ratio >= goal else 'NOT met'} ({ratio:.1f}×)")
     finally:
         native.select(previous)
     return "\n".join(lines)
