@@ -8,6 +8,11 @@ answered submits per server CPU-second. Latency is taken at a fixed offered rate
 memory per idle connection on a fresh server (RSS with N connections minus RSS with
 none, over N).
 
+Where the OS allows, the server is pinned to one CPU and the load generator's processes
+(``loadgen_processes``, by default one per remaining CPU) to the others, so neither steals
+the other's CPU; the report gives the load generator's cores and CPU per submit next to
+the server's, so a reader can tell which side set the pace.
+
 ``--proxy`` runs the same load, in the same run, against ``fleetd serve`` directly and
 through a proxy fleetd (``fleetd serve`` with the upstream source) whose upstream is a
 third fleetd pinning it at ``UPSTREAM_FACTOR`` times the rigs' difficulty, so one rig
@@ -35,9 +40,9 @@ from pathlib import Path
 import orjson
 
 from fleetd.sim import procfs
-from fleetd.sim.loadgen import raise_fd_limit
+from fleetd.sim.loadgen import pin, raise_fd_limit
 
-THROUGHPUT_TARGET = 40_000.0  # answered submits per server CPU-second
+THROUGHPUT_TARGET = 100_000.0  # answered submits per server CPU-second
 LATENCY_RATE = 5_000.0  # offered submits per second for the latency runs
 P99_TARGET_MS = 20.0
 RSS_TARGET_KIB = 20.0  # per idle connection, with IDLE_CONNECTIONS open
@@ -46,6 +51,7 @@ DIFFICULTY = 1e-9  # fleetd's floor: ~4 hashes per share for the load generator
 NETWORK_DIFFICULTY = 1e12  # a share meeting it would be a block and move the demo chain
 UPSTREAM_FACTOR = 8  # --proxy: the upstream's difficulty over the rigs'; one share in 8 is forwarded
 _FD_HEADROOM = 256
+_LOADGEN_BUSY = 0.85  # of a core per load-generator process: past it the generator may set the pace
 
 
 class BenchError(RuntimeError):
@@ -65,6 +71,34 @@ class BenchOptions:
     python: str = sys.executable
     startup_timeout: float = 30.0
     proxy: bool = False  # also run the load through a proxy fleetd (upstream source)
+    loadgen_processes: int | None = None  # None: one per CPU the server is not pinned to
+    pin: bool = True  # server on one CPU, the load generator on the others, where the OS allows
+
+
+@dataclass(frozen=True, slots=True)
+class CpuPlan:
+    """Where the server and the load generator run: apart, so neither takes the other's CPU."""
+
+    server: tuple[int, ...] | None  # None: not pinned
+    loadgen: tuple[int, ...] | None
+    loadgen_processes: int
+
+    @staticmethod
+    def for_machine(options: BenchOptions) -> CpuPlan:
+        try:
+            usable = sorted(os.sched_getaffinity(0))
+        except AttributeError:  # no affinity on this OS: nothing pinned
+            usable = list(range(os.cpu_count() or 1))
+            server, loadgen = None, None
+        else:
+            apart = options.pin and len(usable) >= 2 and not options.proxy  # --proxy runs three servers
+            server, loadgen = (tuple(usable[:1]), tuple(usable[1:])) if apart else (None, None)
+        spare = len(loadgen) if loadgen else max(1, len(usable) - 1)
+        return CpuPlan(server, loadgen, options.loadgen_processes or spare)
+
+    def loadgen_args(self) -> tuple[str, ...]:
+        cpus = () if self.loadgen is None else ("--cpus", ",".join(map(str, self.loadgen)))
+        return ("--processes", str(self.loadgen_processes), *cpus)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +106,7 @@ class Summary:
     throughput_runs: tuple[dict, ...]
     latency_runs: tuple[dict, ...]
     idle: dict | None  # None when --idle-connections 0
+    server_cpus: tuple[int, ...] | None = None  # what the server was pinned to; None: not pinned
 
     @property
     def answered_per_second(self) -> float:
@@ -88,6 +123,24 @@ class Summary:
     @property
     def loadgen_cores(self) -> float:
         return statistics.median(r["loadgen_cpu_seconds"] / r["window_seconds"] for r in self.throughput_runs)
+
+    @property
+    def server_us_per_submit(self) -> float:
+        return statistics.median(1e6 * r["server_cpu_seconds"] / max(1, r["answered"]) for r in self.throughput_runs)
+
+    @property
+    def loadgen_us_per_submit(self) -> float:
+        return statistics.median(1e6 * r["loadgen_cpu_seconds"] / max(1, r["answered"]) for r in self.throughput_runs)
+
+    def loadgen_line(self) -> str:
+        """The load generator's own cost, so a reader sees it was not what set the pace."""
+        first = self.throughput_runs[0]
+        processes = first["processes"]
+        where = "" if not first["cpus"] else f" on CPU {','.join(map(str, first['cpus']))}"
+        return (
+            f"{self.loadgen_cores:.2f} cores of {processes} process{'es' if processes > 1 else ''}{where},"
+            f" {self.loadgen_us_per_submit:.1f} µs per submit"
+        )
 
     def latency_ms(self, key: str) -> float | None:
         values = [r["latency"][key] for r in self.latency_runs if r["latency"][key] is not None]
@@ -140,11 +193,12 @@ class Server:
 
 @contextlib.contextmanager
 def running_server(
-    options: BenchOptions, workdir: Path, *, difficulty: float = DIFFICULTY, upstream: Server | None = None
+    options: BenchOptions, workdir: Path, *, difficulty: float = DIFFICULTY, upstream: Server | None = None,
+    cpus: tuple[int, ...] | None = None,
 ) -> Iterator[Server]:
     """``fleetd serve`` as a subprocess, listening when this yields; terminated afterwards.
 
-    With ``upstream``, a proxy fleetd mining through that server.
+    With ``upstream``, a proxy fleetd mining through that server; with ``cpus``, pinned to them.
     """
     from fleetd.config import ConfigError, parse
 
@@ -164,13 +218,14 @@ def running_server(
         _wait_for_port(proc, stratum_port, options.startup_timeout, log_path)
         if upstream is not None:  # the proxy listens at once; it has work once the upstream answered
             _wait_for_health(proc, http_port, options.startup_timeout, log_path)
+        pin(cpus, proc.pid)  # every thread it has started; where affinity is not available, unpinned
         yield Server(proc.pid, stratum_port, log_path, http_port)
     finally:
         _stop(proc)
 
 
 def run_loadgen(options: BenchOptions, server: Server, *args: str, bound: float) -> dict:
-    """One load-generator process; its JSON result."""
+    """One load generator (a process, or a coordinator and its workers); its JSON result."""
     command = [options.python, "-m", "fleetd.sim.loadgen", "--port", str(server.port), "--server-pid", str(server.pid)]
     try:
         done = subprocess.run([*command, *args], capture_output=True, timeout=bound + 30, check=False)
@@ -192,10 +247,11 @@ def measure(options: BenchOptions) -> Summary:
         needed = options.idle_connections + _FD_HEADROOM
         if raise_fd_limit(needed) < needed:  # children inherit the raised limit
             raise BenchError(f"{options.idle_connections} idle connections need {needed} open files; raise ulimit -Hn")
-    common, bound = _load_args(options), options.warmup + options.seconds + 90
+    plan = CpuPlan.for_machine(options)
+    common, bound = (*_load_args(options), *plan.loadgen_args()), options.warmup + options.seconds + 90
     with tempfile.TemporaryDirectory(prefix="fleetd-bench-") as tmp:
         workdir = Path(tmp)
-        with running_server(options, workdir) as server:
+        with running_server(options, workdir, cpus=plan.server) as server:
             throughput = tuple(run_loadgen(options, server, *common, bound=bound) for _ in range(options.repeats))
             latency = tuple(
                 run_loadgen(options, server, *common, "--rate", str(options.rate), bound=bound)
@@ -208,7 +264,7 @@ def measure(options: BenchOptions) -> Summary:
                     options, fresh, "--idle", "--connections", str(options.idle_connections), "--hold", "1.0",
                     bound=150,
                 )  # fmt: skip
-    return Summary(throughput, latency, idle)
+    return Summary(throughput, latency, idle, plan.server)
 
 
 def _load_args(options: BenchOptions) -> tuple[str, ...]:
@@ -248,7 +304,8 @@ class ProxySummary:
 
 
 def measure_proxy(options: BenchOptions) -> ProxySummary:
-    common, bound = _load_args(options), options.warmup + options.seconds + 90
+    common = (*_load_args(options), *CpuPlan.for_machine(options).loadgen_args())
+    bound = options.warmup + options.seconds + 90
     runs: dict[str, list[dict]] = {"direct": [], "proxy": [], "direct_rate": [], "proxy_rate": []}
     upstream_cpu = 0.0
     with tempfile.TemporaryDirectory(prefix="fleetd-bench-") as tmp:
@@ -300,6 +357,8 @@ def format_proxy_report(options: BenchOptions, summary: ProxySummary) -> str:
              _spread(proxied.throughput_runs, "answered_per_server_cpu_second")),
         _row("server CPU in use (cores)", f"{direct.server_cores:.2f}", f"{proxied.server_cores:.2f}")
         + f"   (upstream behind the proxy: {upstream_cores:.2f})",
+        _row("load generator (cores)", f"{direct.loadgen_cores:.2f}", f"{proxied.loadgen_cores:.2f}")
+        + f"   ({direct.loadgen_us_per_submit:.1f} / {proxied.loadgen_us_per_submit:.1f} µs per submit)",
         _row("accepted / rejected", f"{_sum(direct.throughput_runs, 'accepted'):,} / {_sum(direct.throughput_runs, 'rejected'):,}",
              f"{_sum(proxied.throughput_runs, 'accepted'):,} / {_sum(proxied.throughput_runs, 'rejected'):,}"),
         f"  proxy's upstream session: {summary.proxy_health.get('source', {}).get('detail', 'no /healthz answer')}",
@@ -363,8 +422,9 @@ def format_report(options: BenchOptions, summary: Summary) -> str:
         f"  answered submits per server CPU-second   {per_cpu:>12,.0f}   "
         + _verdict(per_cpu >= THROUGHPUT_TARGET, f"target >= {THROUGHPUT_TARGET:,.0f}"),
         f"    each run                               {_spread(summary.throughput_runs, 'answered_per_server_cpu_second')}",
-        f"  server CPU in use                        {summary.server_cores:>12.2f} cores"
-        f"   (load generator: {summary.loadgen_cores:.2f})",
+        f"  server CPU in use                        {summary.server_cores:>12.2f} cores{_pinned(summary)}",
+        f"  server CPU per answered submit           {summary.server_us_per_submit:>12.1f} µs",
+        f"  load generator                           {summary.loadgen_line()}",
         f"  accepted / rejected                      {_sum(summary.throughput_runs, 'accepted'):>12,}"
         f" / {_sum(summary.throughput_runs, 'rejected'):,}",
         "",
@@ -397,6 +457,11 @@ def format_report(options: BenchOptions, summary: Summary) -> str:
     return "\n".join(lines)
 
 
+def _pinned(summary: Summary) -> str:
+    cpus = summary.server_cpus
+    return "" if not cpus else f"   (pinned to CPU {','.join(map(str, cpus))})"
+
+
 def _problems(summary: Summary, options: BenchOptions) -> list[str]:
     problems = []
     for name, runs in (("throughput", summary.throughput_runs), ("latency", summary.latency_runs)):
@@ -407,6 +472,12 @@ def _problems(summary: Summary, options: BenchOptions) -> list[str]:
                 problems.append(f"{name} run: {r['rejected']} submits rejected (by code: {r['rejects']})")
             if r["disconnects"]:
                 problems.append(f"{name} run: the server dropped {r['disconnects']} connections")
+            if r["total_answered"] != r["total_submitted"] or r["protocol_errors"]:
+                problems.append(f"{name} run: {r['total_submitted']} submits sent, {r['total_answered']} answered,"
+                                f" {r['protocol_errors']} protocol errors")  # fmt: skip
+    busiest = max(r["loadgen_cpu_seconds"] / max(r["window_seconds"], 1e-9) / r["processes"] for r in summary.throughput_runs)
+    if busiest > _LOADGEN_BUSY:
+        problems.append(f"the load generator's processes were {busiest:.0%} busy: it may be what set the pace")
     if any(r["skipped_offers"] for r in summary.latency_runs):
         problems.append("latency runs could not offer the full rate (every window was full)")
     return problems

@@ -20,11 +20,12 @@ from types import MappingProxyType
 
 import orjson
 
-from fleetd.chain.byteorder import U32_MAX, prevhash_from_stratum, u32_from_hex, u32_to_hex
+from fleetd.chain.byteorder import U32_MAX, u32_from_hex, u32_to_hex
 from fleetd.chain.target import difficulty_to_target
 from fleetd.native import PreparedJob, encode_target
-from fleetd.stratum.job import Job
 from fleetd.sim.loopback import require_loopback
+from fleetd.stratum.client import job_from_notify
+from fleetd.stratum.job import Job
 
 DEFAULT_USER_AGENT = "fleetd-sim/0.1"
 _MAX_LINE = 64 * 1024  # a notify with a deep merkle branch is ~2 KiB
@@ -629,24 +630,6 @@ _REPLY_HANDLERS = {
     "mining.subscribe": Miner._on_subscribe_reply,
     "mining.authorize": Miner._on_authorize_reply,
 }
-
-
-def job_from_notify(params: list) -> Job:
-    """A ``mining.notify`` as a Job in internal byte order; ValueError/TypeError/IndexError if malformed."""
-    job_id, prevhash, coinb1, coinb2, branch, version, nbits, ntime, clean = params[:9]
-    if type(job_id) is not str or type(branch) is not list:
-        raise TypeError("job id must be a string and the merkle branch a list")
-    return Job(
-        job_id=job_id,
-        prevhash=prevhash_from_stratum(prevhash),
-        coinb1=bytes.fromhex(coinb1),
-        coinb2=bytes.fromhex(coinb2),
-        merkle_branch=tuple(bytes.fromhex(node) for node in branch),  # branch hashes travel in internal order
-        version=u32_from_hex(version, "version"),
-        nbits=u32_from_hex(nbits, "nbits"),
-        ntime=u32_from_hex(ntime, "ntime"),
-        clean_jobs=bool(clean),
-    )
 
 
 def prepare(job: Job, extranonce_size: int) -> PreparedJob:
