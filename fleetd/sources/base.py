@@ -1,17 +1,20 @@
 """The one job-source interface: the demo chain, bitcoind and an upstream pool all look like this.
 
-A source owns the chain side of mining. It builds jobs, hands each new one to ``publish``
-(``clean_jobs=True`` when the prevhash changes), and turns a share that met the network
-target into a block. The server never needs to know which kind it talks to.
+A source owns the chain side of mining. It builds jobs and hands each new one to
+``publish`` (``clean_jobs=True`` when the prevhash changes). It keeps no jobs of its own:
+what it needs to turn a solved header into a block travels in ``Job.block_data`` through
+the server's one job store, and comes back with the share. The server never needs to know
+which kind it talks to.
 
 Coinbase layout contract: every source builds ``coinb1``/``coinb2`` around an extranonce
 slot of ``extranonce1_size + extranonce2_size`` bytes inside the coinbase scriptSig, with
 the sizes given to it at construction (the server's defaults are 4 + 8).
 
-A source that forwards shares to someone else's pool (upstream) also implements
-``ForwardingSource``: it decides the extranonce layout at run time (the server asks it
-and is told of changes through ``ServerControl``), and the server offers it every share
-it accepted so the source can pass on those that meet the pool's difficulty.
+A source that builds blocks itself (bitcoind, demo) is a ``BlockBuilder``. A source that
+forwards shares to someone else's pool (upstream) is a ``ForwardingSource`` instead: it
+decides the extranonce layout at run time (the server asks it and is told of changes
+through ``ServerControl``), and the server offers it every share it accepted so the
+source can pass on those that meet the pool's difficulty, and every block.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from fleetd import native
 from fleetd.chain.byteorder import HASH_SIZE
 from fleetd.chain.network import NetworkState
 from fleetd.stratum.job import Job
@@ -58,13 +60,13 @@ class ExtranonceLayout:
 
 @dataclass(frozen=True, slots=True)
 class SolvedBlock:
-    """A share that met the network target, as the share validator saw it.
+    """A share that met the network target, on the job it was mined on.
 
-    ``hash`` is the header hash the validator computed (internal byte order); a source
-    recomputes it and never takes it on trust.
+    ``hash`` is the header hash the C core computed (internal byte order); the source checks
+    it once, against the header of the block it assembles from ``job.block_data``.
     """
 
-    job_id: str
+    job: Job
     extranonce1: bytes
     extranonce2: bytes
     ntime: int
@@ -79,29 +81,17 @@ class SolvedBlock:
         if not isinstance(self.hash, bytes) or len(self.hash) != HASH_SIZE:
             raise ValueError(f"SolvedBlock.hash must be {HASH_SIZE} bytes")
 
+    @property
+    def job_id(self) -> str:
+        return self.job.job_id
+
 
 class BlockRejected(ValueError):
-    """A solved block refused before assembly; ``reason`` as BlockOutcome names it."""
+    """A solved block refused before it was sent; ``reason`` as BlockOutcome names it."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(detail or reason)
         self.reason = reason
-
-
-def recompute_hash(block: SolvedBlock, job: Job, layout: ExtranonceLayout) -> bytes:
-    """The header hash of ``block`` on ``job``, recomputed by the C core: the caller's hash is a claim.
-
-    Raises BlockRejected("bad-extranonce-size") or BlockRejected("bad-header-fields").
-    """
-    if len(block.extranonce1) != layout.extranonce1_size or len(block.extranonce2) != layout.extranonce2_size:
-        raise BlockRejected("bad-extranonce-size")
-    try:
-        return native.header_hash(
-            job.coinb1, block.extranonce1, block.extranonce2, job.coinb2, job.merkle_branch,
-            block.version, job.prevhash, block.ntime, job.nbits, block.nonce,
-        )  # fmt: skip
-    except (TypeError, ValueError):
-        raise BlockRejected("bad-header-fields") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,11 +132,22 @@ class JobSource(Protocol):
         """
         ...
 
-    async def submit_block(self, block: SolvedBlock) -> BlockOutcome:
-        """Turn a network-target share into a block and submit it."""
-        ...
-
     def health(self) -> SourceHealth: ...
+
+
+@runtime_checkable
+class BlockBuilder(Protocol):
+    """A source that turns a solved share into a block itself (bitcoind, demo).
+
+    A ``ForwardingSource`` does not: its pool builds the block from the forwarded share.
+    """
+
+    async def submit_block(self, block: SolvedBlock) -> BlockOutcome:
+        """Assemble the block from ``block.job.block_data`` and submit it.
+
+        Its header must hash to ``block.hash``; one that does not is refused, never sent.
+        """
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,13 +197,14 @@ class ForwardingSource(Protocol):
         """Called once by the server that runs this source, before ``run``."""
         ...
 
-    def submit_share(self, share: SubmitReceived, hash: bytes) -> asyncio.Future[ShareOutcome] | None:
-        """Forward a share the server accepted (``hash``: its header hash, internal byte order)
-        if it meets the upstream difficulty; None when it is not forwarded.
+    def submit_share(self, job: Job, share: SubmitReceived, hash: bytes) -> asyncio.Future[ShareOutcome] | None:
+        """Forward a share the server accepted on ``job`` (``hash``: its header hash, internal
+        byte order) if it meets the upstream difficulty or the job's network target (a block
+        is forwarded whatever the pool's difficulty); None when it is not forwarded.
 
         Synchronous and non-blocking (called on the server's receive path for every accepted
         share, hence the session's own event rather than a copy); the future completes with
-        the pool's answer.
+        the pool's answer, which is also the block's outcome when the share is a block.
         """
         ...
 

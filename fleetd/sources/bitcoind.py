@@ -23,7 +23,7 @@ busy) is retried until the node answers or its tip has moved past the block's pa
 
 When the node is unreachable or answers errors the source keeps running: rigs keep the
 last job, ``health()`` reports the outage, and work resumes on its own when the node
-answers again. Time comes from the injected ``clock`` and ``sleep``.
+answers again. Time comes from the injected ``clock``.
 """
 
 from __future__ import annotations
@@ -32,9 +32,8 @@ import asyncio
 import itertools
 import math
 import secrets
-import time
-from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from urllib.parse import urlsplit
@@ -45,9 +44,8 @@ import zmq.asyncio
 
 from fleetd import log as logging
 from fleetd.chain.address import CHAINS, Address, decode_address
-from fleetd.chain.byteorder import U32_MAX, hash_from_display, hash_to_display, hash_to_int, u32_from_hex
+from fleetd.chain.byteorder import U32_MAX, hash_from_display, hash_to_display, u32_from_hex
 from fleetd.chain.coinbase import MAX_HEIGHT
-from fleetd.chain.hashes import sha256d
 from fleetd.chain.network import (
     INITIAL_SUBSIDY_SATS,
     SATS_PER_BTC,
@@ -57,19 +55,25 @@ from fleetd.chain.network import (
 )
 from fleetd.chain.serialize import TxOut
 from fleetd.chain.target import bits_to_difficulty, bits_to_target
+from fleetd.clock import SYSTEM_CLOCK, Clock
 from fleetd.stratum.job import Job
 
-from .base import BlockOutcome, BlockRejected, ExtranonceLayout, Publish, SolvedBlock, SourceHealth, recompute_hash
+from .base import BlockOutcome, BlockRejected, ExtranonceLayout, Publish, SolvedBlock, SourceHealth
 from .bitcoind_rpc import RpcClient, RpcError, RpcFailure, RpcTimeout, RpcUnavailable, snippet
-from .coinbase_builder import MAX_MONEY, BlockTemplate, TemplateTx, assemble_block, build_template, pool_tag_limit
+from .coinbase_builder import (
+    MAX_MONEY,
+    BlockTemplate,
+    TemplateTx,
+    assemble_solved_block,
+    build_template,
+    pool_tag_limit,
+)
 
 DEFAULT_URL = "http://127.0.0.1:8332"
 DEFAULT_POOL_TAG = "/fleetd/"
 SEGWIT_RULES = ("segwit",)  # Core refuses getblocktemplate without the segwit rule (RPC_INVALID_PARAMETER)
 RPC_IN_WARMUP = -28  # Core is still loading: the same call will work later
 TRANSIENT_RPC_ERRORS = frozenset({RPC_IN_WARMUP})
-JOBS_KEPT = 64  # as many as the server's job registry keeps live: any share it accepts can become a block
-RETIRED_JOBS_KEPT = 256
 OUTAGE_LOG_INTERVAL = 60.0  # seconds between reminders that the node is still out
 SUBMIT_TIMEOUT_FLOOR = 30.0  # a full block can take the node seconds to validate
 SUBMIT_RETRY_CAP = 5.0  # seconds: retries back off to this, so a returning node gets the block at once
@@ -80,10 +84,6 @@ ZMQ_TOPIC = b"hashblock"
 FEE_WINDOW_BLOCKS = 6
 REGTEST_HALVING_INTERVAL = 150  # Core's regtest; every other chain halves every 210,000 blocks
 HEADERS_RETRY_CAP = 60.0  # seconds: a failing header walk backs off to this
-
-Clock = Callable[[], float]
-Sleep = Callable[[float], Awaitable[object]]
-
 
 # -- configuration -------------------------------------------------------------------------
 
@@ -404,13 +404,12 @@ class BitcoindSource:
 
     kind = "bitcoind"
 
-    def __init__(self, config: BitcoindConfig, *, clock: Clock = time.time, sleep: Sleep = asyncio.sleep) -> None:
+    def __init__(self, config: BitcoindConfig, *, clock: Clock = SYSTEM_CLOCK) -> None:
         if not isinstance(config, BitcoindConfig):
             raise TypeError(f"config must be a BitcoindConfig, got {type(config).__name__}")
         self.config = config
         self.extranonce = config.extranonce
         self._clock = clock
-        self._sleep = sleep
         self._rpc = RpcClient(
             config.url,
             user=config.user,
@@ -429,12 +428,10 @@ class BitcoindSource:
         self._payout_script: bytes | None = None
         self._wrong_network: str | None = None
         self._current: NodeTemplate | None = None
-        self._fetched_at: float | None = None  # clock time of the current template
-        self._jobs: OrderedDict[str, tuple[Job, NodeTemplate]] = OrderedDict()
-        self._retired: OrderedDict[str, str] = OrderedDict()  # job_id -> reject reason
+        self._fetched_at: float | None = None  # monotonic time of the current template
         self._job_counter = secrets.randbits(32)  # ids from a restarted daemon do not collide with old ones
         self._last_job: Job | None = None
-        self._last_job_time: float | None = None
+        self._last_job_time: float | None = None  # wall time, for health
         self._outage: _Outage | None = None
         self._expired_logged = False
         self._submitting = 0
@@ -476,31 +473,23 @@ class BitcoindSource:
                 await self._rpc.close()
 
     async def submit_block(self, block: SolvedBlock) -> BlockOutcome:
+        job = block.job
         claimed = hash_to_display(block.hash)
-        entry = self._jobs.get(block.job_id)
-        if entry is None:
-            reason = self._retired.get(block.job_id, "unknown-work")
-            self.log.error("block_for_unknown_job", job_id=block.job_id, hash=claimed, reason=reason)
-            return self._count(BlockOutcome(False, claimed, None, reason))
-        job, template = entry
+        log = self.log.bind(job_id=job.job_id, hash=claimed, worker=block.worker)
+        template = job.block_data
+        current = self._current
         try:
-            digest = recompute_hash(block, job, self.extranonce)
+            if not isinstance(template, BlockTemplate):
+                raise BlockRejected("unknown-work", "the job carries no template of this source")
+            if current is not None and template.prevhash != current.prevhash:
+                raise BlockRejected("stale-prevblk", "the node's tip has moved past the job's parent")
+            raw = assemble_solved_block(template, block, self.extranonce)
         except BlockRejected as exc:
+            log.error("block_refused", reason=exc.reason, error=str(exc))
             return self._count(BlockOutcome(False, claimed, job.height, exc.reason))
-        extranonce = block.extranonce1 + block.extranonce2
-        display = hash_to_display(digest)
-        if hash_to_int(digest) > bits_to_target(job.nbits):
-            self.log.warning("block_claim_high_hash", job_id=job.job_id, claimed=claimed, computed=display)
-            return self._count(BlockOutcome(False, display, job.height, "high-hash"))
-        raw = assemble_block(template.block, extranonce, block.version, block.ntime, block.nonce)
-        if sha256d(raw[:80]) != digest:  # the C core and the assembler must agree; never send a bad block
-            self.log.error("block_assembly_mismatch", job_id=job.job_id, hash=display)
-            return self._count(BlockOutcome(False, display, job.height, "assembly-mismatch"))
-        if digest != block.hash:  # the work is valid whatever the validator claimed: submit it
-            self.log.warning("block_hash_claim_differs", claimed=claimed, computed=display)
         self._submitting += 1
         try:
-            outcome = await self._submit(raw, digest, template, block.worker)
+            outcome = await self._submit(raw, block.hash, template, block.worker)
         finally:
             self._submitting -= 1
             if self._publish is None and not self._submitting:
@@ -508,7 +497,7 @@ class BitcoindSource:
         return self._count(outcome)
 
     def health(self) -> SourceHealth:
-        now = self._clock()
+        now = self._clock.monotonic()
         detail, up = self._status(now)
         if self._publish is None:
             up, detail = False, "not running; " + detail
@@ -572,7 +561,7 @@ class BitcoindSource:
     @property
     def job_expired(self) -> bool:
         """True while an outage has outlasted ``max_job_age_seconds``: rigs are mining stale work."""
-        return self._outage is not None and self._job_age(self._clock()) > self.config.max_job_age_seconds
+        return self._outage is not None and self._job_age(self._clock.monotonic()) > self.config.max_job_age_seconds
 
     @property
     def template_updates(self) -> Mapping[str, int]:
@@ -584,11 +573,6 @@ class BitcoindSource:
         """Blocks handled by submit_block, by outcome reason ("accepted", "high-hash", ...)."""
         return MappingProxyType(dict(self._block_results))
 
-    def template(self, job_id: str) -> NodeTemplate | None:
-        """The template behind a live job, or None."""
-        entry = self._jobs.get(job_id)
-        return entry[1] if entry else None
-
     async def aclose(self) -> None:
         """Close the HTTP session (run() does this itself when it ends)."""
         await self._rpc.close()
@@ -598,7 +582,7 @@ class BitcoindSource:
     async def _poll_loop(self) -> None:
         """First template, refresh timer, getbestblockhash poll, and recovery from outages."""
         while True:
-            now = self._clock()
+            now = self._clock.monotonic()
             woken = self._wake.is_set()
             self._wake.clear()
             if self._current is None or self._outage is not None or self._wrong_network is not None:
@@ -613,8 +597,7 @@ class BitcoindSource:
             await self._pause(self.config.poll_interval_seconds)
 
     async def _poll_tip(self) -> None:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+        started = self._clock.monotonic()
         try:
             best = await self._rpc.call("getbestblockhash")
             tip = hash_from_display(best)
@@ -622,19 +605,18 @@ class BitcoindSource:
             self._node_failed("getbestblockhash", exc)
             return
         if self._current is not None and tip != self._current.prevhash:
-            self.log.info("new_block_seen", via="poll", hash=best, rpc_ms=_ms(loop.time() - started))
+            self.log.info("new_block_seen", via="poll", hash=best, rpc_ms=self._ms_since(started))
             await self._update("poll", seen_tip=tip, detected=started)
 
     async def _longpoll_loop(self) -> None:
-        loop = asyncio.get_running_loop()
         await self._have_template.wait()
         while True:
             current = self._current
             if current is None or not current.longpollid or self._outage is not None or self._wrong_network:
                 # No longpoll support, or the poll loop is handling an outage.
-                await self._sleep(self.config.poll_interval_seconds)
+                await self._clock.sleep(self.config.poll_interval_seconds)
                 continue
-            started = loop.time()
+            started = self._clock.monotonic()
             try:
                 gbt = await self._rpc.call(
                     "getblocktemplate",
@@ -646,14 +628,14 @@ class BitcoindSource:
             except RpcFailure as exc:
                 # The poll loop notices and reports outages; this path just waits for the node.
                 self.log.debug("longpoll_failed", error=str(exc))
-                await self._sleep(self.config.poll_interval_seconds)
+                await self._clock.sleep(self.config.poll_interval_seconds)
                 continue
-            returned = loop.time()
+            returned = self._clock.monotonic()
             try:
                 template = self._parse(gbt)
             except TemplateError as exc:
                 self.log.warning("longpoll_bad_template", error=str(exc))
-                await self._sleep(self.config.poll_interval_seconds)
+                await self._clock.sleep(self.config.poll_interval_seconds)
                 continue
             async with self._lock:
                 if self._outage is not None or self._chain is None:
@@ -682,7 +664,7 @@ class BitcoindSource:
                 else:
                     self.log.debug("epoch_headers_failed", **fields)
                 self._tip_moved.set()  # try again after the pause, from whatever the tip is then
-                await self._sleep(retry_in)
+                await self._clock.sleep(retry_in)
                 continue
             if failures:
                 self.log.info("epoch_headers_recovered", failures=failures)
@@ -698,8 +680,7 @@ class BitcoindSource:
         template = self._current
         if template is None:
             return
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+        started = self._clock.monotonic()
         tip_hash, tip_height = template.prevhash, template.height - 1
         start = epoch_start_height(tip_height)
         headers = self._headers
@@ -721,10 +702,9 @@ class BitcoindSource:
         if calls:
             log = self.log.info if calls > 1 else self.log.debug
             log("epoch_headers_read", tip_height=tip_height, blocks=tip_height - start + 1, calls=calls,
-                elapsed_ms=_ms(loop.time() - started))  # fmt: skip
+                elapsed_ms=self._ms_since(started))  # fmt: skip
 
     async def _zmq_loop(self) -> None:
-        loop = asyncio.get_running_loop()
         context = zmq.asyncio.Context()  # ours alone: no process-wide instance()
         socket = context.socket(zmq.SUB)
         try:
@@ -738,9 +718,9 @@ class BitcoindSource:
                     parts = await socket.recv_multipart()
                 except zmq.ZMQError as exc:
                     self.log.warning("zmq_error", endpoint=self.config.zmq, error=str(exc))
-                    await self._sleep(self.config.poll_interval_seconds)
+                    await self._clock.sleep(self.config.poll_interval_seconds)
                     continue
-                detected = loop.time()
+                detected = self._clock.monotonic()
                 # hashblock: topic, the hash in display order, a 4-byte little-endian sequence
                 if len(parts) < 2 or parts[0] != ZMQ_TOPIC or len(parts[1]) != 32:
                     self.log.warning("zmq_bad_message", parts=[snippet(p.hex()) for p in parts[:3]])
@@ -757,8 +737,7 @@ class BitcoindSource:
 
     async def _update(self, trigger: str, seen_tip: bytes | None = None, detected: float | None = None) -> None:
         """Fetch a template and publish a job from it; failures become (or extend) an outage."""
-        loop = asyncio.get_running_loop()
-        detected = loop.time() if detected is None else detected
+        detected = self._clock.monotonic() if detected is None else detected
         async with self._lock:
             if seen_tip is not None and self._current is not None and self._current.prevhash == seen_tip:
                 return  # another path already moved onto this block
@@ -767,9 +746,9 @@ class BitcoindSource:
                     await self._check_network()
                 if self._wrong_network is not None:
                     return
-                started = loop.time()
+                started = self._clock.monotonic()
                 gbt = await self._rpc.call("getblocktemplate", [template_request()])
-                rpc_ms = _ms(loop.time() - started)
+                rpc_ms = self._ms_since(started)
                 template = self._parse(gbt)
             except (RpcFailure, TemplateError) as exc:
                 self._node_failed(f"getblocktemplate ({trigger})", exc)
@@ -814,7 +793,7 @@ class BitcoindSource:
     def _apply(self, template: NodeTemplate, trigger: str, *, detected: float, **timing: float) -> None:
         """Make ``template`` current and publish a job on it (clean when the tip moved).
 
-        ``detected`` is the loop time the path first saw the change; ``timing`` is logged.
+        ``detected`` is the monotonic time the path first saw the change; ``timing`` is logged.
         """
         current = self._current
         new_tip = current is None or template.prevhash != current.prevhash
@@ -823,12 +802,8 @@ class BitcoindSource:
         if not new_tip and trigger not in ("refresh", "retry") and template.longpollid == current.longpollid:
             self.log.debug("template_unchanged", trigger=trigger, height=template.height)
             return
-        if new_tip:
-            for job_id in self._jobs:
-                self._retire(job_id, "stale-prevblk")
-            self._jobs.clear()
         self._current = template
-        self._fetched_at = self._clock()
+        self._fetched_at = self._clock.monotonic()
         self._expired_logged = False
         self._have_template.set()
         self._note_fees(template)
@@ -836,7 +811,6 @@ class BitcoindSource:
             self._tip_moved.set()
         job = self._emit(clean=new_tip)
         self._updates[trigger] += 1
-        loop = asyncio.get_running_loop()
         self.log.info(
             "job_from_template",
             trigger=trigger,
@@ -846,7 +820,7 @@ class BitcoindSource:
             clean=new_tip,
             transactions=len(template.block.transactions),
             coinbasevalue=template.coinbasevalue,
-            latency_ms=_ms(loop.time() - detected),
+            latency_ms=self._ms_since(detected),
             **timing,
         )
 
@@ -861,34 +835,23 @@ class BitcoindSource:
     def _emit(self, clean: bool) -> Job | None:
         template = self._current
         assert template is not None and self._fetched_at is not None
-        now = self._clock()
         self._job_counter = (self._job_counter + 1) & 0xFFFFFFFF
-        ntime = template.ntime(now - self._fetched_at)
+        ntime = template.ntime(self._clock.monotonic() - self._fetched_at)
         job = template.block.job(f"{self._job_counter:08x}", template.version, ntime, clean)
-        self._jobs[job.job_id] = (job, template)
-        while len(self._jobs) > JOBS_KEPT:
-            old_id, _ = self._jobs.popitem(last=False)
-            self._retire(old_id, "stale-work")
-        self._last_job, self._last_job_time = job, now
+        self._last_job, self._last_job_time = job, self._clock.wall()
         if self._publish is not None:
             self._publish(job)
         return job
 
-    def _retire(self, job_id: str, reason: str) -> None:
-        self._retired[job_id] = reason
-        while len(self._retired) > RETIRED_JOBS_KEPT:
-            self._retired.popitem(last=False)
-
     # -- blocks ----------------------------------------------------------------------------
 
-    async def _submit(self, raw: bytes, digest: bytes, template: NodeTemplate, worker: str) -> BlockOutcome:
+    async def _submit(self, raw: bytes, digest: bytes, template: BlockTemplate, worker: str) -> BlockOutcome:
         """submitblock until the node gives a verdict or its tip has moved past our parent."""
-        loop = asyncio.get_running_loop()
         display = hash_to_display(digest)
         height = template.height
         log = self.log.bind(hash=display, height=height, worker=worker)
-        log.info("block_found", transactions=len(template.block.transactions) + 1, bytes=len(raw))
-        started = loop.time()
+        log.info("block_found", transactions=len(template.transactions) + 1, bytes=len(raw))
+        started = self._clock.monotonic()
         timeout = max(self.config.rpc_timeout_seconds, SUBMIT_TIMEOUT_FLOOR)
         block_hex = raw.hex()
         for attempt in itertools.count(1):
@@ -905,16 +868,16 @@ class BitcoindSource:
                 if result is None or (
                     attempt > 1 and result in ("duplicate", "inconclusive") and await self._best_block() == digest
                 ):  # an earlier attempt got through before its answer was lost
-                    log.info("block_accepted", attempt=attempt, submit_ms=_ms(loop.time() - started))
+                    log.info("block_accepted", attempt=attempt, submit_ms=self._ms_since(started))
                     self._wake.set()  # the next job builds on our block: fetch it now
                     return BlockOutcome(True, display, height, "accepted")
                 if isinstance(result, str):
-                    log.error("block_rejected", reason=result, attempt=attempt, submit_ms=_ms(loop.time() - started))
+                    log.error("block_rejected", reason=result, attempt=attempt, submit_ms=self._ms_since(started))
                     return BlockOutcome(False, display, height, result)
                 error = f"submitblock returned {snippet(orjson.dumps(result))}, not null or a reason"
             tip = await self._best_block()
             if tip == digest:
-                log.info("block_accepted", attempt=attempt, via="tip", submit_ms=_ms(loop.time() - started))
+                log.info("block_accepted", attempt=attempt, via="tip", submit_ms=self._ms_since(started))
                 self._wake.set()
                 return BlockOutcome(True, display, height, "accepted")
             if tip is not None and tip != template.prevhash:
@@ -923,7 +886,7 @@ class BitcoindSource:
             base = self.config.submit_retry_seconds
             retry_in = min(max(base, SUBMIT_RETRY_CAP), base * 2 ** min(attempt - 1, 16))
             log.warning("block_submit_retry", error=error, attempt=attempt, retry_in=retry_in)
-            await self._sleep(retry_in)
+            await self._clock.sleep(retry_in)
         raise AssertionError("unreachable")
 
     async def _best_block(self) -> bytes | None:
@@ -940,7 +903,7 @@ class BitcoindSource:
     # -- outages -----------------------------------------------------------------------------
 
     def _node_failed(self, what: str, exc: Exception) -> None:
-        now = self._clock()
+        now = self._clock.monotonic()
         error = f"{what}: {exc}"
         outage = self._outage
         if outage is None:
@@ -958,14 +921,14 @@ class BitcoindSource:
 
     def _node_answered(self) -> None:
         if self._outage is not None:
-            self.log.info("node_recovered", outage_seconds=round(self._clock() - self._outage.since, 1))
+            self.log.info("node_recovered", outage_seconds=round(self._clock.monotonic() - self._outage.since, 1))
             self._outage = None
 
     def _check_job_age(self) -> None:
         if self.job_expired and not self._expired_logged:
             self._expired_logged = True
             limit = self.config.max_job_age_seconds
-            self.log.error("job_expired", max_job_age=limit, **self._job_fields(self._clock()))
+            self.log.error("job_expired", max_job_age=limit, **self._job_fields(self._clock.monotonic()))
 
     def _job_age(self, now: float) -> float:
         return 0.0 if self._fetched_at is None else now - self._fetched_at
@@ -1007,11 +970,15 @@ class BitcoindSource:
             f"template {self._job_age(now):.0f} s old{blocks}"
         ), True
 
+    def _ms_since(self, started: float) -> float:
+        """Milliseconds since the monotonic time ``started``, for latency logs."""
+        return _ms(self._clock.monotonic() - started)
+
     async def _pause(self, seconds: float) -> None:
         """Sleep ``seconds``, or less when a found block asks for a template now."""
         if self._wake.is_set():
             return
-        sleeper = asyncio.ensure_future(self._sleep(seconds))
+        sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
         waker = asyncio.ensure_future(self._wake.wait())
         try:
             await asyncio.wait((sleeper, waker), return_when=asyncio.FIRST_COMPLETED)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from fleetd.chain.byteorder import HASH_SIZE, pack_header
+from fleetd.chain.byteorder import HASH_SIZE, hash_to_display, hash_to_int, pack_header
 from fleetd.chain.coinbase import MAX_HEIGHT, encode_height, scriptsig_span, split_coinbase
 from fleetd.chain.hashes import sha256d
 from fleetd.chain.merkle import fold_branch, merkle_branch, merkle_root
@@ -29,7 +29,10 @@ from fleetd.chain.serialize import (
     parse_transaction,
     write_compact_size,
 )
+from fleetd.chain.target import bits_to_target
 from fleetd.stratum.job import Job
+
+from .base import BlockRejected, ExtranonceLayout, SolvedBlock
 
 MIN_COINBASE_SCRIPTSIG_SIZE = 2  # consensus (CheckTransaction): bad-cb-length
 MAX_COINBASE_SCRIPTSIG_SIZE = 100  # consensus (CheckTransaction): bad-cb-length
@@ -80,7 +83,8 @@ class CoinbaseParts:
 
 @dataclass(frozen=True, slots=True)
 class BlockTemplate:
-    """What a source keeps per template to hand out jobs and to rebuild a solved block."""
+    """A template's coinbase, transactions and merkle branch: what its jobs carry as
+    ``block_data`` so a solved one can be rebuilt into a block."""
 
     height: int
     prevhash: bytes  # internal byte order
@@ -106,6 +110,8 @@ class BlockTemplate:
             ntime=ntime,
             clean_jobs=clean_jobs,
             height=self.height,
+            block_data=self,
+            transaction_ids=self.txids,
         )
 
 
@@ -247,3 +253,31 @@ def assemble_block(template: BlockTemplate, extranonce: bytes, version: int, nti
             *(tx.data for tx in template.transactions),
         )
     )
+
+
+def assemble_solved_block(template: BlockTemplate, block: SolvedBlock, layout: ExtranonceLayout) -> bytes:
+    """The whole block ``block`` solves on ``template``, checked once: its header must hash to
+    ``block.hash``, and that hash must meet the template's target.
+
+    Raises BlockRejected ("bad-extranonce-size", "bad-header-fields", "hash-mismatch",
+    "high-hash"): such a block is never sent.
+    """
+    if len(block.extranonce1) != layout.extranonce1_size or len(block.extranonce2) != layout.extranonce2_size:
+        raise BlockRejected(
+            "bad-extranonce-size",
+            f"extranonce1 and extranonce2 are {len(block.extranonce1)} + {len(block.extranonce2)} bytes, "
+            f"the job's layout is {layout.extranonce1_size} + {layout.extranonce2_size}",
+        )
+    try:
+        raw = assemble_block(template, block.extranonce1 + block.extranonce2, block.version, block.ntime, block.nonce)
+    except ValueError as exc:
+        raise BlockRejected("bad-header-fields", str(exc)) from None
+    digest = sha256d(raw[:80])
+    if digest != block.hash:
+        raise BlockRejected(
+            "hash-mismatch",
+            f"the assembled header hashes to {hash_to_display(digest)}, the share to {hash_to_display(block.hash)}",
+        )
+    if hash_to_int(digest) > bits_to_target(template.nbits):
+        raise BlockRejected("high-hash", f"{hash_to_display(digest)} is above the network target")
+    return raw

@@ -6,7 +6,7 @@ transactions), and moves to a new block when a submitted block is valid or when 
 configured interval passes (as if another miner had found one). Its network difficulty is
 low by default so simulated rigs find blocks.
 
-Time comes only from the injected ``clock`` and ``sleep``, so tests run without waiting.
+Time comes only from the injected ``clock``, so tests run without waiting.
 """
 
 from __future__ import annotations
@@ -16,24 +16,24 @@ import math
 import secrets
 import statistics
 import struct
-import time
-from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
+from collections import deque
 from dataclasses import dataclass, field
 
-from fleetd.chain.byteorder import hash_to_display, hash_to_int, pack_header
+from fleetd import log as logging
+from fleetd.chain.byteorder import hash_to_display, pack_header
 from fleetd.chain.hashes import sha256d
+from fleetd.chain.network import EpochBlockTimes, NetworkState, epoch_start_height
 from fleetd.chain.serialize import Transaction, TxIn, TxOut
 from fleetd.chain.target import bits_to_target, difficulty_to_target, target_to_bits
-from fleetd.chain.network import EpochBlockTimes, NetworkState, epoch_start_height
+from fleetd.clock import SYSTEM_CLOCK, Clock
 from fleetd.stratum.job import Job
 
-from .base import BlockOutcome, BlockRejected, ExtranonceLayout, Publish, SolvedBlock, SourceHealth, recompute_hash
+from .base import BlockOutcome, BlockRejected, ExtranonceLayout, Publish, SolvedBlock, SourceHealth
 from .coinbase_builder import (
     MAX_SCRIPT_SIZE,
     BlockTemplate,
     TemplateTx,
-    assemble_block,
+    assemble_solved_block,
     build_template,
     pool_tag_limit,
     push_data,
@@ -50,14 +50,8 @@ MAX_FUTURE_BLOCK_TIME = 2 * 60 * 60  # Core's validation: time-too-new beyond no
 OP_TRUE = 0x51
 DEFAULT_PAYOUT_SCRIPT = bytes((OP_TRUE,))  # what Core's functional tests pay regtest coinbases to
 DEFAULT_POOL_TAG = "/fleetd/"
-JOBS_KEPT_PER_TIP = 32  # older jobs on the same tip count as stale-work
-RETIRED_JOBS_KEPT = 256  # enough to call a late share "stale" rather than "unknown"
 MAX_SYNTHETIC_TRANSACTIONS = 1000
 GENESIS_AGE = 600  # the synthetic genesis is dated one target block time before start-up
-
-Clock = Callable[[], float]
-Sleep = Callable[[float], Awaitable[object]]
-
 
 @dataclass(frozen=True, slots=True)
 class FoundBlock:
@@ -66,7 +60,7 @@ class FoundBlock:
     height: int
     hash: str  # display hex
     worker: str
-    time: float  # clock time it was accepted
+    time: float  # wall time it was accepted
     raw: bytes = field(repr=False)  # the assembled block, as submitblock would receive it
 
 
@@ -150,8 +144,7 @@ class DemoChain:
         max_found_blocks: int = 100,
         start_height: int = 1,
         economics_network: EconomicsNetwork | None = None,
-        clock: Clock = time.time,
-        sleep: Sleep = asyncio.sleep,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.extranonce = ExtranonceLayout(extranonce1_size, extranonce2_size)
         self.network_difficulty = _positive_number("network_difficulty", network_difficulty)
@@ -166,22 +159,21 @@ class DemoChain:
         )
         max_found_blocks = _count("max_found_blocks", max_found_blocks, 1, 1_000_000)
         self._clock = clock
-        self._sleep = sleep
+        self.log = logging.get("fleetd.demo")
 
-        now = clock()
+        now = clock.wall()
         genesis_time = int(now) - GENESIS_AGE  # so the first job's ntime is simply the clock
         self._height = _count("start_height", start_height, 1, 0x7FFFFFFF - 1)  # the block being mined
         genesis_root = sha256d(b"fleetd demo genesis")
         self._prevhash = sha256d(pack_header(1, bytes(32), genesis_root, genesis_time, self.nbits, 0))
         self._recent_times: deque[int] = deque([genesis_time], maxlen=MEDIAN_TIME_SPAN)
-        self._tip_since = now
+        self._tip_since = clock.monotonic()
         self._template = self._build_template()
-        self._jobs: OrderedDict[str, tuple[Job, BlockTemplate]] = OrderedDict()
-        self._retired: OrderedDict[str, str] = OrderedDict()  # job_id -> reject reason
         self._found: deque[FoundBlock] = deque(maxlen=max_found_blocks)
         self._job_counter = secrets.randbits(32)  # ids from a restarted daemon do not collide with old ones
         self._last_job: Job | None = None
-        self._last_job_time: float | None = None
+        self._last_job_time: float | None = None  # wall time, for health
+        self._last_job_at: float | None = None  # monotonic time, for the refresh timer
         self._publish: Publish | None = None
         self.economics_network = economics_network or EconomicsNetwork()
         self._economics_start_height = self._height
@@ -196,11 +188,11 @@ class DemoChain:
         try:
             self._emit(clean=True)  # a new subscriber starts from a clean job
             while True:
-                now = self._clock()
+                now = self._clock.monotonic()
                 if self.block_interval is not None and now >= self._tip_since + self.block_interval:
-                    self._advance(self._other_miners_block(), self._next_ntime(now))
+                    self._advance(self._other_miners_block(), self._next_ntime(self._clock.wall()))
                     self._emit(clean=True)
-                elif self.refresh_interval is not None and now >= self._last_job_time + self.refresh_interval:
+                elif self.refresh_interval is not None and now >= self._last_job_at + self.refresh_interval:
                     self._emit(clean=False)
                 else:
                     await self._wait(now)
@@ -208,43 +200,18 @@ class DemoChain:
             self._publish = None
 
     async def submit_block(self, block: SolvedBlock) -> BlockOutcome:
+        job = block.job
         claimed = hash_to_display(block.hash)
-        if any(found.hash == claimed for found in self._found):
-            return BlockOutcome(False, claimed, None, "duplicate")
-        entry = self._jobs.get(block.job_id)
-        if entry is None:
-            return BlockOutcome(False, claimed, None, self._retired.get(block.job_id, "unknown-work"))
-        job, template = entry
         try:
-            digest = recompute_hash(block, job, self.extranonce)
+            raw = self._validated_block(block)
         except BlockRejected as exc:
+            self.log.warning("block_refused", job_id=job.job_id, hash=claimed, reason=exc.reason, error=str(exc))
             return BlockOutcome(False, claimed, job.height, exc.reason)
-        extranonce = block.extranonce1 + block.extranonce2
-        display = hash_to_display(digest)
-        now = self._clock()
-        if hash_to_int(digest) > self.network_target:
-            reason = "high-hash"
-        elif digest != block.hash:
-            reason = "hash-mismatch"  # valid work, but the validator upstream of us computed another hash
-        elif block.ntime <= self._median_time_past():
-            reason = "time-too-old"
-        elif block.ntime > now + MAX_FUTURE_BLOCK_TIME:
-            reason = "time-too-new"
-        elif block.version < MIN_BLOCK_VERSION:
-            reason = f"bad-version(0x{block.version:08x})"
-        else:
-            reason = None
-        if reason is not None:
-            return BlockOutcome(False, display, job.height, reason)
-
-        raw = assemble_block(template, extranonce, block.version, block.ntime, block.nonce)
-        if sha256d(raw[:80]) != digest:  # the C core and the assembler must agree; never record a bad block
-            return BlockOutcome(False, display, job.height, "assembly-mismatch")
-        self._found.append(FoundBlock(job.height, display, block.worker, now, raw))
-        self._advance(digest, block.ntime)
+        self._found.append(FoundBlock(job.height, claimed, block.worker, self._clock.wall(), raw))
+        self._advance(block.hash, block.ntime)
         if self._publish is not None:
             self._emit(clean=True)
-        return BlockOutcome(True, display, job.height, "accepted")
+        return BlockOutcome(True, claimed, job.height, "accepted")
 
     def health(self) -> SourceHealth:
         running = self._publish is not None
@@ -286,12 +253,25 @@ class DemoChain:
         """Blocks found by rigs, oldest first (bounded)."""
         return tuple(self._found)
 
-    def template(self, job_id: str) -> BlockTemplate | None:
-        """The template behind a live job, or None."""
-        entry = self._jobs.get(job_id)
-        return entry[1] if entry else None
-
     # -- internals ------------------------------------------------------------------------
+
+    def _validated_block(self, block: SolvedBlock) -> bytes:
+        """The block ``block`` makes on the current tip, as Core would check it; BlockRejected otherwise."""
+        template = block.job.block_data
+        if any(found.hash == hash_to_display(block.hash) for found in self._found):
+            raise BlockRejected("duplicate", "this block was found already")
+        if not isinstance(template, BlockTemplate):
+            raise BlockRejected("unknown-work", "the job carries no demo template")
+        if template.prevhash != self._prevhash:
+            raise BlockRejected("stale-prevblk", "the tip has moved past the job's parent")
+        raw = assemble_solved_block(template, block, self.extranonce)
+        if block.ntime <= self._median_time_past():
+            raise BlockRejected("time-too-old", f"ntime {block.ntime} is not above the median time past")
+        if block.ntime > self._clock.wall() + MAX_FUTURE_BLOCK_TIME:
+            raise BlockRejected("time-too-new", f"ntime {block.ntime} is more than 2 hours ahead")
+        if block.version < MIN_BLOCK_VERSION:
+            raise BlockRejected(f"bad-version(0x{block.version:08x})", "versions below 4 are obsolete (BIP65)")
+        return raw
 
     def _build_template(self) -> BlockTemplate:
         txs = synthetic_transactions(self._height, self.transactions_per_block)
@@ -308,39 +288,28 @@ class DemoChain:
 
     def _emit(self, clean: bool) -> None:
         """Make a job on the current template and publish it."""
-        now = self._clock()
         self._job_counter = (self._job_counter + 1) & 0xFFFFFFFF
-        job = self._template.job(f"{self._job_counter:08x}", VERSIONBITS_TOP_BITS, self._next_ntime(now), clean)
-        self._jobs[job.job_id] = (job, self._template)
-        while len(self._jobs) > JOBS_KEPT_PER_TIP:
-            old_id, _ = self._jobs.popitem(last=False)
-            self._retire(old_id, "stale-work")
-        self._last_job, self._last_job_time = job, now
+        ntime = self._next_ntime(self._clock.wall())
+        job = self._template.job(f"{self._job_counter:08x}", VERSIONBITS_TOP_BITS, ntime, clean)
+        self._last_job, self._last_job_time, self._last_job_at = job, self._clock.wall(), self._clock.monotonic()
         assert self._publish is not None
         self._publish(job)
 
     def _advance(self, block_hash: bytes, ntime: int) -> None:
-        """Move the tip onto a new block: every live job becomes stale."""
-        for job_id in self._jobs:
-            self._retire(job_id, "stale-prevblk")
-        self._jobs.clear()
+        """Move the tip onto a new block: every job on the old one becomes stale."""
         self._prevhash = block_hash
         self._height += 1
         self._recent_times.append(ntime)
-        self._tip_since = self._clock()
+        self._tip_since = self._clock.monotonic()
         self._template = self._build_template()
         model = self.economics_network
-        self._epoch.record(model.height + self._height - self._economics_start_height - 1, self._tip_since)
-
-    def _retire(self, job_id: str, reason: str) -> None:
-        self._retired[job_id] = reason
-        while len(self._retired) > RETIRED_JOBS_KEPT:
-            self._retired.popitem(last=False)
+        self._epoch.record(model.height + self._height - self._economics_start_height - 1, self._clock.wall())
 
     def _other_miners_block(self) -> bytes:
         """Hash of the block "someone else" found on the current tip: header-shaped, not mined."""
         root = sha256d(b"fleetd demo: another miner" + self._prevhash)
-        header = pack_header(VERSIONBITS_TOP_BITS, self._prevhash, root, self._next_ntime(self._clock()), self.nbits, 0)
+        ntime = self._next_ntime(self._clock.wall())
+        header = pack_header(VERSIONBITS_TOP_BITS, self._prevhash, root, ntime, self.nbits, 0)
         return sha256d(header)
 
     def _median_time_past(self) -> int:
@@ -355,12 +324,12 @@ class DemoChain:
         if self.block_interval is not None:
             deadlines.append(self._tip_since + self.block_interval)
         if self.refresh_interval is not None:
-            deadlines.append(self._last_job_time + self.refresh_interval)
+            deadlines.append(self._last_job_at + self.refresh_interval)
         if not deadlines:
             await asyncio.get_running_loop().create_future()  # nothing timed: idle until cancelled
             return
         # A block found meanwhile moves the deadlines; the loop re-reads them when this returns.
-        await self._sleep(max(0.0, min(deadlines) - now))
+        await self._clock.sleep(max(0.0, min(deadlines) - now))
 
 
 def _positive_number(name: str, value: object) -> float:

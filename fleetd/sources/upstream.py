@@ -7,9 +7,11 @@ failover that changes it needs nothing from the rigs. A share forwarded upstream
 extranonce2 = [padding ‖] rig prefix ‖ rig extranonce2.
 
 Rigs keep their own vardiff, capped at the active pool's difficulty (a rig above it would
-skip shares the pool credits), and every share is validated locally by the server; only
-those that also meet the upstream difficulty reach ``submit_share`` and go upstream,
-under the upstream job id they were built from. The pool's answer comes back per share.
+skip shares the pool credits), and every share is validated locally by the server and
+offered to ``submit_share``. Those that also meet the upstream difficulty go upstream, and
+so does a block whatever that difficulty, under the upstream job id the rig job carries
+in its ``block_data``. The pool's answer comes back per share; for a block it is the
+block's outcome.
 
 Pools are tried in priority order. The active one is left when it drops, refuses us,
 rejects every share, or sends no job for ``stall_seconds``; while a lower-priority pool
@@ -28,17 +30,17 @@ import math
 import re
 import secrets
 import ssl
-import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 
 from fleetd import __version__
 from fleetd import log as logging
-from fleetd.chain.byteorder import U32_MAX, hash_to_display
+from fleetd.chain.byteorder import U32_MAX
 from fleetd.chain.coinbase import coinb1_height
-from fleetd.chain.target import bits_to_difficulty, bits_to_target, difficulty_to_target
 from fleetd.chain.network import EpochBlockTimes, NetworkState
+from fleetd.chain.target import bits_to_difficulty, bits_to_target, difficulty_to_target
+from fleetd.clock import SYSTEM_CLOCK, Clock
 from fleetd.stratum.job import Job
 from fleetd.stratum.client import (
     AuthorizeAnswered,
@@ -58,22 +60,12 @@ from fleetd.stratum.client import (
 
 from fleetd.stratum.events import SubmitReceived
 
-from .base import (
-    BlockOutcome,
-    ExtranonceLayout,
-    Publish,
-    ServerControl,
-    ShareOutcome,
-    SolvedBlock,
-    SourceHealth,
-)
+from .base import ExtranonceLayout, Publish, ServerControl, ShareOutcome, SourceHealth
 
 DEFAULT_USER_AGENT = f"fleetd/{__version__}"
 PREFIX_SIZES = range(1, 5)  # 1 byte: 256 live rigs; 4 bytes leaves little of a 4-byte upstream extranonce2
 MIN_RIG_EXTRANONCE2 = 2  # below this a rig has 256 coinbases per job (ExtranonceLayout's floor)
 RIG_EXTRANONCE2_MAX = 8  # plenty for any rig, and 8 keeps ckpool's proxy mode working behind us
-JOBS_KEPT = 256  # local job id -> upstream job, for shares on recent jobs
-BLOCKS_KEPT = 64  # forwarded block candidates awaiting submit_block
 AUTH_QUEUE_LIMIT = 256  # shares held per worker while its pass-through authorize is in flight
 WRITE_BUFFER_LIMIT = 1 << 20  # a pool not reading 1 MiB of our submits is as good as gone
 _URL = re.compile(r"stratum\+(tcp|ssl)://(\[[0-9a-fA-F:.]+\]|[^\s/:\[\]]+):(\d{1,5})/?")
@@ -199,12 +191,12 @@ class PoolState:
     connects: int = 0  # sessions that became active
     failures: int = 0  # attempts that did not give a usable session
     last_error: str | None = None
-    held_until: float = 0.0  # loop time; not tried before it (stalled, rejecting, asked to wait)
+    held_until: float = 0.0  # monotonic time; not tried before it (stalled, rejecting, asked to wait)
 
 
 @dataclass(frozen=True, slots=True)
 class _JobRef:
-    """Where a rig job came from: enough to forward its shares upstream."""
+    """Where a rig job came from: enough to forward its shares upstream (the job's ``block_data``)."""
 
     link: _Link
     upstream_job_id: str
@@ -250,7 +242,7 @@ class _Link(asyncio.Protocol):
         self.authorizing: dict[str, list[tuple]] = {}  # worker -> queued submit arguments
         self.pending: dict[int, tuple[asyncio.Future, float]] = {}  # request id -> (outcome, difficulty)
         self.latest: tuple[Job, float] | None = None  # the newest upstream job and its difficulty
-        self.last_job_at = loop.time()
+        self.last_job_at = source.clock.monotonic()
         self.reject_streak = 0
         self.retiring = False
         self.end_reason: str | None = None
@@ -364,7 +356,7 @@ class _Link(asyncio.Protocol):
 
     def _on_job(self, event: JobNotified) -> None:
         self.latest = (event.job, self.session.difficulty)
-        self.last_job_at = self.loop.time()
+        self.last_job_at = self.source.clock.monotonic()
         if self.source.active is self:
             self.source.publish_job(self, event.job, self.session.difficulty, event.job.clean_jobs)
         else:
@@ -459,10 +451,10 @@ class UpstreamSource:
 
     kind = "upstream"
 
-    def __init__(self, config: UpstreamConfig, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: UpstreamConfig, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.config = config
         self.log = logging.get("fleetd.upstream")
-        self._clock = clock
+        self.clock = clock
         self.pools = [PoolState(url) for url in config.urls]
         prefix = config.prefix_size
         # Until a pool says otherwise, assume the common 8-byte upstream extranonce2.
@@ -475,14 +467,12 @@ class UpstreamSource:
         self._last_index: int | None = None
         self._links: set[_Link] = set()
         self._redirects: dict[int, PoolUrl] = {}
-        self._jobs: OrderedDict[str, _JobRef] = OrderedDict()
         self._job_counter = secrets.randbits(32)  # ids from a restarted daemon do not collide with old ones
-        self._blocks: OrderedDict[bytes, asyncio.Future] = OrderedDict()
         self._targets: dict[float, int] = {}
         self._tls: ssl.SSLContext | None = None
-        self._expiry: asyncio.TimerHandle | None = None
-        self._last_job_time: float | None = None
-        self._last_job_at: float | None = None  # loop time
+        self._expiry: asyncio.Task | None = None  # withdraws the last job once it is too old
+        self._last_job_time: float | None = None  # wall time, for health
+        self._last_job_at: float | None = None  # monotonic time
         self._withdrawn = False
         self._chain_view: _ChainView | None = None  # None before the first job
         self._tip: tuple[_Link, bytes] | None = None  # the session and prevhash of the latest job
@@ -512,15 +502,6 @@ class UpstreamSource:
                 self._expiry = None
             for link in list(self._links):
                 link.close("source stopped")
-
-    async def submit_block(self, block: SolvedBlock) -> BlockOutcome:
-        """The upstream pool builds the block from the forwarded share; report what it said."""
-        display = hash_to_display(block.hash)
-        future = self._blocks.get(block.hash)
-        if future is None:
-            return BlockOutcome(False, display, None, "not-forwarded")
-        outcome: ShareOutcome = await future
-        return BlockOutcome(outcome.accepted, display, None, "accepted" if outcome.accepted else outcome.reason)
 
     def health(self) -> SourceHealth:
         link = self.active
@@ -556,9 +537,9 @@ class UpstreamSource:
     def attach(self, control: ServerControl) -> None:
         self._control = control
 
-    def submit_share(self, share: SubmitReceived, hash: bytes) -> asyncio.Future[ShareOutcome] | None:
-        ref = self._jobs.get(share.job_id)
-        if ref is None:
+    def submit_share(self, job: Job, share: SubmitReceived, hash: bytes) -> asyncio.Future[ShareOutcome] | None:
+        ref = job.block_data
+        if not isinstance(ref, _JobRef):
             return None
         link = ref.link
         # A pool may apply a new difficulty at once or from its next job: forward only what
@@ -568,15 +549,11 @@ class UpstreamSource:
             difficulty = link.session.difficulty
         value = int.from_bytes(hash, "little")  # hash_to_int, inlined: this runs for every accepted share
         target = self._targets.get(difficulty)
-        if value > (target if target is not None else self._target(difficulty)):
-            return None
+        if value > (target if target is not None else self._target(difficulty)) and value > ref.network_target:
+            return None  # a block goes whatever the pool's difficulty: the pool builds and relays it
         future = asyncio.get_running_loop().create_future()
         self.forwarded += 1
         future.add_done_callback(self._count_outcome)
-        if value <= ref.network_target:
-            self._blocks[hash] = future
-            while len(self._blocks) > BLOCKS_KEPT:
-                self._blocks.popitem(last=False)
         if link is not self.active or link.end_reason is not None or link.retiring:
             future.set_result(ShareOutcome(False, "no_upstream", 0.0))
             return future
@@ -623,16 +600,14 @@ class UpstreamSource:
         self._job_counter = (self._job_counter + 1) & 0xFFFFFFFF
         job_id = f"{self._job_counter:08x}"
         height = self._observe_chain(link, job)
+        ref = _JobRef(link, job.job_id, difficulty, job.version, _network_target(job.nbits), padding,
+                      session.extranonce2_size)  # fmt: skip
         rig_job = replace(
             job, job_id=job_id, coinb1=job.coinb1 + session.extranonce1 + bytes(padding),
-            clean_jobs=clean, height=height,
+            clean_jobs=clean, height=height, block_data=ref, transaction_ids=(),
         )  # fmt: skip
-        self._jobs[job_id] = _JobRef(link, job.job_id, difficulty, job.version, _network_target(job.nbits), padding,
-                                     session.extranonce2_size)  # fmt: skip
-        while len(self._jobs) > JOBS_KEPT:
-            self._jobs.popitem(last=False)
-        self._last_job_time = self._clock()
-        self._last_job_at = link.loop.time()
+        self._last_job_time = self.clock.wall()
+        self._last_job_at = self.clock.monotonic()
         self._withdrawn = False
         if self._publish is not None:
             try:
@@ -663,7 +638,7 @@ class UpstreamSource:
         tip = self._tip
         if tip is None or tip[1] != job.prevhash:
             if tip is not None and tip[0] is link and height is not None:
-                self._epoch.record(height - 1, self._clock())
+                self._epoch.record(height - 1, self.clock.wall())
             else:
                 # The first job, one a new session brings, or one we cannot place: when that block
                 # came is unknown, so the run of times starts again from the next one seen arriving.
@@ -707,7 +682,7 @@ class UpstreamSource:
         self.active = None
         self.pools[link.index].last_error = link.end_reason
         link.log.warning("upstream_lost", reason=link.end_reason, shares_lost=lost)
-        self._arm_expiry(link.loop)
+        self._arm_expiry()
 
     # -- connecting and serving ---------------------------------------------------------------------------
 
@@ -718,12 +693,12 @@ class UpstreamSource:
             if link is not None:
                 return link
             self.log.error("upstream_all_pools_down", retry_in=backoff)
-            await asyncio.sleep(backoff)
+            await self.clock.sleep(backoff)
             backoff = min(backoff * 2, self.config.failover_seconds)
 
     def _candidates(self, below: int) -> list[int]:
         """Pools to try, best first, skipping those held off (unless every one is)."""
-        now = asyncio.get_running_loop().time()
+        now = self.clock.monotonic()
         indices = [i for i in range(below) if self.pools[i].held_until <= now]
         if not indices and below == len(self.pools):
             indices = list(range(below))
@@ -768,28 +743,32 @@ class UpstreamSource:
     async def _serve(self, link: _Link) -> None:
         """Mine on ``link`` (and on better pools found by probing) until the active one ends."""
         config = self.config
-        loop = asyncio.get_running_loop()
+        clock = self.clock
         self._activate(link, "connected")
-        next_probe = loop.time() + config.failback_seconds
+        next_probe = clock.monotonic() + config.failback_seconds
         probe: asyncio.Task | None = None
         try:
             while link.end_reason is None:
                 wake = link.last_job_at + config.stall_seconds
                 if probe is None and link.index > 0:
                     wake = min(wake, next_probe)
-                waits = {link.ended} if probe is None else {link.ended, probe}
-                await asyncio.wait(waits, timeout=max(0.0, wake - loop.time()), return_when=asyncio.FIRST_COMPLETED)
+                timer = asyncio.ensure_future(clock.sleep(max(0.0, wake - clock.monotonic())))
+                waits = {link.ended, timer} if probe is None else {link.ended, timer, probe}
+                try:
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    timer.cancel()
                 if link.end_reason is not None:
                     break
                 if probe is not None and probe.done():
                     better, probe = probe.result(), None
-                    next_probe = loop.time() + config.failback_seconds
+                    next_probe = clock.monotonic() + config.failback_seconds
                     if better is not None:
                         old, link = link, better
                         self._activate(link, "failback")
                         old.retire(f"failed back to {link.url}", config.failover_seconds)
                     continue
-                now = loop.time()
+                now = clock.monotonic()
                 if now >= link.last_job_at + config.stall_seconds:
                     self.hold_off(link.index, config.failback_seconds, "stalled")
                     link.close(f"stalled: no job for {config.stall_seconds:g} s")
@@ -853,16 +832,17 @@ class UpstreamSource:
 
     def hold_off(self, index: int, seconds: float, why: str) -> None:
         state = self.pools[index]
-        state.held_until = asyncio.get_running_loop().time() + seconds
+        state.held_until = self.clock.monotonic() + seconds
         self.log.warning("upstream_held_off", pool=str(state.url), seconds=seconds, reason=why)
 
-    def _arm_expiry(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _arm_expiry(self) -> None:
         if self._expiry is not None or self._last_job_at is None:
             return
-        delay = max(0.0, self._last_job_at + self.config.max_job_age_seconds - loop.time())
-        self._expiry = loop.call_later(delay, self._expire)
+        delay = max(0.0, self._last_job_at + self.config.max_job_age_seconds - self.clock.monotonic())
+        self._expiry = asyncio.create_task(self._expire(delay), name="upstream-job-expiry")
 
-    def _expire(self) -> None:
+    async def _expire(self, delay: float) -> None:
+        await self.clock.sleep(delay)
         self._expiry = None
         if self.active is not None or self._withdrawn:
             return

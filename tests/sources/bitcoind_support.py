@@ -1,15 +1,16 @@
-"""Helpers for the bitcoind source tests: a running source against a fake node, and a clock to move."""
+"""Helpers for the bitcoind source tests: a running source against a fake node."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
 from fake_bitcoind import FakeBitcoind
-from fleetd.stratum.job import Job
+from fake_clock import FakeClock
+from fleetd.clock import SYSTEM_CLOCK, Clock
 from fleetd.sources.bitcoind import BitcoindConfig, BitcoindSource
+from fleetd.stratum.job import Job
 
 # Bitcoin Core's src/test/data/key_io_valid.json: a regtest P2WPKH and its script.
 REGTEST_P2WPKH = "bcrt1qdavt4j2sd7dlhqsavtnfxvzppw6k7qy97tmnu9"
@@ -17,14 +18,10 @@ REGTEST_P2WPKH_SCRIPT = bytes.fromhex("00146f58bac9506f9bfb821d62e69330410bb56f0
 WAIT = 30.0  # seconds any condition in these tests may take (a hang guard); they normally take milliseconds
 
 
-class ShiftedClock:
-    """The wall clock plus an offset a test moves forward: ages grow without waiting."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
+def read_from(fake: FakeClock) -> Clock:
+    """The time ``fake`` says, with real sleeps: the source's loops keep talking to the fake
+    node over real sockets while a test moves the time they read (ages grow without waiting)."""
+    return Clock(wall=fake.wall, monotonic=fake.monotonic, sleep=asyncio.sleep)
 
 
 def source_config(node: FakeBitcoind, **overrides) -> BitcoindConfig:
@@ -47,10 +44,9 @@ def source_config(node: FakeBitcoind, **overrides) -> BitcoindConfig:
 class Running:
     """A BitcoindSource whose run() task is live, with every published job recorded."""
 
-    def __init__(self, node: FakeBitcoind, clock=None, **overrides) -> None:
+    def __init__(self, node: FakeBitcoind, clock: Clock = SYSTEM_CLOCK, **overrides) -> None:
         self.node = node
-        self.clock = clock or ShiftedClock()
-        self.source = BitcoindSource(source_config(node, **overrides), clock=self.clock)
+        self.source = BitcoindSource(source_config(node, **overrides), clock=clock)
         self.jobs: list[Job] = []
 
     async def __aenter__(self) -> Running:

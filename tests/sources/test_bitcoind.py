@@ -10,8 +10,9 @@ import time
 import pytest
 
 import fake_bitcoind as fake
-from bitcoind_support import REGTEST_P2WPKH_SCRIPT, WAIT, Running, ShiftedClock, source_config
+from bitcoind_support import REGTEST_P2WPKH_SCRIPT, WAIT, Running, read_from, source_config
 from fake_bitcoind import dsha, height_push, merkle
+from fake_clock import FakeClock
 from fleetd.chain.byteorder import hash_to_display, hash_to_int
 from fleetd.chain.merkle import fold_branch
 from fleetd.chain.serialize import parse_block, parse_transaction
@@ -54,10 +55,11 @@ async def test_job_from_a_template_with_hundreds_of_transactions():
             assert commitment.value == 0 and commitment.script_pubkey.hex() == gbt["default_witness_commitment"]
 
             # the branch folds the coinbase up to the root of all 701 txids, in template order
-            template = r.source.template(job.job_id)
-            assert len(template.block.transactions) == 700 and len(job.merkle_branch) == 10
+            template = job.block_data
+            assert len(template.transactions) == 700 and len(job.merkle_branch) == 10
             txids = [bytes.fromhex(tx["txid"])[::-1] for tx in gbt["transactions"]]
-            assert list(template.block.txids) == txids
+            assert list(template.txids) == txids
+            assert list(job.transaction_ids) == txids  # what mining.get_transactions answers
             cb_txid = dsha(job.coinb1 + EN1 + EN2 + job.coinb2)
             assert fold_branch(cb_txid, job.merkle_branch) == merkle([cb_txid, *txids])
             assert r.source.health().up
@@ -70,7 +72,7 @@ async def test_found_block_is_submitted_whole_and_the_node_accepts_it():
     try:
         async with Running(node) as r:
             job = await r.first_job()
-            template = r.source.template(job.job_id)
+            coinbasevalue = node.template()["coinbasevalue"]
             solved = solve(job)
             outcome = await r.source.submit_block(solved)
             assert outcome.accepted and outcome.reason == "accepted" and outcome.height == job.height
@@ -86,9 +88,9 @@ async def test_found_block_is_submitted_whole_and_the_node_accepts_it():
             coinbase = block.transactions[0]
             assert coinbase.inputs[0].script_sig.startswith(height_push(job.height) + bytes([12]) + EN1 + EN2)
             assert coinbase.outputs[0].script_pubkey == REGTEST_P2WPKH_SCRIPT
-            assert coinbase.outputs[0].value == template.coinbasevalue
+            assert coinbase.outputs[0].value == coinbasevalue
             assert coinbase.witnesses == ((bytes(32),),)  # BIP141 witness reserved value
-            assert [tx.serialize() for tx in block.transactions[1:]] == [tx.data for tx in template.block.transactions]
+            assert [tx.serialize() for tx in block.transactions[1:]] == [tx.data for tx in job.block_data.transactions]
             assert node.accepted == [block] and node.tip == block.hash  # the fake checked it all
 
             # the next job builds on our block at once, and is clean
@@ -118,14 +120,39 @@ async def test_share_below_network_target_or_unknown_job_is_not_submitted(node):
     async with Running(node) as r:
         job = await r.first_job()
         nonce, digest = miss(job)
-        weak = SolvedBlock(job.job_id, EN1, EN2, job.ntime, nonce, job.version, digest, WORKER)
+        weak = SolvedBlock(job, EN1, EN2, job.ntime, nonce, job.version, digest, WORKER)
         assert (await r.source.submit_block(weak)).reason == "high-hash"
-        unknown = dataclasses.replace(weak, job_id="feedface")
+        unknown = dataclasses.replace(weak, job=dataclasses.replace(job, block_data=None))
         assert (await r.source.submit_block(unknown)).reason == "unknown-work"
         short = dataclasses.replace(weak, extranonce2=b"\x01")
         assert (await r.source.submit_block(short)).reason == "bad-extranonce-size"
         assert node.submitted == []
         assert r.source.block_results == {"high-hash": 1, "unknown-work": 1, "bad-extranonce-size": 1}
+
+
+async def test_a_block_whose_header_does_not_hash_to_the_claim_is_never_sent(node):
+    async with Running(node) as r:
+        job = await r.first_job()
+        good = solve(job)
+        for claim in (bytes(32), solve(job, en2=b"\x02" * 8).hash):  # nonsense, and another real block's hash
+            outcome = await r.source.submit_block(dataclasses.replace(good, hash=claim))
+            assert (outcome.accepted, outcome.reason) == (False, "hash-mismatch")
+        assert node.submitted == [] and r.source.block_results == {"hash-mismatch": 2}
+        assert (await r.source.submit_block(good)).accepted  # the true claim goes through
+
+
+async def test_a_block_on_a_job_many_refreshes_old_is_built_from_the_job_alone(node):
+    # the job carries its template: the source keeps no jobs, whatever the job store still holds
+    async with Running(node, longpoll=False, poll_interval_seconds=0.01, refresh_interval_seconds=0.01) as r:
+        first = await r.first_job()
+        node.add_transactions(3)
+        await r.wait_for(lambda: len(r.jobs) > 20)
+        assert all(job.prevhash == first.prevhash for job in r.jobs)
+        assert len(r.job.transaction_ids) == 8 and len(first.transaction_ids) == 5
+        outcome = await r.source.submit_block(solve(first))
+        assert outcome.accepted, outcome
+        (block,) = node.accepted
+        assert [tx.txid for tx in block.transactions[1:]] == list(first.transaction_ids)
 
 
 async def test_rejected_block_reason_is_returned_and_counted(node):
@@ -157,7 +184,7 @@ async def test_longpoll_brings_a_new_block_and_new_transactions(node):
         assert hash_to_display(new.prevhash) == node.tip_hex
         node.add_transactions(12)
         more = await r.next_job(2, clean_jobs=False, prevhash=new.prevhash)
-        assert len(r.source.template(more.job_id).block.transactions) == 12
+        assert len(more.block_data.transactions) == len(more.transaction_ids) == 12
         assert r.source.template_updates == {"startup": 1, "longpoll": 2}
         assert "getbestblockhash" not in node.methods_called()
 
@@ -200,7 +227,7 @@ async def test_refresh_picks_up_new_transactions(node):
         job = await r.first_job()
         node.add_transactions(20)
         # the first refresh to come after them (one may have come before, on a loaded machine)
-        await r.wait_for(lambda: len(r.source.template(r.job.job_id).block.transactions) == 25)
+        await r.wait_for(lambda: len(r.job.transaction_ids) == 25)
         refreshed = r.job
         assert not refreshed.clean_jobs and refreshed.prevhash == job.prevhash
         assert r.source.template_updates["refresh"] >= 1
@@ -210,8 +237,8 @@ async def test_refresh_picks_up_new_transactions(node):
 
 
 async def test_node_down_then_up_resumes_by_itself(node):
-    clock = ShiftedClock()
-    async with Running(node, clock=clock, max_job_age_seconds=120.0) as r:
+    clock = FakeClock()
+    async with Running(node, clock=read_from(clock), max_job_age_seconds=120.0) as r:
         job = await r.first_job()
         await node.stop()
         await r.wait_for(lambda: not r.source.health().up)
@@ -220,7 +247,7 @@ async def test_node_down_then_up_resumes_by_itself(node):
         assert f"rigs keep the last job (height {job.height}" in health.detail and not r.source.job_expired
         assert len(r.jobs) == 1  # the last job stays; nothing new is published while down
 
-        clock.offset = 200.0  # the outage outlasts max_job_age_seconds
+        clock.tick(200.0)  # the outage outlasts max_job_age_seconds
         assert r.source.job_expired
         assert "past max_job_age_seconds = 120: rigs are mining stale work" in r.source.health().detail
 

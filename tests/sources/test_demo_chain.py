@@ -21,7 +21,8 @@ from fleetd.stratum.job import Job
 from fleetd.sources.base import JobSource, SolvedBlock
 from fleetd.sources.coinbase_builder import find_witness_commitment
 from fleetd.sources.demo import DEFAULT_PAYOUT_SCRIPT, GENESIS_AGE, REGTEST_HALVING_INTERVAL, DemoChain, block_subsidy
-from sources_support import EN1, EN2, WORKER, FakeTime, miss, settle, solve
+from fake_clock import FakeClock, settle
+from sources_support import EN1, EN2, WORKER, miss, solve
 
 TINY = 1e-5  # about 430 nonces per block on average
 
@@ -30,9 +31,9 @@ class Running:
     """A DemoChain whose run() task is live, with every published job recorded."""
 
     def __init__(self, **kwargs) -> None:
-        self.time = FakeTime()
+        self.time = FakeClock()
         kwargs.setdefault("network_difficulty", TINY)
-        self.chain = DemoChain(clock=self.time.clock, sleep=self.time.sleep, **kwargs)
+        self.chain = DemoChain(clock=self.time, **kwargs)
         self.jobs: list[Job] = []
 
     async def __aenter__(self) -> Running:
@@ -53,7 +54,7 @@ def dsha(data: bytes) -> bytes:
 async def test_first_job_is_clean_with_a_real_coinbase():
     async with Running(pool_tag="/demo-pool/") as r:
         (job,) = r.jobs
-        assert job.ntime == int(r.time.now)
+        assert job.ntime == int(r.time.wall())
         assert job.clean_jobs and job.height == 1 and r.chain.height == 1
         assert job.version == 0x20000000 and job.nbits == target_to_bits(difficulty_to_target(TINY))
         assert re.fullmatch(r"[0-9a-f]{8}", job.job_id)
@@ -64,7 +65,7 @@ async def test_first_job_is_clean_with_a_real_coinbase():
         # height, then the extranonce slot as one push, then the tag
         assert script_sig == encode_height(1) + bytes([12]) + EN1 + EN2 + bytes([11]) + b"/demo-pool/"
         assert cb.outputs[0].script_pubkey == DEFAULT_PAYOUT_SCRIPT
-        template = r.chain.template(job.job_id)
+        template = job.block_data
         assert cb.outputs[0].value == block_subsidy(1) + sum(1_000 + 100 * i for i in range(4))
         assert find_witness_commitment(cb) is not None
         assert len(template.transactions) == 4
@@ -74,8 +75,9 @@ async def test_first_job_is_clean_with_a_real_coinbase():
 async def test_merkle_branch_folds_to_the_root_of_the_template(n_tx):
     async with Running(transactions_per_block=n_tx) as r:
         job = r.jobs[0]
-        template = r.chain.template(job.job_id)
+        template = job.block_data
         assert len(template.transactions) == n_tx
+        assert job.transaction_ids == tuple(tx.txid for tx in template.transactions)  # mining.get_transactions
         coinbase_txid = dsha(job.coinb1 + EN1 + EN2 + job.coinb2)
         txids = [coinbase_txid, *(tx.txid for tx in template.transactions)]
         assert fold_branch(coinbase_txid, job.merkle_branch) == merkle_root(txids)
@@ -94,7 +96,7 @@ async def test_a_ground_block_is_accepted_assembled_and_moves_the_tip():
         assert (outcome.hash, outcome.height, outcome.reason) == (hash_to_display(solved.hash), 1, "accepted")
 
         (found,) = r.chain.found_blocks
-        assert (found.height, found.hash, found.worker, found.time) == (1, outcome.hash, WORKER, r.time.now)
+        assert (found.height, found.hash, found.worker, found.time) == (1, outcome.hash, WORKER, r.time.wall())
         block = parse_block(found.raw)
         assert block.hash == solved.hash and hash_to_int(block.hash) <= bits_to_target(block.nbits)
         assert block.prevhash == job.prevhash and (block.ntime, block.nonce) == (job.ntime, solved.nonce)
@@ -127,11 +129,12 @@ async def test_forged_blocks_are_refused_and_change_nothing():
     async with Running() as r:
         job = r.jobs[0]
         good = solve(job)
-        bad_nonce, _ = miss(job)
+        bad_nonce, bad_hash = miss(job)
         forged = [
-            (dataclasses.replace(good, nonce=bad_nonce), "high-hash"),  # claims the good hash, wrong nonce
+            (dataclasses.replace(good, nonce=bad_nonce, hash=bad_hash), "high-hash"),  # true claim, not a block
+            (dataclasses.replace(good, nonce=bad_nonce), "hash-mismatch"),  # claims the good hash, wrong nonce
             (dataclasses.replace(good, hash=bytes(32)), "hash-mismatch"),  # real work, wrong claim
-            (dataclasses.replace(good, job_id="nosuchjob"), "unknown-work"),
+            (dataclasses.replace(good, job=dataclasses.replace(job, block_data=None)), "unknown-work"),
             (dataclasses.replace(good, extranonce2=EN2[:7]), "bad-extranonce-size"),
             (dataclasses.replace(good, extranonce1=EN1 + EN2[:1], extranonce2=EN2[1:]), "bad-extranonce-size"),
         ]
@@ -194,11 +197,14 @@ async def test_a_found_block_restarts_both_timers():
 
 
 async def test_an_older_job_on_the_same_tip_still_makes_a_block():
-    async with Running(refresh_seconds=30) as r:
+    # the job carries its template: however many jobs came since, the chain needs no list of its own
+    async with Running(refresh_seconds=30, block_interval_seconds=None) as r:
         first = r.jobs[0]
-        await r.time.advance(30)
-        assert len(r.jobs) == 2
-        assert (await r.chain.submit_block(solve(first))).accepted
+        await r.time.advance(40 * 30)
+        assert len(r.jobs) == 41
+        solved = solve(first)
+        assert (await r.chain.submit_block(solved)).accepted
+        assert parse_block(r.chain.found_blocks[0].raw).hash == solved.hash
 
 
 async def test_timers_can_be_switched_off():
@@ -211,7 +217,7 @@ async def test_ntime_stays_above_the_median_time_past():
     # blocks found faster than the clock ticks: each must still be later than the median of the
     # previous 11 (BIP113), as Core's UpdateTime guarantees for its templates
     async with Running(max_found_blocks=20) as r:
-        genesis_time = int(r.time.now) - GENESIS_AGE
+        genesis_time = int(r.time.wall()) - GENESIS_AGE
         for _ in range(14):
             assert (await r.chain.submit_block(solve(r.jobs[-1]))).accepted
         times = [genesis_time] + [parse_block(b.raw).ntime for b in r.chain.found_blocks]
@@ -246,8 +252,8 @@ async def test_other_extranonce_layouts_mine(en1_size, en2_size):
 
 
 async def test_health_and_lifecycle():
-    time = FakeTime()
-    chain = DemoChain(network_difficulty=TINY, clock=time.clock, sleep=time.sleep)
+    time = FakeClock()
+    chain = DemoChain(network_difficulty=TINY, clock=time)
     assert isinstance(chain, JobSource)
     before = chain.health()
     assert (before.kind, before.up, before.last_job_time) == ("demo", False, None)
@@ -255,7 +261,7 @@ async def test_health_and_lifecycle():
     task = asyncio.create_task(chain.run(jobs.append))
     await settle()
     health = chain.health()
-    assert health.up and health.last_job_time == time.now and "height 1" in health.detail
+    assert health.up and health.last_job_time == time.wall() and "height 1" in health.detail
     with pytest.raises(RuntimeError, match="already running"):
         await chain.run(jobs.append)
     task.cancel()
@@ -312,7 +318,9 @@ def test_bad_config_raises_a_clear_value_error(kwargs, message):
 
 
 def test_solved_block_checks_its_fields():
+    job = Job("j", bytes(32), b"", b"", (), 0x20000000, 0x207FFFFF, 0, True)
     with pytest.raises(ValueError, match="32 bytes"):
-        SolvedBlock("j", EN1, EN2, 0, 0, 0x20000000, b"\x00" * 31, WORKER)
+        SolvedBlock(job, EN1, EN2, 0, 0, 0x20000000, b"\x00" * 31, WORKER)
     with pytest.raises(TypeError, match="bytes"):
-        SolvedBlock("j", EN1.hex(), EN2, 0, 0, 0x20000000, bytes(32), WORKER)
+        SolvedBlock(job, EN1.hex(), EN2, 0, 0, 0x20000000, bytes(32), WORKER)
+    assert SolvedBlock(job, EN1, EN2, 0, 0, 0x20000000, bytes(32), WORKER).job_id == "j"

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import random
 
 import pytest
 from structlog.testing import capture_logs
 
+from fake_clock import FakeClock
 from fleetd.chain.coinbase import encode_height
 from fleetd.chain.serialize import write_compact_size
 from fleetd.stratum.job import Job
 from fleetd.sources.base import NetworkReporting
 from fleetd.sources.upstream import UpstreamSource
-from upstream_support import WAIT, FakePool, start_proxy, start_upstream, upstream_config, wait_for
+from upstream_support import WAIT, FakePool, proxying, start_proxy, start_upstream, upstream_config, wait_for
 
 MAINNET_BITS = 0x17034219
 EPOCH = 2016 * 433
-BOUND = 60.0  # seconds any one test may take (a hang guard)
 
 
 def difficulty_of(nbits: int) -> float:
@@ -65,29 +63,6 @@ def notify(pool: FakePool, job: Job) -> None:
             writer.write(session.data_to_send())
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@contextlib.asynccontextmanager
-async def proxying(*urls: str, clock: Clock):
-    """An upstream source running on its own (no Stratum server), with every job it publishes kept."""
-    source = UpstreamSource(upstream_config(*urls, failover_seconds=1.0), clock=clock)
-    jobs: list[Job] = []
-    task = asyncio.create_task(source.run(jobs.append))
-    try:
-        async with asyncio.timeout(BOUND):
-            yield source, jobs
-            assert not task.done(), task
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-
 def height_of(source: UpstreamSource) -> int | None:
     state = source.network_state()
     return None if state is None else state.height
@@ -100,7 +75,7 @@ def test_none_before_the_first_job():
 
 
 async def test_height_and_difficulty_come_from_the_pools_job():
-    clock = Clock()
+    clock = FakeClock()
     async with FakePool() as pool:
         pool.job = pool_job("a1", EPOCH + 17)
         async with proxying(pool.url, clock=clock) as (source, jobs):
@@ -113,45 +88,45 @@ async def test_height_and_difficulty_come_from_the_pools_job():
 
 
 async def test_new_prevhash_jobs_append_their_arrival_times():
-    clock = Clock()
+    clock = FakeClock()
     async with FakePool() as pool:
         pool.job = pool_job("b0", EPOCH + 100)
         async with proxying(pool.url, clock=clock) as (source, jobs):
             await wait_for(lambda: jobs, WAIT)
             arrivals = []
             for k in range(1, 4):
-                clock.now += 517.25 * k
-                arrivals.append(clock.now)
+                clock.tick(517.25 * k)
+                arrivals.append(clock.wall())
                 notify(pool, pool_job(f"b{k}", EPOCH + 100 + k))
                 await wait_for(lambda: height_of(source) == EPOCH + 100 + k, WAIT)
                 assert source.network_state().block_times_seconds == tuple(arrivals)
                 # more work on the same block (new transactions) is no new block
-                clock.now += 30
+                clock.tick(30)
                 notify(pool, pool_job(f"b{k}x", EPOCH + 100 + k, prevhash=pool.job.prevhash, clean=False))
                 await wait_for(lambda: jobs[-1].coinb1.startswith(pool.job.coinb1) and not jobs[-1].clean_jobs, WAIT)
                 assert source.network_state().block_times_seconds == tuple(arrivals)
             assert source.network_state().tip_height == EPOCH + 102
 
-            clock.now += 1200
+            clock.tick(1200)
             notify(pool, pool_job("gap", EPOCH + 105))  # two blocks we never saw: the run starts again
             await wait_for(lambda: height_of(source) == EPOCH + 105, WAIT)
-            assert source.network_state().block_times_seconds == (clock.now,)
+            assert source.network_state().block_times_seconds == (clock.wall(),)
 
 
 async def test_a_new_epoch_starts_the_times_again():
-    clock = Clock()
+    clock = FakeClock()
     async with FakePool() as pool:
         pool.job = pool_job("c0", EPOCH - 1)  # tip EPOCH - 2
         async with proxying(pool.url, clock=clock) as (source, jobs):
             await wait_for(lambda: jobs, WAIT)
-            clock.now += 600
+            clock.tick(600)
             notify(pool, pool_job("c1", EPOCH))  # the tip is the epoch's last block
             await wait_for(lambda: height_of(source) == EPOCH, WAIT)
-            assert source.network_state().block_times_seconds == (clock.now,)
-            clock.now += 600
+            assert source.network_state().block_times_seconds == (clock.wall(),)
+            clock.tick(600)
             notify(pool, pool_job("c2", EPOCH + 1))  # the tip opens a new epoch
             await wait_for(lambda: height_of(source) == EPOCH + 1, WAIT)
-            assert source.network_state().block_times_seconds == (clock.now,)
+            assert source.network_state().block_times_seconds == (clock.wall(),)
 
 
 GARBAGE_COINB1 = [
@@ -167,7 +142,7 @@ GARBAGE_COINB1 = [
 
 
 async def test_unreadable_jobs_give_none_warn_once_and_never_break_the_source():
-    clock = Clock()
+    clock = FakeClock()
     async with FakePool() as pool:
         pool.job = pool_job("d0", EPOCH + 5)
         with capture_logs() as logs:
@@ -182,10 +157,10 @@ async def test_unreadable_jobs_give_none_warn_once_and_never_break_the_source():
                     assert source.network_state() is None
                 assert jobs[-1].height == EPOCH + 6 and jobs[1].height is None
 
-                clock.now += 600
+                clock.tick(600)
                 notify(pool, pool_job("d1", EPOCH + 9))
                 await wait_for(lambda: height_of(source) == EPOCH + 9, WAIT)
-                assert source.network_state().block_times_seconds == (clock.now,)
+                assert source.network_state().block_times_seconds == (clock.wall(),)
 
                 notify(pool, pool_job("g9", None, coinb1=b"\x00"))  # unreadable again: a new warning
                 await wait_for(lambda: source.network_state() is None, WAIT)
@@ -196,28 +171,28 @@ async def test_unreadable_jobs_give_none_warn_once_and_never_break_the_source():
 
 
 async def test_a_new_session_on_another_block_does_not_count_as_an_arrival():
-    clock = Clock()
+    clock = FakeClock()
     async with FakePool() as first, FakePool() as second:
         first.job = pool_job("e0", EPOCH + 50)
         second.job = pool_job("f0", EPOCH + 52)
         async with proxying(first.url, second.url, clock=clock) as (source, jobs):
             await wait_for(lambda: jobs, WAIT)
-            clock.now += 600
+            clock.tick(600)
             notify(first, pool_job("e1", EPOCH + 51))
             await wait_for(lambda: height_of(source) == EPOCH + 51, WAIT)
-            assert source.network_state().block_times_seconds == (clock.now,)
+            assert source.network_state().block_times_seconds == (clock.wall(),)
 
             first._server.close()
             for writer in first.writers:
                 writer.close()
-            clock.now += 900
+            clock.tick(900)
             await wait_for(lambda: height_of(source) == EPOCH + 52, WAIT)  # failed over to the second pool
             # when EPOCH + 51 was found is not known: its job came with the login, not as news
             assert source.network_state().block_times_seconds == ()
-            clock.now += 300
+            clock.tick(300)
             notify(second, pool_job("f1", EPOCH + 53))
             await wait_for(lambda: height_of(source) == EPOCH + 53, WAIT)
-            assert source.network_state().block_times_seconds == (clock.now,)
+            assert source.network_state().block_times_seconds == (clock.wall(),)
 
 
 async def test_behind_a_real_fleetd_pool():

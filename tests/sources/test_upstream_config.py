@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
+from types import SimpleNamespace
 
 import pytest
 
-from fleetd.sources.base import ExtranonceLayout, ForwardingSource, JobSource, SolvedBlock
-from fleetd.stratum.events import SubmitReceived
+from fleetd.sources.base import BlockBuilder, ExtranonceLayout, ForwardingSource, JobSource
 from fleetd.sources.demo import DemoChain
 from fleetd.sources.upstream import PoolUrl, UpstreamConfig, UpstreamSource, build_source
+from fleetd.stratum.job import Job
 
 POOL = "stratum+tcp://127.0.0.1:3333"
 
@@ -90,7 +90,8 @@ def test_worker_names_upstream():
 def test_the_source_is_a_job_source_and_a_forwarding_one_and_demo_is_not_forwarding():
     source = UpstreamSource(UpstreamConfig(pools=[POOL], user="acct", prefix_size=3))
     assert isinstance(source, JobSource) and isinstance(source, ForwardingSource)
-    assert not isinstance(DemoChain(), ForwardingSource)
+    assert not isinstance(source, BlockBuilder)  # its pool builds the blocks
+    assert not isinstance(DemoChain(), ForwardingSource) and isinstance(DemoChain(), BlockBuilder)
     assert source.extranonce_layout() == ExtranonceLayout(3, 5)  # assumed 8-byte upstream until one answers
     assert source.layout_problem(5) is None
     assert "extranonce2 too small: the pool offers 4 bytes" in source.layout_problem(4)
@@ -98,12 +99,9 @@ def test_the_source_is_a_job_source_and_a_forwarding_one_and_demo_is_not_forward
     assert not health.up and "not tried yet" in health.detail
 
 
-async def test_a_share_for_an_unknown_job_is_not_forwarded_and_a_block_not_forwarded_is_said_so():
+def test_a_share_on_a_job_that_is_not_the_sources_is_not_forwarded():
     source = UpstreamSource(UpstreamConfig(pools=[POOL], user="acct"))
-    share = SubmitReceived(1, "site.rig1", "nope", b"\x00\x01", bytes(6), 0, 0, 0x20000000, None, 1e-7)
-    assert source.submit_share(share, bytes(32)) is None
-
-    outcome = await asyncio.wait_for(
-        source.submit_block(SolvedBlock("nope", b"\x00\x01", bytes(6), 0, 0, 0x20000000, bytes(32), "site.rig1")), 10
-    )  # no session: answered at once
-    assert not outcome.accepted and outcome.reason == "not-forwarded"
+    job = Job("j1", bytes(32), b"", b"", (), 0x20000000, 0x1D00FFFF, 0, True)  # not one it published
+    share = SimpleNamespace(worker="site.rig1", extranonce1=b"\x00\x01", extranonce2=bytes(6), ntime=0, nonce=0,
+                            version=0x20000000)  # fmt: skip
+    assert source.submit_share(job, share, bytes(32)) is None

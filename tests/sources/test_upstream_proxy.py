@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import itertools
 import time
+from types import SimpleNamespace
 
 import pytest
 
+from fake_clock import FakeClock
+from fleetd.chain.target import bits_to_target
+from fleetd.native import PreparedJob
 from fleetd.sources.upstream import UpstreamSource
 from upstream_support import (
     WAIT,
@@ -20,6 +26,8 @@ from upstream_support import (
     Running,
     fleetd_config,
     free_port,
+    make_job,
+    proxying,
     rig,
     self_signed_cert,
     start_fleetd,
@@ -179,6 +187,28 @@ async def test_a_block_found_by_a_rig_is_the_upstreams_block():
             await mine_until((lucky,), lambda: len(up.source.found_blocks) >= 1)  # ~7 blocks a second
         assert up.source.found_blocks[0].worker == "acct"
         await wait_for(lambda: proxy.server.blocks_submitted >= 1, WAIT)
+
+
+async def test_a_block_below_the_pools_difficulty_is_forwarded_all_the_same():
+    # a pool asking more than the network does (a test chain): its blocks must reach it anyway
+    async with FakePool(difficulty=1e9) as pool:
+        pool.job = dataclasses.replace(make_job(), nbits=0x207FFFFF)  # regtest: about every other hash is a block
+        async with proxying(pool.url, clock=FakeClock()) as (source, jobs):
+            await wait_for(lambda: jobs, WAIT)
+            job = jobs[-1]
+            layout = source.extranonce_layout()
+            en1, en2 = b"\x01" * layout.extranonce1_size, b"\x02" * layout.extranonce2_size
+            prepared = PreparedJob(job.coinb1, job.coinb2, job.merkle_branch, job.prevhash, job.nbits, len(en1 + en2))
+            target = bits_to_target(job.nbits)
+            checks = (prepared.check(en1 + en2, job.version, job.ntime, n, target) for n in itertools.count())
+            nonce, block = next((n, c) for n, c in enumerate(checks) if c.meets_network)
+            share = SimpleNamespace(worker="site.rig1", extranonce1=en1, extranonce2=en2, ntime=job.ntime,
+                                    nonce=nonce, version=job.version)  # fmt: skip
+            assert source.submit_share(job, share, b"\xff" * 32) is None  # neither the pool's work nor a block
+            outcome = await asyncio.wait_for(source.submit_share(job, share, block.hash), WAIT)
+            assert outcome.accepted, outcome
+            (forwarded,) = pool.accepted
+            assert (forwarded.nonce, forwarded.extranonce2[-len(en1 + en2) :]) == (nonce, en1 + en2)
 
 
 async def test_when_every_pool_is_down_rigs_keep_the_last_job_until_it_is_too_old():

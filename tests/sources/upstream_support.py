@@ -22,6 +22,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from fake_clock import FakeClock
 from fleetd import app as fleetd_app
 from fleetd.chain.target import difficulty_to_target
 from fleetd.config import Config, HostPort, HttpConfig, LogConfig, SourceConfig, StratumConfig
@@ -122,6 +123,21 @@ async def start_proxy(*urls: str, wait: bool = True, difficulty: float = RIG_DIF
     return running
 
 
+@contextlib.asynccontextmanager
+async def proxying(*urls: str, clock: FakeClock, bound: float = 60.0):
+    """An upstream source running on its own (no Stratum server), with every job it publishes kept."""
+    source = UpstreamSource(upstream_config(*urls, failover_seconds=1.0), clock=clock)
+    jobs: list[Job] = []
+    task = asyncio.create_task(source.run(jobs.append))
+    try:
+        async with asyncio.timeout(bound):
+            yield source, jobs
+            assert not task.done(), task
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 def rig(proxy: Running, name: str, **options) -> Miner:
     return Miner(MinerConfig("127.0.0.1", proxy.port, username=name, hashrate=RIG_HASHRATE, **options))
 
@@ -162,7 +178,7 @@ def make_job(job_id: str = "f1", seed: int = 1) -> Job:
 class FakePool:
     """A loopback pool over the server-role sans-IO session.
 
-    mode: "good" (checks every share with the C core), "reject" (answers every submit
+    mode: "good" (checks every share with the C core, takes any block), "reject" (answers every submit
     with 23), "garbage" (answers subscribe with bytes that are not Stratum), "bad_notify"
     (a mining.notify with nonsense params), "stall" (one job at login, then silence),
     "silent" (accepts the connection, never answers).
@@ -260,7 +276,8 @@ class FakePool:
         extranonce = submit.extranonce1 + submit.extranonce2
         prepared = PreparedJob(job.coinb1, job.coinb2, job.merkle_branch, job.prevhash, job.nbits, len(extranonce))
         target = encode_target(difficulty_to_target(submit.difficulty))
-        return prepared.check(extranonce, submit.version, submit.ntime, submit.nonce, target).meets_target
+        check = prepared.check(extranonce, submit.version, submit.ntime, submit.nonce, target)
+        return check.meets_target or check.meets_network  # a block is never too easy
 
 
 def self_signed_cert(directory: Path) -> tuple[Path, Path] | None:
