@@ -3,34 +3,38 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from fleetd.stratum.framing import CloseReason
+from fleetd.stratum.job import Job
 from fleetd.stratum.rejects import Reject
 
 
-@dataclass(frozen=True, slots=True)
-class SubmitReceived:
-    """A ``mining.submit`` that passed the session's own checks.
+class SubmitReceived(NamedTuple):
+    """A ``mining.submit`` that passed the session's own checks (a tuple: one is built per
+    submit, and a frozen dataclass costs several times as much to build).
 
     The session has already confirmed subscription, authorization, parameter shapes,
-    the extranonce2 size, version bits against the negotiated mask, and that the job was
-    sent on this connection and is not stale. What remains (ntime window, duplicate,
-    proof of work) is the share validator's. ``difficulty`` is the one the job was last
-    sent at on this connection, so a vardiff change never rejects older work.
-    ``fallback_difficulty`` is set when a lower one also counts: the connection's current
-    difficulty (cgminer and bmminer apply a lowered difficulty to the job they hold) or
-    the difficulty a re-sent job went out at before (shares in flight). A share meeting
-    only that is accepted and credited at it.
+    the extranonce2 size and version bits against the negotiated mask. ``job`` is the job
+    as sent on this connection, None when it was not (the pool's job store then says
+    whether it is stale or unknown). What remains (ntime window, duplicate, proof of work)
+    is the pool core's. ``difficulty`` is the one the job was last sent at on this
+    connection, so a vardiff change never rejects older work. ``fallback_difficulty`` is
+    set when a lower one also counts: the connection's current difficulty (cgminer and
+    bmminer apply a lowered difficulty to the job they hold) or the difficulty a re-sent
+    job went out at before (shares in flight). A share meeting only that is accepted and
+    credited at it.
     """
 
     request_id: object
     worker: str
+    job: Job | None
     job_id: str
     extranonce1: bytes
     extranonce2: bytes
     ntime: int
     nonce: int
-    version: int  # the header version after applying rolled bits
+    version: int  # the header version after applying rolled bits (the job's when job is None)
     version_bits: int | None  # the 6th submit parameter as sent, None when absent
     difficulty: float
     fallback_difficulty: float | None = None  # below ``difficulty`` when set

@@ -12,7 +12,7 @@ import math
 import re
 from dataclasses import dataclass, replace
 
-from fleetd.chain.byteorder import U32_MAX, u32_from_hex
+from fleetd.chain.byteorder import U32_MAX, hash_to_display
 from fleetd.stratum.job import Job
 from fleetd.stratum import messages
 from fleetd.stratum.auth import Authorizer, OpenAuthorization
@@ -51,8 +51,6 @@ class SessionConfig:
     max_difficulty: float = 1e12
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     max_bad_requests: int = 10  # consecutive malformed requests before closing
-    job_memory: int = 16  # live jobs remembered per connection
-    stale_memory: int = 64  # retired job ids remembered, to say "stale" rather than "unknown"
     max_workers: int = 64  # authorized worker names per connection
     max_username_length: int = 256
 
@@ -67,7 +65,7 @@ class SessionConfig:
             self.max_difficulty,
             "a number not below min_difficulty",
         )
-        for key in ("max_line_bytes", "max_bad_requests", "job_memory", "stale_memory", "max_workers"):
+        for key in ("max_line_bytes", "max_bad_requests", "max_workers"):
             value = getattr(self, key)
             _require(type(value) is int and value >= 1, key, value, "a positive integer")
         _require(self.max_username_length >= 1, "max_username_length", self.max_username_length, "positive")
@@ -95,7 +93,6 @@ class Session:
         "_suggested",
         "_ceiling",
         "_jobs",
-        "_retired",
         "_bad_streak",
         "_close",
     )
@@ -123,9 +120,9 @@ class Session:
         self._ceiling: float | None = None  # set_ceiling: above the miner's floor too
         # job_id -> (job, difficulty, lowest difficulty, (extranonce1, extranonce2 size)) as
         # sent: the difficulty it was last sent at, and the least of those it went out at
-        # (a re-sent id); insertion-ordered.
+        # (a re-sent id); insertion-ordered. Which jobs are live is the job store's to say:
+        # a clean job clears this, and the driver ``forget``s what the store retires.
         self._jobs: dict[str, tuple[Job, float, float, tuple[bytes, int]]] = {}
-        self._retired: dict[str, None] = {}  # an insertion-ordered set of stale job ids
         self._bad_streak = 0
         self._close: tuple[str, str] | None = None
 
@@ -175,17 +172,16 @@ class Session:
         # A re-sent id: a share in flight may be at the difficulty it went out at before.
         lowest = difficulty if previous is None or previous[2] > difficulty else previous[2]
         if job.clean_jobs:
-            for job_id in jobs:
-                self._retire(job_id)
             jobs.clear()
-        self._retired.pop(job.job_id, None)
         jobs[job.job_id] = (job, difficulty, lowest, self._extranonce)
         self._in_force = self._difficulty
-        if len(jobs) > self.config.job_memory:
-            oldest = next(iter(jobs))
-            del jobs[oldest]
-            self._retire(oldest)  # forgotten work is as good as stale
         self._out.append(notify if notify is not None else messages.notify(job))
+
+    def forget(self, job_ids) -> None:
+        """The job store retired these jobs: shares for them are its to call stale."""
+        jobs = self._jobs
+        for job_id in job_ids:
+            jobs.pop(job_id, None)
 
     def set_difficulty(self, difficulty: float) -> float:
         """Send ``mining.set_difficulty`` and, once the miner has work, its latest job again
@@ -363,12 +359,6 @@ class Session:
         self._close = (reason, detail)
         events.append(ConnectionClosed(reason, detail))
 
-    def _retire(self, job_id: str) -> None:
-        retired = self._retired
-        retired[job_id] = None
-        if len(retired) > self.config.stale_memory:
-            del retired[next(iter(retired))]
-
     def _handle(self, message: object, events: list) -> None:
         if type(message) is not dict:
             self._bad_request(None, None, _MALFORMED, "not a JSON object", events)
@@ -428,17 +418,26 @@ class Session:
         if n != 5 and n != 6:
             return self._malformed_submit(request_id, params, events)
         job_id, extranonce2_hex, ntime_hex, nonce_hex = params[1], params[2], params[3], params[4]
-        bits_hex = params[5] if n == 6 else None
-        try:
-            ntime = u32_from_hex(ntime_hex, "ntime")
-            nonce = u32_from_hex(nonce_hex, "nonce")
-            bits = None if bits_hex is None else u32_from_hex(bits_hex, "version bits")
-            extranonce2 = bytes.fromhex(extranonce2_hex)
-            # int() and fromhex() forgive signs, "0x", "_" and spaces; a submit may not use them.
-            if type(job_id) is not str or not _HEX(extranonce2_hex + ntime_hex + nonce_hex + (bits_hex or "")):
-                return self._malformed_submit(request_id, params, events)
-        except (ValueError, TypeError):
+        bits_hex = params[5] if n == 6 else ""
+        # One check for every hex field: int() and fromhex() forgive signs, "0x", "_" and
+        # spaces, which a submit may not use; after it int(x, 16) is exact and fastest.
+        if (
+            type(job_id) is not str
+            or type(extranonce2_hex) is not str
+            or type(ntime_hex) is not str
+            or type(nonce_hex) is not str
+            or type(bits_hex) is not str
+            or len(ntime_hex) != 8
+            or len(nonce_hex) != 8
+            or (n == 6 and len(bits_hex) != 8)
+            or len(extranonce2_hex) & 1
+            or not _HEX(extranonce2_hex + ntime_hex + nonce_hex + bits_hex)
+        ):
             return self._malformed_submit(request_id, params, events)
+        ntime = int(ntime_hex, 16)
+        nonce = int(nonce_hex, 16)
+        bits = int(bits_hex, 16) if n == 6 else None
+        extranonce2 = bytes.fromhex(extranonce2_hex)
 
         entry = self._jobs.get(job_id)
         # The extranonce2 size that counts is the one the job went out with.
@@ -455,9 +454,13 @@ class Session:
                     mask = 0  # six parameters with nothing rolled: harmless
             if bits & ~mask:
                 return self._refuse(request_id, worker, params, Reject.VERSION_BITS_OUTSIDE_MASK, events)
-        if entry is None:
-            reject = Reject.STALE if job_id in self._retired else Reject.UNKNOWN_JOB
-            return self._refuse(request_id, worker, params, reject, events)
+        if entry is None:  # not sent here, or retired: the job store tells stale from unknown
+            events.append(
+                SubmitReceived(
+                    request_id, worker, None, job_id, self._extranonce[0], extranonce2, ntime, nonce, 0, bits, 0.0
+                )
+            )
+            return True
 
         job, difficulty, lowest, (extranonce1, _) = entry
         version = job.version if bits is None else (job.version & ~mask) | (bits & mask)
@@ -469,6 +472,7 @@ class Session:
             SubmitReceived(
                 request_id,
                 worker,
+                job,
                 job_id,
                 extranonce1,
                 extranonce2,
@@ -576,13 +580,14 @@ class Session:
         return True
 
     def _on_get_transactions(self, request_id: object, params: list, events: list) -> bool:
-        # bfgminer asks with every job (params: [job_id]). A job carries its merkle branch,
-        # not its transaction list (that stays with the source's template), so there are no
-        # ids to give: the answer is an empty list, as NOMP-style pools send, which bfgminer
-        # takes as an opaque pool and mines on. An error would do no better for the miner.
+        # bfgminer asks with every job (params: [job_id]): the txids of the job's
+        # transactions, as RPC shows them; an empty list for a job the source cannot
+        # list (upstream work) or one not sent here, which bfgminer takes as an opaque pool.
         if params and type(params[0]) is not str:
             return self._bad_request(request_id, "mining.get_transactions", _MALFORMED, "expected [job_id]", events)
-        self._out.append(messages.result_reply(request_id, []))
+        entry = self._jobs.get(params[0]) if params else None
+        txids = [hash_to_display(txid) for txid in entry[0].transaction_ids] if entry is not None else []
+        self._out.append(messages.result_reply(request_id, txids))
         return True
 
     def _on_ping(self, request_id: object, params: list, events: list) -> bool:

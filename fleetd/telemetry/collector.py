@@ -1,7 +1,7 @@
 """The daemon's own metric families, built from in-memory state at scrape time.
 
-Hot paths only bump plain attributes on the server; nothing here runs until Prometheus
-asks. The per-rig families are written by ``exposition`` (thousands of rigs need a
+Hot paths only bump plain attributes; nothing here runs until Prometheus asks, and then
+it reads a snapshot of the server's counters (``StratumServer.counters``). The per-rig families are written by ``exposition`` (thousands of rigs need a
 faster writer than the generic one).
 """
 
@@ -18,7 +18,6 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 
-
 class DaemonCollector(Collector):
     def __init__(self, server=None, source=None) -> None:
         self.server = server  # the StratumServer, once listening
@@ -28,24 +27,23 @@ class DaemonCollector(Collector):
         yield from self._daemon_families()
 
     def _daemon_families(self) -> Iterator[Metric]:
-        server = self.server
-        if server is not None:
-            yield GaugeMetricFamily("fleetd_connections", "Open Stratum connections.", value=len(server.connections))
-            histogram = server.validation_seconds
+        if self.server is not None:
+            counters = self.server.counters()
+            yield GaugeMetricFamily("fleetd_connections", "Open Stratum connections.", value=counters.connections)
             yield HistogramMetricFamily(
                 "fleetd_share_validation_seconds",
-                "Time to validate one submitted share (registry, duplicates, C core).",
-                buckets=histogram.cumulative(),
-                sum_value=histogram.total,
+                "Time to check and answer one submitted share (job store, duplicates, C core, accounting).",
+                buckets=counters.validation_buckets,
+                sum_value=counters.validation_sum,
             )
-            yield CounterMetricFamily("fleetd_jobs", "Jobs published to miners.", value=server.jobs_published)
+            yield CounterMetricFamily("fleetd_jobs", "Jobs published to miners.", value=counters.jobs_published)
             yield CounterMetricFamily(
-                "fleetd_blocks_found", "Blocks found and accepted by the job source.", value=server.blocks_accepted
+                "fleetd_blocks_found", "Blocks found and accepted by the job source.", value=counters.blocks_accepted
             )
             yield CounterMetricFamily(
-                "fleetd_blocks_submitted", "Blocks handed to the job source.", value=server.blocks_submitted
+                "fleetd_blocks_submitted", "Blocks handed to the job source.", value=counters.blocks_submitted
             )
-            job = server.current_job
+            job = counters.current_job
             if job is not None:
                 yield GaugeMetricFamily(
                     "fleetd_job_timestamp_seconds", "ntime of the current job.", value=job.ntime

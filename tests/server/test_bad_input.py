@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from fleetd.chain.byteorder import hash_to_display
 from server_support import RawClient, grind, make_config, start_fleetd
 
 TLS_CLIENT_HELLO = bytes.fromhex("16030100a5010000a10303") + bytes(32) + b"\x00\x00\x02\x13\x01\x01\x00"
@@ -88,12 +89,17 @@ async def test_unknown_methods_and_pings(fleetd):
 
 async def test_get_transactions_with_every_job_does_not_drop_the_rig(fleetd):
     # bfgminer asks for the transactions of every job; twenty in a row (twice the garbage
-    # limit) without a share in between must leave it connected and answered.
+    # limit) without a share in between must leave it connected and answered with the
+    # job's txids as RPC shows them.
     client = await RawClient.connect(fleetd.stratum)
     await client.login()
+    txids = [hash_to_display(txid) for txid in fleetd.server.current_job.transaction_ids]
+    assert txids  # the demo chain's blocks carry transactions
     for _ in range(20):
         reply = await client.request("mining.get_transactions", [client.job.job_id])
-        assert reply == {"id": reply["id"], "result": [], "error": None}
+        assert reply == {"id": reply["id"], "result": txids, "error": None}
+    reply = await client.request("mining.get_transactions", ["not-a-job"])
+    assert reply["result"] == []
     assert (await client.request("mining.ping", []))["result"] == "pong"
     assert fleetd.server.workers["acct.rig1"].rejected == {}
     client.close()

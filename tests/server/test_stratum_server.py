@@ -203,10 +203,10 @@ async def test_a_suggestion_outranks_a_vardiff_step_for_a_share_sent_before_it(f
     client = await RawClient.connect(fleetd.stratum)
     await client.login()
     (connection,) = fleetd.server.connections
-    shares = [grind(client, extranonce2=n.to_bytes(8, "big")) for n in range(connection.vardiff.config.quick_shares)]
+    shares = [grind(client, extranonce2=n.to_bytes(8, "big")) for n in range(connection.core.vardiff.config.quick_shares)]
     for share in shares[:-1]:
         assert (await client.request("mining.submit", share))["result"] is True
-    assert connection.vardiff.difficulty == TINY_DIFFICULTY
+    assert connection.core.vardiff.difficulty == TINY_DIFFICULTY
     # One read: the share that makes vardiff jump, then the rig's own suggestion.
     seen = len(client.notifications)
     suggest = {"id": 99, "method": "mining.suggest_difficulty", "params": [2 * TINY_DIFFICULTY]}
@@ -215,7 +215,7 @@ async def test_a_suggestion_outranks_a_vardiff_step_for_a_share_sent_before_it(f
     await client.reply(99)
     await client.notified_after(seen)
     await client.request("mining.ping", [])  # everything the read caused has arrived
-    assert client.difficulty == connection.session.difficulty == connection.vardiff.difficulty == 2 * TINY_DIFFICULTY
+    assert client.difficulty == connection.core.session.difficulty == connection.core.vardiff.difficulty == 2 * TINY_DIFFICULTY
     client.close()
 
 
@@ -226,8 +226,8 @@ async def test_vardiff_never_takes_a_rig_under_its_suggestion(start_1024):
     (connection,) = start_1024.server.connections
     now = asyncio.get_running_loop().time()
     for minute in range(1, 61):  # an hour without a share, as the idle loop would see it
-        connection.idle_check(now + 60.0 * minute)
-    assert connection.vardiff.difficulty == 1.0 and connection.session.difficulty == 1.0
+        connection.idle(now + 60.0 * minute)
+    assert connection.core.vardiff.difficulty == 1.0 and connection.core.session.difficulty == 1.0
 
 
 async def test_a_bip310_minimum_only_raises_the_difficulty(start_1024):
@@ -252,7 +252,7 @@ async def test_the_rig_difficulty_is_the_one_of_the_latest_job_sent(fleetd):
     (connection,) = server.connections
     # A vardiff step goes out with the current job again, which puts it in force.
     seen = len(client.notifications)
-    connection._set_difficulty(4 * TINY_DIFFICULTY)
+    connection.core.session.set_difficulty(4 * TINY_DIFFICULTY)
     connection.flush()
     assert await client.notified_after(seen) == ["mining.set_difficulty", "mining.notify"]
     assert client.difficulty == rig.difficulty == 4 * TINY_DIFFICULTY
@@ -302,13 +302,13 @@ async def test_an_idle_vardiff_drop_goes_out_at_once_with_the_current_job(start_
     seen = len(client.notifications)
     now = asyncio.get_running_loop().time()
     for minute in range(1, 61):  # the idle loop's ticks over an hour without a share
-        connection.idle_check(now + 60.0 * minute)
-        if connection.vardiff.difficulty < 1024.0:
+        connection.idle(now + 60.0 * minute)
+        if connection.core.vardiff.difficulty < 1024.0:
             break
-    assert connection.vardiff.difficulty < 1024.0
+    assert connection.core.vardiff.difficulty < 1024.0
     # No read from the rig is needed, and the job follows so firmware applies it now.
     assert (await client.notified_after(seen))[:2] == ["mining.set_difficulty", "mining.notify"]
-    assert client.difficulty == connection.vardiff.difficulty
+    assert client.difficulty == connection.core.vardiff.difficulty
     assert client.job.job_id == first.job_id and not client.job.clean
     assert start_1024.server.workers["acct.rig1"].difficulty == client.difficulty
     client.close()

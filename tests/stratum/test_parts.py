@@ -107,7 +107,6 @@ def test_parse_mask_rejects(bad):
         ("max_difficulty", 1e-12),
         ("max_line_bytes", 0),
         ("max_bad_requests", 0),
-        ("job_memory", 0),
         ("authorizer", "open"),
     ],
 )

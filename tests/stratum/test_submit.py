@@ -33,6 +33,7 @@ def test_valid_submit_becomes_submit_received():
     assert event == SubmitReceived(
         request_id=4,
         worker=WORKER,
+        job=job("j1"),
         job_id="j1",
         extranonce1=EN1,
         extranonce2=bytes.fromhex("0011223344556677"),
@@ -187,45 +188,46 @@ def test_version_bits_without_configure_allowed_uses_pool_mask():
     assert s.version_mask is None
 
 
-def test_unknown_job_is_21():
+def test_a_job_not_sent_here_goes_to_the_pool_with_no_job():
+    # Which ids are stale and which unknown is the job store's to say (the pool core).
     s = logged_in()
-    rejected(s, submit(4, job_id="never-sent"), Reject.UNKNOWN_JOB)
+    event = received(s, submit(4, job_id="never-sent"))
+    assert event.job is None and event.job_id == "never-sent" and event.difficulty == 0.0
     s.send_job(job("j1"))
     s.data_to_send()
-    rejected(s, submit(4, job_id="J1"), Reject.UNKNOWN_JOB)
+    assert received(s, submit(4, job_id="J1")).job is None  # ids are case-sensitive
+    assert s.data_to_send() == b""  # the pool core answers
 
 
-def test_stale_after_clean_jobs_is_21_stale():
+def test_clean_jobs_clear_what_the_session_holds():
     s = logged_in()
     s.send_job(job("j1"))
     s.send_job(job("j2"))
-    assert received(s, submit(4, job_id="j1")).job_id == "j1"
+    assert received(s, submit(4, job_id="j1")).job.job_id == "j1"
     s.send_job(job("j3", clean=True))
     s.data_to_send()
-    rejected(s, submit(4, job_id="j1"), Reject.STALE)
-    rejected(s, submit(4, job_id="j2"), Reject.STALE)
-    assert received(s, submit(5, job_id="j3")).job_id == "j3"
-    assert s.receive_data(submit(6, job_id="j0"))[0].reject is Reject.UNKNOWN_JOB
+    assert received(s, submit(4, job_id="j1")).job is None
+    assert received(s, submit(4, job_id="j2")).job is None
+    assert received(s, submit(5, job_id="j3")).job.job_id == "j3"
 
 
 def test_job_without_clean_does_not_stale_earlier_jobs():
     s = logged_in()
     s.send_job(job("j1", clean=True))
     s.send_job(job("j2"))
-    assert received(s, submit(4, job_id="j1")).job_id == "j1"
+    assert received(s, submit(4, job_id="j1")).job.job_id == "j1"
 
 
-def test_job_memory_is_bounded_and_forgotten_jobs_are_stale():
-    s = logged_in(SessionConfig(job_memory=3, stale_memory=2))
-    for i in range(6):
+def test_forgotten_jobs_go_to_the_pool_with_no_job():
+    s = logged_in()
+    for i in range(4):
         s.send_job(job(f"j{i}"))
     s.data_to_send()
-    for i in (3, 4, 5):
-        assert received(s, submit(i, job_id=f"j{i}")).job_id == f"j{i}"
-    rejected(s, submit(4, job_id="j2"), Reject.STALE)
-    rejected(s, submit(4, job_id="j1"), Reject.STALE)
-    rejected(s, submit(4, job_id="j0"), Reject.UNKNOWN_JOB)  # beyond the stale memory
-    assert len(s._jobs) == 3 and len(s._retired) == 2
+    s.forget(["j0", "j1", "never-sent"])
+    assert received(s, submit(4, job_id="j0")).job is None
+    assert received(s, submit(4, job_id="j1")).job is None
+    assert received(s, submit(4, job_id="j2")).job.job_id == "j2"
+    assert list(s._jobs) == ["j2", "j3"]
 
 
 def test_resent_stale_job_id_is_live_again():
@@ -233,7 +235,7 @@ def test_resent_stale_job_id_is_live_again():
     s.send_job(job("j1"))
     s.send_job(job("j2", clean=True))
     s.send_job(job("j1"))
-    assert received(s, submit(4, job_id="j1")).job_id == "j1"
+    assert received(s, submit(4, job_id="j1")).job.job_id == "j1"
 
 
 # --- difficulty per job ------------------------------------------------------------------

@@ -10,7 +10,7 @@ import weakref
 import pytest
 
 from fleetd.stratum.job import Job
-from fleetd.shares.registry import JobRegistry, share_key
+from fleetd.shares.jobs import JobStore, share_key
 from fleetd.stratum.rejects import Reject
 
 
@@ -45,12 +45,14 @@ class CountingPrepare:
 
 
 def test_lookup_live_stale_unknown():
-    registry = JobRegistry()
-    a = registry.add(job("a"), 0.0)
+    registry = JobStore()
+    assert registry.add(job("a"), 0.0) == []
+    a = registry.get("a")
     assert registry.lookup("a") is a and a.job.job_id == "a"
-    registry.add(job("b"), 1.0)
+    assert registry.add(job("b"), 1.0) == []
     assert registry.lookup("a") is a  # a job without clean_jobs leaves earlier ones live
-    registry.add(job("c", clean=True), 2.0)
+    assert registry.add(job("c", clean=True), 2.0) == ["a", "b"]  # connections forget them too
+    assert registry.get("a") is None
     assert registry.lookup("a") is Reject.STALE
     assert registry.lookup("b") is Reject.STALE
     assert registry.lookup("c").job.job_id == "c"
@@ -60,29 +62,29 @@ def test_lookup_live_stale_unknown():
 
 
 def test_bounded_by_count_older_jobs_become_stale():
-    registry = JobRegistry(max_jobs=3)
-    for i in range(10):
-        registry.add(job(f"j{i}"), float(i))
+    registry = JobStore(max_jobs=3)
+    retired = [registry.add(job(f"j{i}"), float(i)) for i in range(10)]
+    assert retired == [[], [], [], *[[f"j{i}"] for i in range(7)]]
     assert len(registry) == 3
     assert [e.job.job_id for e in registry] == ["j7", "j8", "j9"]
     assert registry.lookup("j6") is Reject.STALE
 
 
 def test_bounded_by_age_but_the_newest_job_stays():
-    registry = JobRegistry(max_age=60.0)
+    registry = JobStore(max_age=60.0)
     registry.add(job("old"), 0.0)
     registry.add(job("mid"), 30.0)
-    registry.expire(75.0)
+    assert registry.expire(75.0) == ["old"]
     assert registry.lookup("old") is Reject.STALE
     assert registry.lookup("mid") is not Reject.STALE
     registry.expire(10_000.0)  # no new job for hours: the current one must still validate
     assert registry.lookup("mid").job.job_id == "mid"
-    registry.add(job("new"), 10_001.0)  # adding also expires
+    assert registry.add(job("new"), 10_001.0) == ["mid"]  # adding also expires
     assert registry.lookup("mid") is Reject.STALE
 
 
 def test_stale_ids_are_bounded_then_unknown():
-    registry = JobRegistry(max_jobs=1, max_stale_ids=5)
+    registry = JobStore(max_jobs=1, max_stale_ids=5)
     for i in range(20):
         registry.add(job(f"j{i}"), float(i))
     assert [registry.lookup(f"j{i}") for i in range(14, 19)] == [Reject.STALE] * 5
@@ -90,7 +92,7 @@ def test_stale_ids_are_bounded_then_unknown():
 
 
 def test_job_ids_unique_while_live_reusable_once_retired():
-    registry = JobRegistry()
+    registry = JobStore()
     registry.add(job("a"), 0.0)
     with pytest.raises(ValueError, match="'a'"):
         registry.add(job("a"), 1.0)
@@ -102,8 +104,9 @@ def test_job_ids_unique_while_live_reusable_once_retired():
 
 def test_prepared_lazily_once_per_extranonce_size():
     prepare = CountingPrepare()
-    registry = JobRegistry(prepare=prepare)
-    entry = registry.add(job("a"), 0.0)
+    registry = JobStore(prepare=prepare)
+    registry.add(job("a"), 0.0)
+    entry = registry.get("a")
     assert prepare.calls == []  # adding a job costs no native work
     first = entry.prepared(12)
     assert entry.prepared(12) is first
@@ -113,9 +116,10 @@ def test_prepared_lazily_once_per_extranonce_size():
 
 def test_memory_goes_with_the_job():
     prepare = CountingPrepare()
-    registry = JobRegistry(prepare=prepare)
-    entry = registry.add(job("a"), 0.0)
-    entry.seen.add(share_key(b"\x00" * 4, b"\x00" * 8, 1, 2, 3))
+    registry = JobStore(prepare=prepare)
+    registry.add(job("a"), 0.0)
+    entry = registry.get("a")
+    entry.seen.add(share_key(b"\x00" * 12, 1, 2, 3))
     prepared = weakref.ref(entry.prepared(12))
     del entry
     registry.add(job("b", clean=True), 1.0)
@@ -124,30 +128,30 @@ def test_memory_goes_with_the_job():
 
 
 def test_share_key_fields():
-    base = share_key(b"\x01\x02\x03\x04", b"\x00" * 8, 100, 200, 0x20000000)
-    assert share_key(b"\x01\x02\x03\x04", b"\x00" * 8, 100, 200, 0x20002000) != base  # version bits matter
-    assert share_key(b"\x01\x02\x03\x04", b"\x00" * 8, 100, 201, 0x20000000) != base
-    assert share_key(b"\x01\x02\x03\x04", b"\x00" * 8, 101, 200, 0x20000000) != base
-    assert share_key(b"\x01\x02\x03\x04", b"\x00" * 7 + b"\x01", 100, 200, 0x20000000) != base
-    # Moving a byte between extranonce1 and extranonce2 is another share.
-    assert share_key(b"\x01\x02\x03", b"\x04" + b"\x00" * 8, 100, 200, 0) != share_key(
-        b"\x01\x02\x03\x04", b"\x00" * 8, 100, 200, 0
-    )
+    extranonce = b"\x01\x02\x03\x04" + b"\x00" * 8
+    base = share_key(extranonce, 100, 200, 0x20000000)
+    assert share_key(extranonce, 100, 200, 0x20002000) != base  # version bits matter
+    assert share_key(extranonce, 100, 201, 0x20000000) != base
+    assert share_key(extranonce, 101, 200, 0x20000000) != base
+    assert share_key(extranonce[:-1] + b"\x01", 100, 200, 0x20000000) != base
+    # A longer extranonce (another extranonce2 size) is another share too.
+    assert share_key(extranonce + b"\x00", 100, 200, 0x20000000) != base
 
 
 def test_imports_without_the_native_core():
     # Sources and the session import the registry; it must not need the compiled module.
     code = (
         "import sys; sys.modules['fleetd._native'] = None; sys.modules['fleetd.native'] = None\n"
-        "import fleetd.shares.registry, fleetd.shares.validator, fleetd.shares.vardiff\n"
+        "import fleetd.shares.jobs, fleetd.shares.pool, fleetd.shares.vardiff\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_default_prepare_is_the_native_core():
     native = pytest.importorskip("fleetd.native")
-    entry = JobRegistry().add(job("a"), 0.0)
-    prepared = entry.prepared(12)
+    store = JobStore()
+    store.add(job("a"), 0.0)
+    prepared = store.get("a").prepared(12)
     assert isinstance(prepared, native.PreparedJob)
     assert prepared.extranonce_size == 12
 
@@ -155,4 +159,4 @@ def test_default_prepare_is_the_native_core():
 @pytest.mark.parametrize("bad", [{"max_jobs": 0}, {"max_age": 0.0}, {"max_stale_ids": -1}])
 def test_bad_limits(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
-        JobRegistry(**bad)
+        JobStore(**bad)

@@ -1,10 +1,12 @@
-"""The process-wide job registry: live jobs, what became stale, and the shares seen per job.
+"""The one job store: live jobs, what became stale, and the shares seen per job.
 
-A job lives from ``add`` until a clean job supersedes it (new block), until newer jobs
-push it out (``max_jobs``), or until it grows older than ``max_age``. Then its entry,
-with its duplicate set and its prepared native job, is dropped at once; only its id is
-remembered (a bounded tombstone list) so late shares for it are reported as stale
-rather than unknown.
+Every source publishes into it and every connection judges shares by it. A job lives
+from ``add`` until a clean job supersedes it (new block), until newer jobs push it out
+(``max_jobs``), or until it grows older than ``max_age``: that is the one retention rule.
+Then its entry, with its duplicate set, its prepared native job and the source's block
+data, is dropped at once; only its id is remembered (a bounded tombstone list) so late
+shares for it are reported as stale rather than unknown. ``add`` and ``expire`` return
+the ids they retired, so connections forget them too.
 """
 
 from __future__ import annotations
@@ -23,17 +25,18 @@ if TYPE_CHECKING:  # fleetd.native needs the compiled core; import it only when 
 
 Prepare = Callable[[Job, int], "PreparedJob"]
 
-_KEY_HEAD = struct.Struct("<IIIB")
+_pack_header_fields = struct.Struct("<III").pack
 
 
-def share_key(extranonce1: bytes, extranonce2: bytes, ntime: int, nonce: int, version: int) -> bytes:
+def share_key(extranonce: bytes, ntime: int, nonce: int, version: int) -> bytes:
     """The duplicate key of a share within its job: the same key is the same header.
 
+    ``extranonce`` is extranonce1 ‖ extranonce2; both sizes are fixed for a job on a
+    connection, and extranonce1 is unique per connection, so no two splits collide.
     Version bits are part of it (leaving them out rejects version-rolling miners' distinct
-    shares as duplicates). Packed into one bytes object: about half the memory of a tuple,
-    and the length byte keeps extranonce1/extranonce2 splits from colliding.
+    shares as duplicates). One bytes object: about half the memory of a tuple.
     """
-    return _KEY_HEAD.pack(ntime, nonce, version, len(extranonce1)) + extranonce1 + extranonce2
+    return extranonce + _pack_header_fields(ntime, nonce, version)
 
 
 def native_prepare(job: Job, extranonce_size: int) -> PreparedJob:
@@ -67,7 +70,7 @@ class JobEntry:
         return f"JobEntry({self.job.job_id!r}, added={self.added}, seen={len(self.seen)})"
 
 
-class JobRegistry:
+class JobStore:
     """Jobs by id. Mutated only from the event loop thread that owns it."""
 
     __slots__ = ("max_jobs", "max_age", "max_stale_ids", "_prepare", "_live", "_stale")
@@ -93,29 +96,37 @@ class JobRegistry:
         self._live: OrderedDict[str, JobEntry] = OrderedDict()  # oldest first
         self._stale: OrderedDict[str, None] = OrderedDict()  # retired ids, oldest first
 
-    def add(self, job: Job, now: float) -> JobEntry:
-        """Register a new job; a clean job makes every earlier one stale."""
+    def add(self, job: Job, now: float) -> list[str]:
+        """Register a new job; a clean job makes every earlier one stale. Returns the retired ids."""
         if job.job_id in self._live:
             raise ValueError(f"job id {job.job_id!r} is already live; job ids must be unique")
         self._stale.pop(job.job_id, None)  # an id reused long after (a wrapped counter) is new work
+        retired: list[str] = []
+        live = self._live
         if job.clean_jobs:
-            while self._live:
-                self._retire(self._live.popitem(last=False)[0])
-        entry = self._live[job.job_id] = JobEntry(job, now, self._prepare)
-        while len(self._live) > self.max_jobs:
-            self._retire(self._live.popitem(last=False)[0])
-        self.expire(now)
-        return entry
+            while live:
+                retired.append(self._retire(live.popitem(last=False)[0]))
+        live[job.job_id] = JobEntry(job, now, self._prepare)
+        while len(live) > self.max_jobs:
+            retired.append(self._retire(live.popitem(last=False)[0]))
+        retired += self.expire(now)
+        return retired
 
-    def expire(self, now: float) -> None:
-        """Retire jobs older than ``max_age``; the newest job always stays."""
+    def expire(self, now: float) -> list[str]:
+        """Retire jobs older than ``max_age``; the newest job always stays. Returns the retired ids."""
         live = self._live
         horizon = now - self.max_age
+        retired = []
         while len(live) > 1:
             oldest = next(iter(live.values()))
             if oldest.added >= horizon:
                 break
-            self._retire(live.popitem(last=False)[0])
+            retired.append(self._retire(live.popitem(last=False)[0]))
+        return retired
+
+    def get(self, job_id: str) -> JobEntry | None:
+        """The live entry, None when there is none (``lookup`` says why)."""
+        return self._live.get(job_id)
 
     def lookup(self, job_id: str) -> JobEntry | Reject:
         """The live entry, or ``Reject.STALE`` for a job of ours that is gone, else ``Reject.UNKNOWN_JOB``."""
@@ -136,9 +147,10 @@ class JobRegistry:
     def __iter__(self) -> Iterator[JobEntry]:
         return iter(list(self._live.values()))
 
-    def _retire(self, job_id: str) -> None:
+    def _retire(self, job_id: str) -> str:
         # The entry (duplicate set, native job) is freed with the last reference; only the id stays.
         stale = self._stale
         stale[job_id] = None
         while len(stale) > self.max_stale_ids:
             stale.popitem(last=False)
+        return job_id
