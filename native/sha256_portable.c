@@ -1,19 +1,16 @@
 /* SHA-256 in portable C: the fallback on every CPU and the cross-check for SHA-NI.
  *
- * Shares run LANES at a time in GCC vector types: plain C on any target, SIMD
- * wherever the compiler has some. Digests stay message words between the
+ * Batches run 8 shares at a time in GCC vector types: plain C on any target,
+ * SIMD wherever the compiler has some. Digests stay message words between the
  * hashes of a share, so no hash is written out as bytes and read back.
  */
 #include "internal.h"
 
-#define LANES 8
-typedef uint32_t vec __attribute__((vector_size(4 * LANES)));
-
-/* Every function passing vec by value is static and inlined: no ABI to keep. */
+/* Every function passing a vector by value is static and inlined: no ABI to keep. */
 #pragma GCC diagnostic ignored "-Wpsabi"
 
-/* The same C built twice on x86-64, picked at load time: 8 lanes fill one AVX2
- * register where the CPU has them, two SSE2 registers elsewhere. */
+/* The 8-lane build twice on x86-64, picked at load time: one AVX2 register per
+ * word where the CPU has them, two SSE2 registers elsewhere. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define WIDEST_VECTORS __attribute__((target_clones("avx2", "default")))
 #else
@@ -73,126 +70,47 @@ uint32_t PAD64_WK[64] __attribute__((aligned(16)));
 #define WK_NEXT(i) (W_NEXT(w, i) + SHA256_K[i])
 #define WK_FIXED(i) (wk[i])
 
-INLINE vec broadcast(uint32_t x)
-{
-    return (vec){0} + x;
-}
-
-/* 64 rounds on the message words in w (overwritten by the schedule). */
-INLINE void compress(vec s[8], vec w[16])
-{
-    vec a = s[0], b = s[1], c = s[2], d = s[3], e = s[4], f = s[5], g = s[6], h = s[7];
-    EIGHT_ROUNDS(0, WK_FIRST);
-    EIGHT_ROUNDS(8, WK_FIRST);
-    for (int i = 16; i < 64; i += 8)
-        EIGHT_ROUNDS(i, WK_NEXT);
-    s[0] += a; s[1] += b; s[2] += c; s[3] += d;
-    s[4] += e; s[5] += f; s[6] += g; s[7] += h;
-}
-
-/* 64 rounds on a block whose W + K is known in advance. */
-INLINE void compress_fixed(vec s[8], const uint32_t wk[64])
-{
-    vec a = s[0], b = s[1], c = s[2], d = s[3], e = s[4], f = s[5], g = s[6], h = s[7];
-    for (int i = 0; i < 64; i += 8)
-        EIGHT_ROUNDS(i, WK_FIXED);
-    s[0] += a; s[1] += b; s[2] += c; s[3] += d;
-    s[4] += e; s[5] += f; s[6] += g; s[7] += h;
-}
-
-INLINE void set_iv(vec s[8])
-{
-    for (int i = 0; i < 8; i++)
-        s[i] = broadcast(SHA256_IV[i]);
-}
-
-INLINE void load_block(vec w[16], int lane, const uint8_t block[64])
-{
-    for (int i = 0; i < 16; i++)
-        w[i][lane] = load_be32(block + 4 * i);
-}
-
-INLINE void broadcast_block(vec w[16], const uint8_t block[64])
-{
-    for (int i = 0; i < 16; i++)
-        w[i] = broadcast(load_be32(block + 4 * i));
-}
-
-/* sha256 of the 32-byte digests held as words in d, left in d. */
-INLINE void hash_digest(vec d[8])
-{
-    vec w[16] = {[8] = broadcast(0x80000000u), [15] = broadcast(256)};
-    memcpy(w, d, 8 * sizeof(vec));
-    set_iv(d);
-    compress(d, w);
-}
-
 /* The big-endian word of a header field stored little-endian. */
 INLINE uint32_t swap32(uint32_t x)
 {
     return x >> 24 | (x >> 8 & 0xff00) | (x << 8 & 0xff0000) | x << 24;
 }
 
-WIDEST_VECTORS static void hash_group(const fleetd_job *job, int count, const uint8_t *const extranonce[],
-                       const uint32_t *const fields[], uint8_t *const out[])
-{
-    vec s[8], w[16], header[8];
-    uint8_t scratch[64];
+/* One share alone runs fastest on single words; batches on 8 lanes. */
+#define LANES 1
+#define LANE_FN(name) name##_1
+#define LANE_ATTRS
+#include "sha256_lanes.h"
+#undef LANES
+#undef LANE_FN
+#undef LANE_ATTRS
 
-    /* coinbase: from the coinb1 midstate through the padded tail, then sha256 again */
-    for (int i = 0; i < 8; i++)
-        s[i] = broadcast(job->midstate[i]);
-    for (size_t k = 0; k < job->tail_blocks; k++) {
-        memset(w, 0, sizeof w);
-        for (int l = 0; l < count; l++)
-            load_block(w, l, tail_block(job, k, extranonce[l], scratch));
-        compress(s, w);
-    }
-    hash_digest(s);
-
-    /* merkle branch: sha256d(node || sibling) per level */
-    for (size_t i = 0; i < job->branch_count; i++) {
-        memcpy(w, s, 8 * sizeof(vec));
-        for (int j = 0; j < 8; j++)
-            w[8 + j] = broadcast(load_be32(job->branch + 32 * i + 4 * j));
-        set_iv(s);
-        compress(s, w);
-        compress_fixed(s, PAD64_WK);
-        hash_digest(s);
-    }
-
-    /* header: version, prevhash and the root's first 28 bytes, then the rest */
-    broadcast_block(w, job->header);
-    for (int l = 0; l < count; l++)
-        w[0][l] = swap32(fields[l][0]);
-    memcpy(&w[9], s, 7 * sizeof(vec));
-    set_iv(header);
-    compress(header, w);
-    broadcast_block(w, job->header + 64);
-    w[0] = s[7];
-    for (int l = 0; l < count; l++) {
-        w[1][l] = swap32(fields[l][1]);
-        w[3][l] = swap32(fields[l][2]);
-    }
-    compress(header, w);
-    hash_digest(header);
-    for (int l = 0; l < count; l++)
-        for (int i = 0; i < 8; i++)
-            store_be32(out[l] + 4 * i, header[i][l]);
-}
-
-/* Plain streaming SHA-256 (job midstates, known-answer tests) on lane 0 alone. */
+/* Plain streaming SHA-256 (job midstates, known-answer tests) on single words. */
 static void transform(uint32_t s[8], const uint8_t *blocks, size_t count)
 {
-    vec v[8], w[16];
+    vec_1 v[8], w[16];
     for (int i = 0; i < 8; i++)
-        v[i] = broadcast(s[i]);
+        v[i] = broadcast_1(s[i]);
     for (size_t k = 0; k < count; k++) {
-        broadcast_block(w, blocks + 64 * k);
-        compress(v, w);
+        broadcast_block_1(w, blocks + 64 * k);
+        compress_1(v, w);
     }
     for (int i = 0; i < 8; i++)
         s[i] = v[i][0];
+}
+
+#define LANES 8
+#define LANE_FN(name) name##_8
+#define LANE_ATTRS WIDEST_VECTORS
+#include "sha256_lanes.h"
+
+static void hash_group(const fleetd_job *job, int count, const uint8_t *const extranonce[],
+                       const uint32_t *const fields[], uint8_t *const out[])
+{
+    if (count == 1)
+        hash_group_1(job, count, extranonce, fields, out);
+    else
+        hash_group_8(job, count, extranonce, fields, out);
 }
 
 __attribute__((constructor)) static void portable_init(void)
