@@ -133,7 +133,7 @@ def pool_side(running, worker):
 
 
 def peers(running) -> set[str]:
-    return {connection.peer_ip for connection in running.server.connections}
+    return {connection.core.peer_ip for connection in running.server.connections}
 
 
 def reason_counts(snapshot_rejects) -> dict[str, int]:
@@ -208,7 +208,7 @@ async def test_rigs_negotiate_version_rolling_and_ask_for_their_minimum_difficul
             assert stats.version_mask == 0x1FFFE000  # the pool's mask; a Bitaxe asked for all 32 bits
             wanted = rig.model.nominal_hashrate * fleet.hash_scale * SHARE_INTERVAL / 2**32
             assert rig.miner.job.difficulty == pytest.approx(wanted)  # the first job already has it
-        agents = {c.peer_ip: c.core.session.user_agent for c in running.server.connections}
+        agents = {c.core.peer_ip: c.core.session.user_agent for c in running.server.connections}
         assert agents[fleet.rig("bitaxe-05").host] == "bitaxe/BM1370/v2.6.1"
         assert agents[fleet.rig("m60s-04").host].startswith("btminer/")
         assert agents[fleet.rig("s21-02").host].startswith("bmminer/")
