@@ -32,6 +32,13 @@ def test_a_tiny_bench_reports_sane_numbers(capsys):
     assert "median of 1 run of 3,000 submits" in out
     assert number(rf"^  answered submits/s\s+{NUMBER}$", out) > 0
     assert number(rf"answered submits per server CPU-second\s+{NUMBER}", out) > 0
+    assert "target >= 100,000" in out
+    assert number(rf"server CPU per answered submit\s+{NUMBER} µs$", out) > 0
+    # the load generator's own cost stands next to the server's: its cores, processes and CPU per submit
+    match = re.search(r"^  load generator\s+([\d.]+) cores of (\d+) process(?:es)?(?: on CPU [\d,]+)?, ([\d.]+) µs per submit$",
+                      out, re.M)  # fmt: skip
+    assert match, out
+    assert int(match.group(2)) >= 1 and float(match.group(3)) > 0
     accepted = number(rf"accepted / rejected\s+{NUMBER} / ", out)
     assert accepted > 0 and number(rf"accepted / rejected\s+[\d,]+ / {NUMBER}", out) == 0
     # the latency runs offer 5,000/s from 20 connections: what comes back is near that
@@ -42,8 +49,9 @@ def test_a_tiny_bench_reports_sane_numbers(capsys):
     assert re.search(r"RSS per idle connection\s+-?[\d.]+ KiB", out)
     assert "50 idle connections" in out
     assert len(re.findall(r": (met|NOT met)$", out, re.M)) == 3
-    # no rejects, no dropped connections; only a loaded machine may fall short of the offered rate
-    assert not re.search(r"^warning: (?!latency runs could not offer)", out, re.M)
+    # no rejects, no dropped connections, every submit answered once; a loaded machine may fall short
+    # of the offered rate, or keep the load generator busy
+    assert not re.search(r"^warning: (?!latency runs could not offer|the load generator's processes)", out, re.M)
 
 
 def test_a_tiny_proxy_bench_measures_direct_and_proxied_in_one_run(capsys):
@@ -59,7 +67,8 @@ def test_a_tiny_proxy_bench_measures_direct_and_proxied_in_one_run(capsys):
     forwarded = number(rf"shares forwarded {NUMBER}", out)
     assert forwarded > 0 and number(rf"accepted {NUMBER}, rejected 0$", out) == forwarded
     assert re.search(r"^  p99 added by the proxy \(ms\)\s+[+-][\d.]+$", out, re.M)
-    assert not re.search(r"^warning: (?!(proxy )?latency runs could not offer)", out, re.M)
+    assert re.search(r"^  load generator \(cores\)\s+[\d.]+\s+[\d.]+\s+\([\d.]+ / [\d.]+ µs per submit\)$", out, re.M)
+    assert not re.search(r"^warning: (?!(proxy )?latency runs could not offer|the load generator's processes)", out, re.M)
 
 
 def test_the_server_configuration_is_loopback_pinned_and_valid():
@@ -85,3 +94,23 @@ def test_bad_options_exit_with_usage(argv, capsys):
         main(["bench", "stratum", *argv])
     assert exc.value.code == 2
     assert "usage: fleetd bench stratum" in capsys.readouterr().err
+
+
+def test_the_server_and_the_load_generator_get_cpus_apart(monkeypatch):
+    monkeypatch.setattr(stratum.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    plan = stratum.CpuPlan.for_machine(stratum.BenchOptions())
+    assert (plan.server, plan.loadgen, plan.loadgen_processes) == ((0,), (1, 2, 3), 3)
+    assert plan.loadgen_args() == ("--processes", "3", "--cpus", "1,2,3")
+    assert stratum.CpuPlan.for_machine(stratum.BenchOptions(loadgen_processes=1)).loadgen_processes == 1
+    unpinned = stratum.CpuPlan.for_machine(stratum.BenchOptions(pin=False))
+    assert (unpinned.server, unpinned.loadgen, unpinned.loadgen_processes) == (None, None, 3)
+    monkeypatch.setattr(stratum.os, "sched_getaffinity", lambda pid: {5}, raising=False)
+    single = stratum.CpuPlan.for_machine(stratum.BenchOptions())
+    assert (single.server, single.loadgen, single.loadgen_args()) == (None, None, ("--processes", "1"))
+
+
+def test_where_affinity_is_not_available_nothing_is_pinned(monkeypatch):
+    monkeypatch.delattr(stratum.os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(stratum.os, "cpu_count", lambda: 2)
+    plan = stratum.CpuPlan.for_machine(stratum.BenchOptions())
+    assert (plan.server, plan.loadgen, plan.loadgen_processes) == (None, None, 1)

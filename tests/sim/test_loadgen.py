@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
+import urllib.request
 
 import orjson
 import pytest
 
+from fleetd.bench import stratum as bench_stratum
 from fleetd.chain.target import difficulty_to_target
 from fleetd.sim import loadgen
 from fleetd.sim.loadgen import LoadConfig, run
@@ -157,3 +160,42 @@ def test_command_line_refuses_other_hosts(capsys):
 def test_out_of_range_options_are_refused(bad):
     with pytest.raises(ValueError, match=f"{next(iter(bad))} = "):
         LoadConfig(3333, **bad)
+
+
+def accepted_by_server(http_port: int) -> int:
+    """Shares the server says it accepted, summed over its rigs (its /metrics)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    rows = re.findall(r'^fleetd_rig_shares_total\{[^}]*result="accepted"[^}]*\} (\d+)$', text, re.M)
+    return sum(int(count) for count in rows)
+
+
+async def test_worker_processes_against_fleetd_serve_answer_every_submit_once(tmp_path):
+    with bench_stratum.running_server(bench_stratum.BenchOptions(), tmp_path) as server:
+        config = LoadConfig(
+            server.port, connections=30, processes=3, seconds=BOUND_S, count=3000, warmup=0, server_pid=server.pid
+        )
+        async with asyncio.timeout(120):  # a hang guard: the run ends on its count
+            result = await run(config)
+        assert result.processes == 3 and result.connections_ready == 30 and not result.connect_errors
+        # every submit sent (warm-up, window and drain alike) was answered once, and accepted
+        assert result.total_submitted == result.total_answered == result.total_accepted > 0
+        assert result.protocol_errors == 0 and result.error is None and result.disconnects == 0
+        # the window: each worker sends no more than its part of the count, and the parts add up to it
+        # (replies to submits sent before the window count as answered in it)
+        assert result.submitted == 3000 and result.answered == result.accepted >= 3000 and result.rejected == 0
+        assert 0 < result.latency.samples <= 3000 and result.server_cpu_seconds > 0
+        # and the server counted the same shares (its metrics may trail the replies a moment)
+        async with asyncio.timeout(BOUND_S):
+            while accepted_by_server(server.http_port) != result.total_accepted:
+                await asyncio.sleep(0.05)
+
+
+async def test_a_worker_share_splits_the_load_without_losing_any():
+    config = LoadConfig(3333, connections=10, processes=3, count=1000, global_cap=100, rate=300.0, cpus=(1, 2))
+    shares = [config.worker_share(i) for i in range(3)]
+    assert [s.connections for s in shares] == [4, 3, 3]
+    assert sum(s.count for s in shares) == 1000 and sum(s.global_cap for s in shares) == 100
+    assert sum(s.rate for s in shares) == pytest.approx(300.0)
+    assert [s.cpus for s in shares] == [(1,), (2,), (1,)] and {s.processes for s in shares} == {1}
+    assert {s.server_pid for s in shares} == {None}  # the coordinator reads the server over the common window
