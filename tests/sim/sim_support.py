@@ -180,6 +180,8 @@ class LoopbackPool:
 
     def _verify(self, submit: SubmitReceived) -> Reject | None:
         """The C core decides: the share must meet the difficulty its job went out with."""
+        if submit.job is None:  # not sent on this connection, or cleared by a clean job
+            return Reject.STALE if submit.job_id in self.jobs else Reject.UNKNOWN_JOB
         job = self.jobs[submit.job_id]
         if not job.ntime <= submit.ntime <= job.ntime + NTIME_MAX_FUTURE:
             return Reject.NTIME_OUT_OF_RANGE
