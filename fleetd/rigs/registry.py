@@ -25,6 +25,9 @@ CHIP_CRITICAL_CELSIUS = 95.0
 # reported rate's noise (3500.000174999999 W from 200.00001 TH/s summed over rounded board
 # rates), and a sum of watts grows its own.
 WATTS_DIGITS = 3
+# A share's work joins the rate averages at most this long after it came (the averages' time
+# constants are a minute and more); the share path then costs two additions, not three exp().
+FOLD_SECONDS = 1.0
 
 
 class RateAverage:
@@ -67,7 +70,7 @@ class Rig:
         "name", "ip", "model", "firmware", "nominal_hashrate", "nominal_watts",
         "accepted", "accepted_work", "rejected", "blocks", "last_share", "difficulty", "connections",
         "connected_since", "averages", "reading", "poll_failures", "last_poll", "energy_joules", "_energy_at",
-        "_energy_watts", "first_seen", "last_seen",
+        "_energy_watts", "first_seen", "last_seen", "_unfolded", "_folded_at",
     )  # fmt: skip
 
     def __init__(self, name: str, now: float) -> None:
@@ -94,6 +97,22 @@ class Rig:
         self._energy_watts = 0.0
         self.first_seen = now
         self.last_seen = now
+        self._unfolded = 0.0  # hashes credited since the averages last took them in
+        self._folded_at = -math.inf
+
+    def credit(self, hashes: float, now: float) -> None:
+        """Accepted work, into the rate averages within ``FOLD_SECONDS``."""
+        self._unfolded += hashes
+        if now - self._folded_at >= FOLD_SECONDS:
+            self.fold(now)
+
+    def fold(self, now: float) -> None:
+        """Take the work credited since the last fold into the averages, as of ``now``."""
+        self._folded_at = now
+        hashes, self._unfolded = self._unfolded, 0.0
+        if hashes:
+            for average in self.averages.values():
+                average.add(hashes, now)
 
     @property
     def accepted_hashes(self) -> float:
@@ -101,6 +120,8 @@ class Rig:
 
     def hashrate(self, window: str, now: float) -> float:
         """Pool-side hash rate in H/s, averaged over ``window`` (1m, 5m, 1h)."""
+        if self._unfolded:
+            self.fold(self.last_share)  # work waiting to be folded came by the last share
         return self.averages[window].rate(now)
 
     def power(self, now: float, window: str = "5m") -> tuple[float | None, str | None]:
@@ -221,9 +242,7 @@ class RigRegistry:
         rig.accepted += 1
         rig.accepted_work += work
         rig.last_share = rig.last_seen = now
-        hashes = work * HASHES_PER_DIFFICULTY
-        for average in rig.averages.values():
-            average.add(hashes, now)
+        rig.credit(work * HASHES_PER_DIFFICULTY, now)
 
     def reject(self, name: str, reason: str, now: float) -> None:
         rig = self.rig(name, now)

@@ -105,3 +105,20 @@ def test_a_nameplate_estimate_is_kept_to_the_milliwatt_and_energy_integrates_it(
     assert rig.energy_joules == 3500.0 * 10
     _polled(rigs, "127.1.0.1", 20.0, hashrate=123.456789e12)
     assert rig.power(20.0) == (round(3500 * 123.456789 / 200, 3), "nameplate")
+
+
+def test_shares_within_a_fold_join_the_averages_together_as_of_the_last_one():
+    # The share path adds up work; the averages take it in once a second at most, or when read.
+    rigs = RigRegistry()
+    for t in (0.0, 0.25, 0.5):
+        rigs.share("acct.rig", 2.0, t)
+    expected = RigRegistry()
+    expected.share("acct.rig", 2.0, 0.0)
+    expected.share("acct.rig", 4.0, 0.5)
+    for now in (0.5, 30.0, 600.0):
+        for window in ("1m", "5m", "1h"):
+            assert rigs.get("acct.rig").hashrate(window, now) == expected.get("acct.rig").hashrate(window, now)
+    rigs.share("acct.rig", 2.0, 1.5)  # a second after the last fold: folded at once
+    expected.share("acct.rig", 2.0, 1.5)
+    assert rigs.get("acct.rig").hashrate("1m", 1.5) == pytest.approx(expected.get("acct.rig").hashrate("1m", 1.5))
+    assert rigs.get("acct.rig").accepted_work == 8.0
