@@ -19,6 +19,7 @@ from fleetd.shares.jobs import JobStore
 from fleetd.shares.pool import BlockFound, Pool, PoolConnection, ShareForwarded, UpstreamWorkerStats
 from fleetd.shares.vardiff import VardiffConfig
 from fleetd.sources.base import (
+    BlockBuilder,
     BlockOutcome,
     ExtranonceLayout,
     ForwardingSource,
@@ -86,6 +87,10 @@ class StratumServer:
         # A forwarding (upstream) source owns the extranonce layout and may change it at run
         # time; every other source lives with the one the settings give.
         self.forwarding: ForwardingSource | None = source if isinstance(source, ForwardingSource) else None
+        # Blocks go to a source that builds them, or upstream as shares.
+        self.builder: BlockBuilder | None = source if isinstance(source, BlockBuilder) else None
+        if self.forwarding is None and self.builder is None:
+            raise TypeError(f"{type(source).__name__} neither builds blocks nor forwards shares")
         self.pool = Pool(
             jobs or JobStore(),
             rigs if rigs is not None else RigRegistry(),
@@ -262,7 +267,7 @@ class StratumServer:
             hash=found.hash,
             worker=share.worker,
         )
-        self._track_block(self.source.submit_block(solved), found.job, log)
+        self._track_block(self.builder.submit_block(solved), found.job, log)
 
     def forward_share(self, forwarded: ShareForwarded, log) -> None:
         """Offer an accepted share to the upstream pool; count its answer per worker. A block
