@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 
 from aiohttp import web
 
 from fleetd import log as logging
+from fleetd.clock import SYSTEM_CLOCK, Clock
 from fleetd.config import Config
 from fleetd.server.stratum import ServerSettings, StratumServer
 from fleetd.shares.vardiff import VardiffConfig
@@ -29,6 +29,7 @@ SOURCE_KEY = web.AppKey("source", object)
 STRATUM_KEY = web.AppKey("stratum", StratumServer)
 CONFIG_KEY = web.AppKey("config", Config)
 STARTED_KEY = web.AppKey("started", float)
+CLOCK_KEY = api.CLOCK_KEY  # the app's one clock (kept by the API, whose handlers read it)
 
 
 def session_config(config: Config) -> SessionConfig:
@@ -98,18 +99,19 @@ def build_source(config: Config) -> JobSource:
     )
 
 
-def build_app(config: Config, source: JobSource | None = None) -> web.Application:
+def build_app(config: Config, source: JobSource | None = None, *, clock: Clock = SYSTEM_CLOCK) -> web.Application:
+    """The daemon's app; ``clock`` is the one every part that reads time is given."""
     app = web.Application()
     app[CONFIG_KEY] = config
     app[SOURCE_KEY] = source or build_source(config)
-    app[STARTED_KEY] = time.time()
+    app[STARTED_KEY] = clock.wall()
     rigs_config = config.rigs
     rigs = RigRegistry(
         poll_interval=rigs_config.poll_interval_seconds if rigs_config.poll else None,
         retention=rigs_config.retention_seconds,
     )
     site_economics = SiteEconomicsView(config.economics, rigs, app[SOURCE_KEY])
-    collector = api.setup(app, rigs, site_economics)
+    collector = api.setup(app, rigs, site_economics, clock=clock)
     collector.source = app[SOURCE_KEY]
     app.cleanup_ctx.append(_stratum_and_source)
     app.cleanup_ctx.append(_rig_upkeep)
@@ -125,7 +127,7 @@ async def _stratum_and_source(app: web.Application):
     await server.start()
     app[STRATUM_KEY] = server
     app[api.COLLECTOR_KEY].server = server
-    source_task = asyncio.create_task(_run_source(source, server.publish, log), name="job-source")
+    source_task = asyncio.create_task(_run_source(source, server.publish, app[CLOCK_KEY], log), name="job-source")
     try:
         yield
     finally:
@@ -138,12 +140,12 @@ RIG_UPKEEP_SECONDS = 5.0  # how often new rig IPs reach the poller and gone rigs
 
 async def _rig_upkeep(app: web.Application):
     """Inventory at start; then keep the poller's rig list in step with the registry."""
-    config, rigs = app[CONFIG_KEY].rigs, app[api.RIGS_KEY]
+    config, rigs, clock = app[CONFIG_KEY].rigs, app[api.RIGS_KEY], app[CLOCK_KEY]
     log = logging.get("fleetd.rigs")
     if config.inventory:
         from fleetd.rigs.inventory import load as load_inventory
 
-        now = time.time()
+        now = clock.wall()
         for entry in load_inventory(config.inventory):
             rigs.add_inventory(entry.name, entry.ip, entry.model, entry.nominal_hashrate, entry.nominal_watts, now)
         log.info("inventory_loaded", path=config.inventory, rigs=len(rigs))
@@ -158,10 +160,11 @@ async def _rig_upkeep(app: web.Application):
                 concurrency=config.poll_concurrency,
             ),
             on_reading=rigs.reading,
-            on_failure=lambda ip, error: rigs.poll_failed(ip, time.time()),
+            on_failure=lambda ip, error: rigs.poll_failed(ip, clock.wall()),
+            clock=clock,
         )
         await poller.start()
-    task = asyncio.create_task(_upkeep_loop(rigs, poller, log), name="rig-upkeep")
+    task = asyncio.create_task(_upkeep_loop(rigs, poller, clock, log), name="rig-upkeep")
     try:
         yield
     finally:
@@ -172,13 +175,13 @@ async def _rig_upkeep(app: web.Application):
 
 async def _price_feed(app: web.Application):
     """Fetch the BTC price in the background when [economics.price_feed] is set."""
-    view = app[api.ECONOMICS_KEY]
+    view, clock = app[api.ECONOMICS_KEY], app[CLOCK_KEY]
     economics = view.config
     if economics is not None:  # what every margin will rest on, once, at start
         logging.get("fleetd.economics").info(
             "economics_configured",
             btc_price="feed" if economics.price_feed else economics.btc_price_usd,
-            power_usd_per_kwh_now=PowerPrices(economics).site(time.time()),
+            power_usd_per_kwh_now=PowerPrices(economics).site(clock.wall()),
             time_of_use=len(economics.power_schedule.entries) > 1,
             overrides=len(economics.overrides),
             timezone=economics.timezone,
@@ -195,6 +198,7 @@ async def _price_feed(app: web.Application):
         feed_config.json_path,
         interval_seconds=feed_config.interval_seconds,
         timeout_seconds=feed_config.timeout_seconds,
+        clock=clock,
     )
     task = asyncio.create_task(view.feed.run(), name="price-feed")
     try:
@@ -209,17 +213,17 @@ async def _cancel(task: asyncio.Task) -> None:
         await task
 
 
-async def _upkeep_loop(rigs: RigRegistry, poller, log) -> None:
+async def _upkeep_loop(rigs: RigRegistry, poller, clock: Clock, log) -> None:
     while True:
-        gone = rigs.retire(time.time())
+        gone = rigs.retire(clock.wall())
         if gone:
             log.info("rigs_retired", rigs=gone)
         if poller is not None:
             poller.update(rig.ip for rig in rigs if rig.ip)
-        await asyncio.sleep(RIG_UPKEEP_SECONDS)
+        await clock.sleep(RIG_UPKEEP_SECONDS)
 
 
-async def _run_source(source: JobSource, publish, log) -> None:
+async def _run_source(source: JobSource, publish, clock: Clock, log) -> None:
     """Keep the source running: a crash is logged and retried, never the end of the daemon."""
     backoff = 1.0
     while True:
@@ -230,7 +234,7 @@ async def _run_source(source: JobSource, publish, log) -> None:
             raise
         except Exception:
             log.exception("job_source_crashed", retry_in=backoff)
-            await asyncio.sleep(backoff)
+            await clock.sleep(backoff)
             backoff = min(backoff * 2, 60.0)
 
 
@@ -241,7 +245,7 @@ async def healthz(request: web.Request) -> web.Response:
     job = server.current_job
     body = {
         "status": "ok" if health.up and job is not None else "degraded",
-        "uptime_seconds": round(time.time() - app[STARTED_KEY], 1),
+        "uptime_seconds": round(app[CLOCK_KEY].wall() - app[STARTED_KEY], 1),
         "source": {"kind": health.kind, "up": health.up, "detail": health.detail, "last_job_time": health.last_job_time},
         "stratum": {
             "address": "%s:%d" % server.address,

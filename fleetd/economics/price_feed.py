@@ -1,11 +1,11 @@
 """An optional BTC/USD price read from any HTTP JSON endpoint.
 
     feed = PriceFeed("https://api.coingecko.com/api/v3/simple/price?ids=bitcoin&vs_currencies=usd",
-                     "bitcoin.usd", interval_seconds=300)
+                     "bitcoin.usd", interval_seconds=300, clock=clock)
     task = asyncio.create_task(feed.run())
     ...
     quote = feed.latest()                    # None until the first good read
-    if price_is_stale(quote and quote.fetched_at, time.time(), max_age):
+    if price_is_stale(quote and quote.fetched_at, clock.wall(), max_age):
         ...                                  # the caller decides what an old price means
     task.cancel()                            # run() closes its HTTP session on the way out
 
@@ -26,11 +26,8 @@ Rules, and why:
 
 from __future__ import annotations
 
-import asyncio
 import math
 import re
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -39,8 +36,7 @@ import yarl
 
 from fleetd import __version__
 from fleetd import log as logs
-
-Clock = Callable[[], float]
+from fleetd.clock import SYSTEM_CLOCK, Clock
 
 USER_AGENT = f"fleetd/{__version__}"
 MIN_RETRY_SECONDS = 5.0  # first retry after a failure (never sooner, unless the interval is shorter)
@@ -175,7 +171,7 @@ class PriceFeed:
         *,
         interval_seconds: float = 300.0,
         timeout_seconds: float = 10.0,
-        clock: Clock = time.time,
+        clock: Clock = SYSTEM_CLOCK,
         max_body_bytes: int = 1 << 20,
     ) -> None:
         try:
@@ -230,17 +226,17 @@ class PriceFeed:
         if self._running:
             raise RuntimeError("this price feed is already running")
         self._running = True
-        loop = asyncio.get_running_loop()
+        clock = self._clock
         self._session = self._new_session()
         try:
             while True:
-                started = loop.time()
+                started = clock.monotonic()
                 try:
                     await self.fetch_once()
                 except PriceFeedError:
                     pass  # counted and logged by fetch_once
                 delay = self.retry_delay(self.consecutive_failures)
-                await asyncio.sleep(max(0.0, started + delay - loop.time()))
+                await clock.sleep(max(0.0, started + delay - clock.monotonic()))
         finally:
             session, self._session = self._session, None
             self._running = False
@@ -285,7 +281,7 @@ class PriceFeed:
             usd = price_from_json(document, self.json_path)
         except ValueError as exc:
             raise PriceFeedError(f"{self._source}: price path {self.json_path!r}: {exc}") from None
-        return PriceQuote(usd=usd, fetched_at=self._clock())
+        return PriceQuote(usd=usd, fetched_at=self._clock.wall())
 
     async def _get(self, session: aiohttp.ClientSession) -> tuple[int, bytes]:
         limit = self.max_body_bytes

@@ -1,7 +1,7 @@
 """Rig-side truth: each rig's management API polled with pyasic, on a spread schedule.
 
     poller = RigPoller(PollerConfig(interval=30), on_reading=registry.reading,
-                       on_failure=lambda ip, error: registry.poll_failed(ip, time.time()))
+                       on_failure=lambda ip, error: registry.poll_failed(ip, clock.wall()), clock=clock)
     await poller.start()
     poller.add("10.0.1.17")           # from a Stratum connection or the inventory
     poller.remove("10.0.1.17")
@@ -18,8 +18,7 @@ Rules, and why:
   rather than queueing tasks, so a slow round delays polls instead of piling them up.
 - Every pyasic call runs under our own deadline: pyasic's 4028 reads have none once a
   rig is identified, and its HTTP reads ignore ``api_function_timeout`` inside get_data.
-  ``deadline`` makes that scope (``asyncio.timeout`` by default), so a caller that injects
-  its own clock and sleep can put the deadlines on that clock too.
+  The deadline sleeps on the injected clock, like the schedule, so a fake clock drives both.
 - A rig that stops answering backs off exponentially (interval, 2x, 4x ... capped), so
   dead rigs cost little; one that answers again returns to its phase.
 - Only the figures a ``RigReading`` carries are requested (``get_data(include=...)``):
@@ -30,24 +29,21 @@ Rules, and why:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import heapq
 import logging
-import time
 import warnings
 import zlib
-from collections.abc import Awaitable, Callable, Iterable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
 from fleetd import log as logs
+from fleetd.clock import SYSTEM_CLOCK, Clock
 from fleetd.rigs.reading import RigReading
 
-Clock = Callable[[], float]
-Sleep = Callable[[float], Awaitable[None]]
-Deadline = Callable[[float], AbstractAsyncContextManager[Any]]  # seconds -> a scope that raises TimeoutError past them
 OnReading = Callable[[RigReading], None]
 OnFailure = Callable[[str, str], None]
 Identify = Callable[[str], Awaitable[Any]]  # ip -> pyasic miner, or None when nothing answers
@@ -257,21 +253,18 @@ class RigPoller:
         *,
         on_reading: OnReading,
         on_failure: OnFailure | None = None,
-        clock: Clock = time.time,
-        monotonic: Clock = time.monotonic,
-        sleep: Sleep = asyncio.sleep,
-        deadline: Deadline = asyncio.timeout,
+        clock: Clock = SYSTEM_CLOCK,
         identify: Identify | None = None,
     ) -> None:
         self.config = config
         self._on_reading, self._on_failure = on_reading, on_failure
-        self._clock, self._monotonic, self._sleep, self._deadline = clock, monotonic, sleep, deadline
+        self._clock = clock
         self._identify = identify or load_pyasic().get_miner
         self._rigs: dict[str, _Rig] = {}
         self._heap: list[tuple[float, int, str]] = []  # (due, entry, ip); stale entries skipped
         self._entries = 0
         self._slots = asyncio.Semaphore(config.concurrency)
-        self._wake = asyncio.Event()
+        self._sleep: asyncio.Future | None = None  # the scheduler's, while it waits for the next poll
         self._scheduler: asyncio.Task | None = None
         self._log = logs.get("fleetd.rigs.poller")
 
@@ -282,7 +275,7 @@ class RigPoller:
         if ip in self._rigs:
             return
         rig = self._rigs[ip] = _Rig(ip, phase_of(ip, self.config.interval))
-        self._schedule(rig, self._next_slot(rig, self._monotonic()))
+        self._schedule(rig, self._next_slot(rig, self._clock.monotonic()))
 
     def remove(self, ip: str) -> None:
         """Stop polling ``ip``; a poll in flight is cancelled and reports nothing."""
@@ -313,7 +306,7 @@ class RigPoller:
         if rig is None:
             return None
         polling = rig.task is not None
-        next_poll = None if polling else self._clock() + max(0.0, rig.due - self._monotonic())
+        next_poll = None if polling else self._clock.wall() + max(0.0, rig.due - self._clock.monotonic())
         return RigPollStatus(
             ip=rig.ip,
             state=rig.state,
@@ -380,13 +373,13 @@ class RigPoller:
             if head is None:
                 await self._wait(None)
                 continue
-            delay = head[0] - self._monotonic()
+            delay = head[0] - self._clock.monotonic()
             if delay > 0:
                 await self._wait(delay)
                 continue
             # everything due within the window goes now: a wake costs ~0.2 ms of CPU, so one
             # per batch rather than one per rig (10,000 rigs / 30 s is a poll every 3 ms)
-            await self._launch_due(self._monotonic() + LAUNCH_WINDOW_S)
+            await self._launch_due(self._clock.monotonic() + LAUNCH_WINDOW_S)
 
     async def _launch_due(self, until: float) -> None:
         while (head := self._head()) is not None and head[0] <= until:
@@ -423,25 +416,45 @@ class RigPoller:
         return None
 
     async def _wait(self, delay: float | None) -> None:
-        """Sleep ``delay`` seconds (forever if None), or until the schedule changes."""
-        self._wake.clear()
-        waiters = [asyncio.ensure_future(self._wake.wait())]
-        if delay is not None:
-            waiters.append(asyncio.ensure_future(self._sleep(delay)))
+        """Sleep ``delay`` seconds (forever if None), or until ``_schedule`` cancels the sleep."""
+        forever = asyncio.get_running_loop().create_future()
+        self._sleep = forever if delay is None else asyncio.ensure_future(self._clock.sleep(delay))
         try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([self._sleep])
         finally:
-            for waiter in waiters:
-                waiter.cancel()
-            await asyncio.gather(*waiters, return_exceptions=True)
+            self._sleep.cancel()
+            self._sleep = None
+
+    @contextlib.asynccontextmanager
+    async def _deadline(self, seconds: float) -> AsyncIterator[None]:
+        """``asyncio.timeout`` on the injected clock: past ``seconds`` the body is cancelled and
+        TimeoutError raised."""
+        task = asyncio.current_task()
+        cancelling, expired = task.cancelling(), False
+
+        async def expire() -> None:
+            nonlocal expired
+            await self._clock.sleep(seconds)
+            expired = True
+            task.cancel()
+
+        timer = asyncio.create_task(expire())
+        try:
+            yield
+        except asyncio.CancelledError:
+            if expired and task.uncancel() <= cancelling:  # ours, and no one else's: as asyncio.timeout does
+                raise TimeoutError from None
+            raise
+        finally:
+            timer.cancel()
 
     def _schedule(self, rig: _Rig, due: float) -> None:
         self._entries += 1
         rig.due, rig.entry = due, self._entries
         head = self._heap[0][0] if self._heap else None
         heapq.heappush(self._heap, (due, rig.entry, rig.ip))
-        if head is None or due < head:
-            self._wake.set()  # the scheduler may be sleeping toward a later poll
+        if (head is None or due < head) and self._sleep is not None:
+            self._sleep.cancel()  # the scheduler is sleeping toward a later poll
 
     def _next_slot(self, rig: _Rig, now: float) -> float:
         """The first time at or after ``now`` that falls on the rig's phase."""
@@ -452,7 +465,7 @@ class RigPoller:
 
     async def _poll(self, rig: _Rig) -> None:
         config = self.config
-        started = self._monotonic()
+        started = self._clock.monotonic()
         read_errors = rig.errors_in == 0
         try:
             if rig.miner is None:
@@ -463,7 +476,7 @@ class RigPoller:
             include = [*CORE_DATA, ERRORS_DATA] if read_errors else list(CORE_DATA)
             async with self._deadline(config.timeout):
                 data = await rig.miner.get_data(include=include)
-            reading = reading_from(data, ip=rig.ip, time=self._clock(), errors=None if read_errors else rig.errors)
+            reading = reading_from(data, ip=rig.ip, time=self._clock.wall(), errors=None if read_errors else rig.errors)
         except Exception as exc:  # noqa: BLE001 - pyasic raises anything; every failure is the rig's
             self._failed(rig, describe(exc, config.timeout))
             return
@@ -485,7 +498,7 @@ class RigPoller:
         rig.errors_in = 0
         delay = config.backoff(rig.failures)
         rig.state = PollState.FAILING if delay <= config.interval else PollState.BACKOFF
-        rig.due = self._monotonic() + delay
+        rig.due = self._clock.monotonic() + delay
         if rig.failures & (rig.failures - 1) == 0:
             # the 1st, 2nd, 4th, 8th... failure in a row: a dead rig does not flood the log
             self._log.warning("rig_poll_failed", ip=rig.ip, error=error, failures=rig.failures, retry_in=delay)

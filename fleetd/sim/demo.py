@@ -14,18 +14,18 @@ import dataclasses
 import signal
 import sys
 import textwrap
-import time
 
 from aiohttp import web
 
 from fleetd import app as fleetd_app
 from fleetd import log as logging
+from fleetd.clock import SYSTEM_CLOCK, Clock
 from fleetd.config import Config, HostPort, serving_problems
 from fleetd.economics.prices import TouSchedule
 from fleetd.economics.profitability import RigEconomics
 from fleetd.economics.settings import EconomicsConfig, PowerOverride
 from fleetd.economics.site import SiteEconomics
-from fleetd.sim.fleet import Fleet, FleetConfig
+from fleetd.sim.fleet import Fleet, FleetConfig, wait_or_sleep
 from fleetd.sim.fleet_faults import parse_fault
 from fleetd.telemetry import api
 
@@ -86,11 +86,12 @@ async def run(
     out=None,
     every: float = TABLE_EVERY,
     stop: asyncio.Event | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> int:
     """Run until ``duration`` has passed or ``stop`` is set (as SIGINT and SIGTERM do), printing
-    the table every ``every`` seconds and once more at the end."""
+    the table every ``every`` seconds and once more at the end; the daemon and the fleet share ``clock``."""
     out = out or sys.stdout  # looked up per call: the default would pin the stdout of import time
-    application = fleetd_app.build_app(config)
+    application = fleetd_app.build_app(config, clock=clock)
     runner = web.AppRunner(application, access_log=None)
     await runner.setup()
     http = config.http.listen
@@ -104,7 +105,7 @@ async def run(
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # a wildcard listener: the rigs come over loopback
     http_base = f"http://{runner.addresses[0][0]}:{runner.addresses[0][1]}"
     fleet_config = FleetConfig(host, port, rigs=rigs, faults=tuple(parse_fault(f) for f in faults if f))
-    fleet = Fleet(fleet_config)
+    fleet = Fleet(fleet_config, clock=clock)
     registry.credit_scale = 1.0 / fleet.hash_scale
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -120,26 +121,25 @@ async def run(
         file=out,
         flush=True,
     )
-    started = time.monotonic()
+    started = clock.monotonic()
     try:
         try:
             await fleet.start()
         except PermissionError:  # ports 80 and 4028 need root: mine without the rigs' APIs
             await fleet.stop()
             print("  (not root: the rigs' firmware APIs cannot bind ports 80/4028; running without them)", file=out)
-            fleet = Fleet(dataclasses.replace(fleet_config, firmware=False))
+            fleet = Fleet(dataclasses.replace(fleet_config, firmware=False), clock=clock)
             registry.poll_interval = None  # nothing to poll: "up" means connected
             await fleet.start()
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(fleet.stop)
             while not stop.is_set():
-                left = every if duration is None else started + duration - time.monotonic()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=max(0.0, min(every, left)))
-                now = time.time()
-                table = render(registry, source, time.monotonic() - started, now, site_economics.snapshot(now))
+                left = every if duration is None else started + duration - clock.monotonic()
+                await wait_or_sleep(stop, clock, max(0.0, min(every, left)))
+                now = clock.wall()
+                table = render(registry, source, clock.monotonic() - started, now, site_economics.snapshot(now))
                 print(table, file=out, flush=True)
-                if duration is not None and time.monotonic() - started >= duration:
+                if duration is not None and clock.monotonic() - started >= duration:
                     break
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -158,10 +158,9 @@ STATE_WIDTH = 5
 SCREEN_WIDTH = 98  # the table's width with rig names of 14 characters; the lines under it wrap to it
 
 
-def render(rigs, source, elapsed: float, now: float | None = None, site: SiteEconomics | None = None) -> str:
-    """One screen of the fleet: per rig, what the pool measured, what the rig says, what it earns;
-    then the fleet's totals over the rigs that are up, and the site's economics."""
-    now = time.time() if now is None else now
+def render(rigs, source, elapsed: float, now: float, site: SiteEconomics | None = None) -> str:
+    """One screen of the fleet at wall time ``now``: per rig, what the pool measured, what the
+    rig says, what it earns; then the fleet's totals over the rigs that are up, and the site's economics."""
     totals = rigs.totals(now)
     rows = [
         f"\n[{elapsed:6.0f} s] height {source.height}, blocks found {len(source.found_blocks)}; "

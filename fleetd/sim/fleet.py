@@ -50,13 +50,13 @@ import random
 import re
 import signal
 import sys
-import time
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
 from fleetd import log as logging
+from fleetd.clock import SYSTEM_CLOCK, Clock
 from fleetd.rigs.models import CATALOGUE, FirmwareFamily, RigModel, get_model
 from fleetd.sim.firmware import EmulatedRig, LoopbackAllocator, RigState
 from fleetd.sim.firmware.address import DEFAULT_RIG_NETWORK
@@ -367,17 +367,18 @@ class SimRig:
         )
 
     async def _run(self) -> None:
+        clock = self.state.clock
         wait = RECONNECT_S[0]
         while True:
             while self.state.offline:
-                await asyncio.sleep(TICK_S)
+                await clock.sleep(TICK_S)
             miner = Miner(self._miner_config())
             try:
                 await miner.connect()
             except MinerError as exc:
                 self.last_error = str(exc)
                 self.log.warning("pool_refused", error=str(exc), retry_in=wait)
-                await asyncio.sleep(wait)
+                await clock.sleep(wait)
                 wait = min(wait * 2, RECONNECT_S[1])
                 continue
             if self.miner is not None:
@@ -393,7 +394,7 @@ class SimRig:
             if not self.state.offline:  # the pool hung up: dial again after a pause, as firmware does
                 self.last_error = miner.stats().closed_reason
                 self.log.warning("rig_disconnected", reason=self.last_error)
-                await asyncio.sleep(wait)
+                await clock.sleep(wait)
 
     def _alive(self, miner: Miner) -> bool:
         return not self.state.offline and miner.connected
@@ -408,15 +409,15 @@ class SimRig:
     async def _mine(self, miner: Miner) -> None:
         """Submit on a Poisson schedule: each share is due once the integrated rate reaches
         a fresh Exp(1) draw, so rate changes (degrade, vardiff) take effect at once."""
-        loop = asyncio.get_running_loop()
+        clock = self.state.clock
         need = self._rng.expovariate(1.0)
-        last = loop.time()
+        last = clock.monotonic()
         while self._alive(miner):
             if self.paused:  # paused time is not mining time: nothing owed for it
-                await asyncio.sleep(TICK_S)
-                last = loop.time()
+                await clock.sleep(TICK_S)
+                last = clock.monotonic()
                 continue
-            now = loop.time()
+            now = clock.monotonic()
             rate, difficulty = self._share_rate(miner)
             if rate > 0:
                 self.implied_shares += rate * (now - last)
@@ -426,7 +427,7 @@ class SimRig:
             last = now
             self._watch_job(miner)
             if need > 0 or rate <= 0:
-                await asyncio.sleep(TICK_S if rate <= 0 else min(TICK_S, need / rate))
+                await clock.sleep(TICK_S if rate <= 0 else min(TICK_S, need / rate))
                 continue
             if -need / rate > self.config.max_lag:  # the CPU cannot keep up: drop the backlog
                 self.behind_shares += -need
@@ -532,10 +533,13 @@ class SimRig:
 
 
 class Fleet:
-    """N simulated rigs; ``async with Fleet(config) as fleet`` starts and stops them all."""
+    """N simulated rigs; ``async with Fleet(config) as fleet`` starts and stops them all.
 
-    def __init__(self, config: FleetConfig) -> None:
-        self.config = config
+    Every rig lives on ``clock``: its uptime, share schedule, reconnects and timed faults.
+    """
+
+    def __init__(self, config: FleetConfig, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.config, self.clock = config, clock
         self._plan = plan(config)
         self.hash_scale = config.hash_scale or auto_hash_scale(self._plan.values(), config.cpu_hashrate)
         self.rigs: tuple[SimRig, ...] = ()
@@ -552,7 +556,7 @@ class Fleet:
     async def start(self) -> None:
         if self._started is not None:
             raise RuntimeError("this fleet has already started")
-        self._started = time.monotonic()
+        self._started = self.clock.monotonic()
         faults = [(self._resolve(spec.rig), spec) for spec in self.config.faults]
         allocator = LoopbackAllocator(self.config.network)
         rigs: list[SimRig] = []
@@ -571,7 +575,12 @@ class Fleet:
     async def _start_rig(self, index: int, name: str, model: RigModel, allocator: LoopbackAllocator) -> SimRig:
         config = self.config
         state = RigState(
-            model, name=name, pool_host=config.pool_host, pool_port=config.pool_port, worker=f"{config.site}.{name}"
+            model,
+            name=name,
+            clock=self.clock,
+            pool_host=config.pool_host,
+            pool_port=config.pool_port,
+            worker=f"{config.site}.{name}",
         )
         firmware = None
         if config.firmware:
@@ -627,14 +636,14 @@ class Fleet:
             rig.paused = False
 
     def snapshot(self) -> FleetSnapshot:
-        elapsed = 0.0 if self._started is None else time.monotonic() - self._started
+        elapsed = 0.0 if self._started is None else self.clock.monotonic() - self._started
         return FleetSnapshot(elapsed, self.hash_scale, tuple(rig.snapshot() for rig in self.rigs))
 
     async def _apply(self, rig: SimRig, spec: FaultSpec) -> None:
-        await asyncio.sleep(spec.at)
+        await self.clock.sleep(spec.at)
         rig.inject(spec.kind, spec.value)
         if spec.duration is not None:
-            await asyncio.sleep(spec.duration)
+            await self.clock.sleep(spec.duration)
             rig.clear(spec.kind)
 
 
@@ -697,13 +706,26 @@ def _si(value: float) -> str:
     return f"{value:.0f} "
 
 
-async def run(config: FleetConfig, *, duration: float | None, out=sys.stdout, every: float = 10.0) -> int:
+async def wait_or_sleep(event: asyncio.Event, clock: Clock, seconds: float) -> None:
+    """Until ``event`` is set or ``seconds`` have passed on ``clock``, whichever comes first."""
+    waiters = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(clock.sleep(seconds))]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+
+
+async def run(
+    config: FleetConfig, *, duration: float | None, out=sys.stdout, every: float = 10.0, clock: Clock = SYSTEM_CLOCK
+) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
-    async with Fleet(config) as fleet:
+    async with Fleet(config, clock=clock) as fleet:
         print(
             f"fleetd simulate: {len(fleet.rigs)} rigs mining stratum+tcp://{config.pool_host}:{config.pool_port} "
             f"as {config.site}.*, hash scale {fleet.hash_scale:g}; Ctrl-C stops",
@@ -712,13 +734,12 @@ async def run(config: FleetConfig, *, duration: float | None, out=sys.stdout, ev
         for rig in fleet.rigs:
             api = "no API" if rig.firmware is None else f"API on {rig.host}:80/4028"
             print(f"  {rig.worker:<20}{rig.model.name:<18}{rig.host:<14}{api}", file=out)
-        started = loop.time()
+        started = clock.monotonic()
         while not stop.is_set():
-            left = None if duration is None else duration - (loop.time() - started)
+            left = None if duration is None else duration - (clock.monotonic() - started)
             if left is not None and left <= 0:
                 break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=every if left is None else min(every, left))
+            await wait_or_sleep(stop, clock, every if left is None else min(every, left))
             print(render(fleet.snapshot()), file=out, flush=True)
     return 0
 

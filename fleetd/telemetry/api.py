@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 
 from aiohttp import web
@@ -12,6 +11,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from fleetd import log as logging
+from fleetd.clock import SYSTEM_CLOCK, Clock
 from fleetd.rigs.registry import AVERAGE_WINDOWS, HASHES_PER_DIFFICULTY, Rig, RigRegistry
 from fleetd.telemetry import economics, exposition
 from fleetd.telemetry.collector import DaemonCollector
@@ -21,15 +21,24 @@ RIGS_KEY = web.AppKey("rigs", RigRegistry)
 COLLECTOR_KEY = web.AppKey("collector", DaemonCollector)
 METRICS_REGISTRY_KEY = web.AppKey("metrics_registry", CollectorRegistry)
 ECONOMICS_KEY = web.AppKey("economics", SiteEconomicsView)
+CLOCK_KEY = web.AppKey("clock", Clock)
 
 
-def setup(app: web.Application, rigs: RigRegistry, site_economics: SiteEconomicsView | None = None) -> DaemonCollector:
-    """Mount the API and /metrics; the collector learns the server and source once they run."""
+def setup(
+    app: web.Application,
+    rigs: RigRegistry,
+    site_economics: SiteEconomicsView | None = None,
+    *,
+    clock: Clock = SYSTEM_CLOCK,
+) -> DaemonCollector:
+    """Mount the API and /metrics, answering at ``clock``'s time; the collector learns the
+    server and source once they run."""
     collector = DaemonCollector()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
     ProcessCollector(registry=registry)  # process CPU and memory for the daemon dashboard
     PlatformCollector(registry=registry)
+    app[CLOCK_KEY] = clock
     app[RIGS_KEY] = rigs
     app[COLLECTOR_KEY] = collector
     app[METRICS_REGISTRY_KEY] = registry
@@ -43,8 +52,13 @@ def setup(app: web.Application, rigs: RigRegistry, site_economics: SiteEconomics
     return collector
 
 
+def _now(request: web.Request) -> float:
+    """Wall time on the app's clock: every figure of one answer is taken at this moment."""
+    return request.app[CLOCK_KEY].wall()
+
+
 async def metrics(request: web.Request) -> web.Response:
-    app, now = request.app, time.time()
+    app, now = request.app, _now(request)
     body = metrics_text(
         app[RIGS_KEY], app[METRICS_REGISTRY_KEY], now, app[ECONOMICS_KEY].snapshot(now), _upstream_workers(app)
     )
@@ -77,12 +91,12 @@ async def economics_report(request: web.Request) -> web.Response:
             target = -1.0
         if not 0 <= target < 1e9:  # also refuses nan and inf
             raise web.HTTPBadRequest(reason=f"curtail_kw must be a number of kW, 0 or more; got {raw!r}")
-    snap = request.app[ECONOMICS_KEY].snapshot(time.time(), target)
+    snap = request.app[ECONOMICS_KEY].snapshot(_now(request), target)
     return web.json_response(economics.to_json(snap))
 
 
 async def list_rigs(request: web.Request) -> web.Response:
-    app, now = request.app, time.time()
+    app, now = request.app, _now(request)
     rigs, by_rig, upstream = app[RIGS_KEY], _rig_economics(app, now), _upstream_workers(app)
     return web.json_response(
         {"rigs": [rig_json(rigs, rig, now, by_rig, upstream) for rig in sorted(rigs, key=lambda r: r.name)]}
@@ -94,7 +108,7 @@ async def one_rig(request: web.Request) -> web.Response:
     rig = rigs.get(name)
     if rig is None:
         raise web.HTTPNotFound(reason=f"no rig named {name!r}")
-    now = time.time()
+    now = _now(request)
     return web.json_response(rig_json(rigs, rig, now, _rig_economics(request.app, now), _upstream_workers(request.app)))
 
 
@@ -107,7 +121,7 @@ def _rig_economics(app: web.Application, now: float) -> dict[str, dict]:
 
 async def summary(request: web.Request) -> web.Response:
     """Fleet totals; hash rates and power are those of the rigs that are up (as in the economics)."""
-    totals = request.app[RIGS_KEY].totals(time.time())
+    totals = request.app[RIGS_KEY].totals(_now(request))
     accepted, rejected = totals.accepted, totals.rejected
     return web.json_response(
         {

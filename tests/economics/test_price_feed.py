@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 import structlog
 from aiohttp import web
+from fake_clock import FakeClock
 from structlog.testing import capture_logs
 
 from fleetd import __version__
@@ -27,7 +28,6 @@ from fleetd.economics.price_feed import (
 from fleetd.economics.prices import price_is_stale
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-T0 = 1_700_000_000.0
 HANG_S = 30.0  # a hang guard for what takes milliseconds on loopback; a loaded machine may take seconds
 
 
@@ -118,16 +118,8 @@ async def server():
 
 
 @pytest.fixture
-def clock():
-    """A settable wall clock: ``clock.now`` is what the feed reads."""
-
-    class Clock:
-        now = T0
-
-        def __call__(self) -> float:
-            return self.now
-
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
@@ -145,6 +137,15 @@ async def wait_until(condition: Callable[[], bool], timeout: float = HANG_S) -> 
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.005)
+
+
+async def fetch_again(feed: PriceFeed, clock: FakeClock, times: int = 1) -> None:
+    """Move the clock to ``run()``'s next fetch and wait until it is asleep again, ``times`` over."""
+    await wait_until(lambda: len(clock.sleeps) >= feed.fetches >= 1)  # asleep after its first fetch
+    for _ in range(times):
+        asleep = len(clock.sleeps)
+        await clock.advance(clock.sleeps[-1])
+        await wait_until(lambda: len(clock.sleeps) > asleep)
 
 
 def assert_no_unclosed_sessions(loop_errors: list[dict], caught: list[warnings.WarningMessage]) -> None:
@@ -249,7 +250,7 @@ async def test_a_good_document_gives_a_quote_at_the_feeds_clock(server, clock, l
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         quote = await asyncio.wait_for(feed.fetch_once(), HANG_S)
-        assert quote == PriceQuote(usd=87012.5, fetched_at=T0)
+        assert quote == PriceQuote(usd=87012.5, fetched_at=clock.wall())
         assert feed.latest() == quote
         assert (feed.fetches, feed.failures, feed.last_error) == (1, 0, None)
         assert server.requests[0].headers["User-Agent"] == f"fleetd/{__version__}"
@@ -259,7 +260,7 @@ async def test_a_good_document_gives_a_quote_at_the_feeds_clock(server, clock, l
 async def test_list_path_and_numeric_string_over_http(server, clock):
     server.handler = server.json({"data": [{"symbol": "BTC", "price": "91234.56"}]})
     feed = PriceFeed(server.url, "data.0.price", clock=clock)
-    assert await asyncio.wait_for(feed.fetch_once(), HANG_S) == PriceQuote(91234.56, T0)
+    assert await asyncio.wait_for(feed.fetch_once(), HANG_S) == PriceQuote(91234.56, clock.wall())
 
 
 BAD_ANSWERS = {
@@ -354,31 +355,32 @@ async def test_credentials_and_query_are_kept_out_of_errors_and_logs(server, clo
 
 async def test_run_keeps_the_last_good_price_logs_the_outage_once_and_recovers(server, clock):
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))  # restored by conftest
-    max_age = 600.0
+    max_age = 100.0
     with capture_logs() as logs:
-        feed = PriceFeed(server.url, "bitcoin.usd", clock=clock, interval_seconds=0.02)
+        feed = PriceFeed(server.url, "bitcoin.usd", clock=clock, interval_seconds=60)
         task = asyncio.create_task(feed.run())
         try:
             await wait_until(lambda: feed.latest() is not None)
             good = feed.latest()
-            assert good == PriceQuote(87012.5, T0)
-            assert not price_is_stale(good.fetched_at, clock.now, max_age)
+            assert good == PriceQuote(87012.5, clock.wall())
+            assert not price_is_stale(good.fetched_at, clock.wall(), max_age)
 
             server.handler = server.raw("maintenance", status=502, content_type="text/plain")
-            failures_before = feed.failures
-            await wait_until(lambda: feed.failures >= failures_before + 4)
-            assert feed.latest() is good  # never replaced by a failed read
+            await fetch_again(feed, clock, 4)  # retried after 60 + 5 + 10 + 20 s
+            assert feed.failures == 4 and feed.latest() is good  # never replaced by a failed read
             assert "HTTP 502" in feed.last_error
+            assert not price_is_stale(good.fetched_at, clock.wall(), max_age)
 
-            clock.now += max_age + 1  # the source stays down past max_age: the price is flagged stale
-            await wait_until(lambda: feed.failures >= failures_before + 6)
+            await fetch_again(feed, clock, 2)  # the source stays down past max_age: the price is flagged stale
             assert feed.latest() is good
-            assert price_is_stale(feed.latest().fetched_at, clock.now, max_age)
+            assert price_is_stale(feed.latest().fetched_at, clock.wall(), max_age)
 
             server.handler = server.json({"bitcoin": {"usd": 90000}})
-            await wait_until(lambda: feed.latest().usd == 90000)
-            assert feed.latest() == PriceQuote(90000.0, clock.now)
-            assert not price_is_stale(feed.latest().fetched_at, clock.now, max_age)
+            await fetch_again(feed, clock)
+            assert feed.latest() == PriceQuote(90000.0, clock.wall())
+            assert not price_is_stale(feed.latest().fetched_at, clock.wall(), max_age)
+            # the interval, then retries backing off from MIN_RETRY_SECONDS up to it, then the interval
+            assert clock.sleeps == [60, 5, 10, 20, 40, 60, 60, 60]
             assert feed.last_error is None
             outage = feed.failures
         finally:
@@ -401,16 +403,16 @@ async def test_run_keeps_the_last_good_price_logs_the_outage_once_and_recovers(s
 
 async def test_run_against_a_dead_source_has_no_price_and_never_raises(server, clock):
     server.handler = server.raw("nope", status=500, content_type="text/plain")
-    feed = PriceFeed(server.url, "bitcoin.usd", clock=clock, interval_seconds=0.01)
+    feed = PriceFeed(server.url, "bitcoin.usd", clock=clock)
     with capture_logs() as logs:
         task = asyncio.create_task(feed.run())
-        await wait_until(lambda: feed.failures >= 5)
-        assert not task.done()
+        await fetch_again(feed, clock, 4)
+        assert feed.failures == 5 and not task.done()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(task, HANG_S)
     assert feed.latest() is None
-    assert price_is_stale(None, clock.now, 600)
+    assert price_is_stale(None, clock.wall(), 600)
     assert feed.fetches == feed.failures
     assert len([e for e in logs if e["event"] == "price_fetch_failed" and e["log_level"] == "warning"]) == 1
 
@@ -429,7 +431,7 @@ async def test_run_stops_on_cancel_and_closes_its_session(server, clock, loop_er
         assert session.closed and feed._session is None
         del session, task
         assert_no_unclosed_sessions(loop_errors, caught)
-    assert feed.latest() == PriceQuote(87012.5, T0)
+    assert feed.latest() == PriceQuote(87012.5, clock.wall())
 
 
 async def test_run_cancelled_mid_fetch_closes_its_session_too(server, clock, loop_errors):

@@ -6,15 +6,16 @@ import faulthandler
 import random
 
 import pytest
+from fake_clock import FakeClock
 from pyasic_support import FAST_PYASIC, pyasic_settings
 
 from fleetd.sim.firmware import EmulatedRig, LoopbackAllocator, RigState
 
-from rigs_support import HARD_BOUND_S, FakeTime
+from rigs_support import HARD_BOUND_S
 
 # Whole seconds, longer than any test waits: a rig that answers is never cut short on a
 # loaded machine, and one that hangs is ended by the poller's own deadline (on the test's
-# clock where the test injects one), never by pyasic's.
+# clock), never by pyasic's.
 PATIENT_PYASIC = {key: 60 if key.endswith("_timeout") else value for key, value in FAST_PYASIC.items()}
 
 
@@ -40,9 +41,9 @@ def allocator() -> LoopbackAllocator:
 
 
 @pytest.fixture
-def rig_clock() -> FakeTime:
+def rig_clock() -> FakeClock:
     """The emulated rigs' own clock (their uptime), apart from the poller's."""
-    return FakeTime(now=50_000.0)
+    return FakeClock()
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """The poller against emulated rigs on loopback, read through unmodified pyasic.
 
-The poller's clock, sleep and deadlines are the test's (``FakeTime``) except in the one
+The poller's clock, and so its deadlines, are the test's (``FakeClock``) except in the one
 test of the real scheduler: a rig that answers is never failed for taking real time on a
 loaded machine, and a hung one fails exactly when the test moves time past its deadline.
 """
@@ -19,7 +19,8 @@ from fleetd.rigs.models import (
     FirmwareFamily,
 )
 from fleetd.rigs.poller import PollerConfig, PollState, RigPoller, load_pyasic, phase_of
-from rigs_support import TEST_BOUND_S, Collector, FakeTime, on_phase, wait_until
+from fake_clock import FakeClock
+from rigs_support import TEST_BOUND_S, Collector, on_phase, wait_until
 
 MAKE = {
     FirmwareFamily.ANTMINER_STOCK: "AntMiner",
@@ -34,18 +35,9 @@ per_family = pytest.mark.parametrize("model", ONE_PER_FAMILY, ids=lambda m: m.na
 FAST = PollerConfig(interval=30.0, timeout=1.5)
 
 
-def make_poller(config: PollerConfig = FAST, **kwargs) -> tuple[RigPoller, Collector, FakeTime]:
-    collected, now = Collector(), FakeTime()
-    poller = RigPoller(
-        config,
-        on_reading=collected.on_reading,
-        on_failure=collected.on_failure,
-        clock=now,
-        monotonic=now,
-        sleep=now.sleep,
-        deadline=now.deadline,
-        **kwargs,
-    )
+def make_poller(config: PollerConfig = FAST, **kwargs) -> tuple[RigPoller, Collector, FakeClock]:
+    collected, now = Collector(), FakeClock()
+    poller = RigPoller(config, on_reading=collected.on_reading, on_failure=collected.on_failure, clock=now, **kwargs)
     return poller, collected, now
 
 
@@ -57,7 +49,7 @@ async def poll_round(poller: RigPoller, *ips: str) -> None:
 @pytest.mark.parametrize("model", CATALOGUE, ids=lambda m: m.name)
 async def test_each_model_is_read_in_base_units(start_rig, rig_clock, model):
     rig = await start_rig(model)
-    rig_clock.now += 7200
+    rig_clock.tick(7200)
     state = rig.state
     poller, collected, now = make_poller()
     poller.add(rig.host)
@@ -65,7 +57,7 @@ async def test_each_model_is_read_in_base_units(start_rig, rig_clock, model):
 
     assert collected.failures == []
     [reading] = collected.readings
-    assert reading.ip == rig.host and reading.time == now.now
+    assert reading.ip == rig.host and reading.time == now.wall()
     assert reading.make == MAKE[model.firmware]
     assert reading.model == model.pyasic_model
     assert reading.firmware == "Stock"
@@ -147,7 +139,7 @@ async def test_a_rig_that_goes_away_backs_off_and_recovers(start_rig, model):
     for _ in range(4):
         await poll_round(poller)
         status = poller.status(rig.host)
-        delays.append(round(status.next_poll - now.now, 6))
+        delays.append(round(status.next_poll - now.wall(), 6))
         states.append(status.state)
     assert delays == [30, 60, 100, 100]  # interval, doubling, capped at backoff_max
     assert states == [PollState.FAILING, PollState.BACKOFF, PollState.BACKOFF, PollState.BACKOFF]
@@ -163,8 +155,9 @@ async def test_a_rig_that_goes_away_backs_off_and_recovers(start_rig, model):
     assert collected.readings[-1].hashrate == pytest.approx(model.nominal_hashrate, rel=1e-4)
     assert len(identified) >= 2  # identified again after the failures
     # back on its phase, at least half an interval on
-    assert config.interval / 2 <= status.next_poll - now.now < 1.5 * config.interval
-    assert on_phase(status.next_poll - phase_of(rig.host, config.interval), config.interval)
+    assert config.interval / 2 <= status.next_poll - now.wall() < 1.5 * config.interval
+    due = status.next_poll - now.wall() + now.monotonic()  # phases are on monotonic time
+    assert on_phase(due - phase_of(rig.host, config.interval), config.interval)
 
 
 @per_family

@@ -8,7 +8,8 @@ from collections import Counter
 import pytest
 
 from fleetd.rigs.poller import LAUNCH_WINDOW_S, PollerConfig, PollState, RigPoller, phase_of
-from rigs_support import TEST_BOUND_S, Collector, FakeFleet, FakeTime, on_phase, settle
+from fake_clock import FakeClock, settle
+from rigs_support import TEST_BOUND_S, Collector, FakeFleet, on_phase
 
 INTERVAL = 30.0
 
@@ -18,8 +19,8 @@ def ips(n: int, prefix: str = "10.0") -> list[str]:
 
 
 @pytest.fixture
-def now() -> FakeTime:
-    return FakeTime()
+def now() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
@@ -32,21 +33,10 @@ async def running(now, fleet):
     """Start a poller in virtual time; it is stopped (and checked for leftovers) afterwards."""
     pollers: list[RigPoller] = []
 
-    async def start(
-        config: PollerConfig = PollerConfig(interval=INTERVAL, timeout=5), collected=None, *, start=True, deadline=False
-    ):
-        """``deadline``: the poll deadlines on virtual time too (else they are real, and never
-        reached: the fake rigs answer at once or, gated, only when a test says)."""
+    async def start(config: PollerConfig = PollerConfig(interval=INTERVAL, timeout=5), collected=None, *, start=True):
         collected = collected or Collector()
         poller = RigPoller(
-            config,
-            on_reading=collected.on_reading,
-            on_failure=collected.on_failure,
-            clock=now,
-            monotonic=now,
-            sleep=now.sleep,
-            deadline=now.deadline if deadline else asyncio.timeout,
-            identify=fleet.identify,
+            config, on_reading=collected.on_reading, on_failure=collected.on_failure, clock=now, identify=fleet.identify
         )
         if start:
             await poller.start()
@@ -62,10 +52,16 @@ async def running(now, fleet):
     assert leftovers == []
 
 
+async def until_due(poller: RigPoller, now: FakeClock, ip: str) -> None:
+    """Move time to the rig's next poll (which then starts), not past it: a read held up
+    from there on fails only at its deadline."""
+    await now.advance(poller.status(ip).next_poll - now.wall())
+
+
 async def test_polls_are_spread_over_the_interval(running, now, fleet):
     poller, collected = await running()
     addresses = ips(600)
-    start = now.now
+    start = now.monotonic()
     for ip in addresses:  # all at once, as after a restart
         poller.add(ip)
     await now.advance(INTERVAL)
@@ -110,7 +106,7 @@ async def test_removing_a_rig_mid_poll_cancels_it_silently(running, now, fleet):
     miner = fleet.miner(ip)
     miner.gate = asyncio.Event()  # the read hangs until released
     poller.add(ip)
-    await now.advance(INTERVAL)
+    await until_due(poller, now, ip)
     assert len(miner.reads) == 1 and poller.status(ip).polling
     poller.remove(ip)
     await settle()
@@ -120,7 +116,7 @@ async def test_removing_a_rig_mid_poll_cancels_it_silently(running, now, fleet):
 
 
 async def test_a_hung_read_fails_at_its_deadline_on_the_injected_clock(running, now, fleet):
-    poller, collected = await running(start=False, deadline=True)  # polled by hand: nothing else moves
+    poller, collected = await running(start=False)  # polled by hand: nothing else moves
     ip = ips(1)[0]
     fleet.miner(ip).gate = asyncio.Event()  # the read never ends by itself
     poller.add(ip)
@@ -130,10 +126,10 @@ async def test_a_hung_read_fails_at_its_deadline_on_the_injected_clock(running, 
     await now.advance(0.5)
     await round_
     assert collected.failures == [(ip, "no answer within 5 s")] and len(fleet.miner(ip).reads) == 1
-    assert poller.status(ip).state is PollState.FAILING and poller.status(ip).next_poll == now.now + INTERVAL
+    assert poller.status(ip).state is PollState.FAILING and poller.status(ip).next_poll == now.wall() + INTERVAL
 
 
-async def test_by_default_the_deadline_is_the_loops_own(fleet):
+async def test_by_default_the_deadline_is_real_time(fleet):
     collected = Collector()
     config = PollerConfig(interval=INTERVAL, timeout=0.05)
     poller = RigPoller(config, on_reading=collected.on_reading, on_failure=collected.on_failure, identify=fleet.identify)
@@ -146,7 +142,7 @@ async def test_by_default_the_deadline_is_the_loops_own(fleet):
 
 
 async def test_a_rig_removed_before_its_deadline_is_cancelled_not_failed(running, now, fleet):
-    poller, collected = await running(start=False, deadline=True)
+    poller, collected = await running(start=False)
     ip = ips(1)[0]
     fleet.miner(ip).gate = asyncio.Event()
     poller.add(ip)
@@ -238,7 +234,7 @@ async def test_stop_cancels_polls_in_flight_and_start_resumes(running, now, flee
     fleet.miner(a).gate = asyncio.Event()
     poller.add(a)
     poller.add(b)
-    await now.advance(INTERVAL)
+    await until_due(poller, now, a)
     assert poller.status(a).polling
     await poller.stop()
     assert not poller.running and not poller.status(a).polling

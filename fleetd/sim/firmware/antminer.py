@@ -55,7 +55,7 @@ def status(state: RigState, code: int, message: str, *, ok: bool = True) -> list
     return [
         {
             "STATUS": "S" if ok else "E",
-            "When": int(state.clock()),
+            "When": int(state.clock.wall()),
             "Code": code,
             "Msg": message,
             "Description": _description(),
@@ -125,7 +125,7 @@ def _summary(state: RigState) -> dict[str, Any]:
         "Device Rejected%": 0.0,
         "Pool Rejected%": 0.0,
         "Pool Stale%": 0.0,
-        "Last getwork": int(state.clock()),
+        "Last getwork": int(state.clock.wall()),
     }
 
 
@@ -259,7 +259,7 @@ def miner_conf(state: RigState) -> dict[str, Any]:
 
 
 def _web_status(state: RigState, message: str) -> dict[str, Any]:
-    return {"STATUS": "S", "when": int(state.clock()), "Msg": message, "api_version": "1.0.0"}
+    return {"STATUS": "S", "when": int(state.clock.wall()), "Msg": message, "api_version": "1.0.0"}
 
 
 def _web_info(state: RigState) -> dict[str, Any]:

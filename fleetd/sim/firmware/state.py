@@ -13,13 +13,10 @@ than their board, and fans follow board temperature along a linear curve.
 from __future__ import annotations
 
 import hashlib
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from fleetd.clock import SYSTEM_CLOCK, Clock
 from fleetd.rigs.models import FirmwareFamily, RigModel
-
-Clock = Callable[[], float]
 
 BOARD_RISE_C = 35.0  # board above ambient at nameplate power
 CHIP_OVER_BOARD_C = 10.0  # chips above their board at nameplate power
@@ -59,7 +56,7 @@ class RigError:
 class RigState:
     model: RigModel
     name: str = "rig"  # stable identity: seeds the MAC and serial numbers
-    clock: Clock = time.monotonic
+    clock: Clock = SYSTEM_CLOCK
     ambient_c: float = 25.0
     # pool side, filled in by whoever runs the rig's Stratum connection
     pool_host: str = "127.0.0.1"
@@ -78,7 +75,7 @@ class RigState:
     booted_at: float = field(init=False)
 
     def __post_init__(self) -> None:
-        self.booted_at = self.clock()
+        self.booted_at = self.clock.monotonic()
 
     # -- fault injection ------------------------------------------------------------
 
@@ -89,7 +86,7 @@ class RigState:
     def come_online(self, *, rebooted: bool = False) -> None:
         self.offline = False
         if rebooted:
-            self.booted_at = self.clock()
+            self.booted_at = self.clock.monotonic()
 
     def degrade(self, factor: float) -> None:
         """Hash rate falls to ``factor`` of nominal (dead chips, a failing board)."""
@@ -107,7 +104,7 @@ class RigState:
         """Temperatures climb by ``rise_c`` over ``ramp_s`` seconds from now (a blocked intake)."""
         if rise_c < 0 or ramp_s < 0:
             raise ValueError("overheat rise and ramp must not be negative")
-        self.overheat_c, self.overheat_ramp_s, self.overheat_since = rise_c, ramp_s, self.clock()
+        self.overheat_c, self.overheat_ramp_s, self.overheat_since = rise_c, ramp_s, self.clock.monotonic()
 
     def add_error(self, code: int, message: str) -> None:
         self.errors.append(RigError(code, message))
@@ -122,7 +119,7 @@ class RigState:
     # -- figures the firmware reports ----------------------------------------------
 
     def uptime(self) -> int:
-        return max(0, int(self.clock() - self.booted_at))
+        return max(0, int(self.clock.monotonic() - self.booted_at))
 
     def hashrate(self) -> float:
         """Hashes per second the rig does now."""
@@ -142,7 +139,7 @@ class RigState:
             return 0.0
         if self.overheat_ramp_s == 0:
             return self.overheat_c
-        progress = min(1.0, max(0.0, (self.clock() - self.overheat_since) / self.overheat_ramp_s))
+        progress = min(1.0, max(0.0, (self.clock.monotonic() - self.overheat_since) / self.overheat_ramp_s))
         return self.overheat_c * progress
 
     def board_temps(self) -> list[float]:

@@ -24,7 +24,8 @@ GET_OK = 131  # the Code btminer answers its get_* commands with
 
 
 def status(state: RigState, message: str, *, ok: bool = True, code: int = 0) -> list[dict[str, Any]]:
-    return [{"STATUS": "S" if ok else "E", "When": int(state.clock()), "Code": code, "Msg": message, "Description": ""}]
+    when = int(state.clock.wall())
+    return [{"STATUS": "S" if ok else "E", "When": when, "Code": code, "Msg": message, "Description": ""}]
 
 
 def invalid(state: RigState, message: str) -> dict[str, Any]:
@@ -33,7 +34,7 @@ def invalid(state: RigState, message: str) -> dict[str, Any]:
 
 def _get_reply(state: RigState, message: dict[str, Any]) -> dict[str, Any]:
     # the get_* commands answer in btminer's own shape: flat STATUS, Msg an object
-    return {"STATUS": "S", "When": int(state.clock()), "Code": GET_OK, "Msg": message, "Description": ""}
+    return {"STATUS": "S", "When": int(state.clock.wall()), "Code": GET_OK, "Msg": message, "Description": ""}
 
 
 def api_handler(state: RigState):
@@ -105,7 +106,7 @@ def _summary(state: RigState) -> dict[str, Any]:
         "Power Rate": round(state.watts() / (state.hashrate() / 1e12), 2) if state.hashrate() else 0,
         "Pool Rejected%": 0.0,
         "Pool Stale%": 0.0,
-        "Last getwork": int(state.clock()),
+        "Last getwork": int(state.clock.wall()),
         "Uptime": state.uptime(),
         "Security Mode": 0,
         "Hash Stable": True,

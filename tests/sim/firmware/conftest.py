@@ -5,11 +5,12 @@ from __future__ import annotations
 import random
 
 import pytest
+from fake_clock import FakeClock
 from pyasic_support import pyasic_settings
 
 from fleetd.sim.firmware import EmulatedRig, LoopbackAllocator, RigState
 
-from firmware_support import PATIENT_PYASIC, FakeClock
+from firmware_support import PATIENT_PYASIC
 
 
 @pytest.fixture(autouse=True)

@@ -60,7 +60,7 @@ async def test_pyasic_identifies_make_model_and_firmware(start_rig, model):
 @by_name
 async def test_pyasic_reads_hashrate_watts_temperatures_fans_uptime(start_rig, clock, model):
     rig = await start_rig(model)
-    clock.advance(3600)
+    clock.tick(3600)
     state = rig.state
     data = await read(await identify(rig))
 
@@ -99,9 +99,9 @@ async def test_overheat_reads_climbing_temperatures_and_faster_fans(start_rig, c
     miner = await identify(rig)
     before = await read(miner)
     rig.state.overheat(rise_c=40, ramp_s=600)
-    clock.advance(300)  # half way up the ramp
+    clock.tick(300)  # half way up the ramp
     halfway = await read(miner)
-    clock.advance(300)
+    clock.tick(300)
     hot = await read(miner)
 
     def chip_temps(data):
@@ -184,7 +184,7 @@ async def test_stopped_firmware_refuses_and_a_restart_is_read_again(start_rig, c
     async with asyncio.timeout(TEST_BOUND_S):
         assert await get_miner(rig.host) is None
     rig.state.come_online(rebooted=True)
-    clock.advance(42)
+    clock.tick(42)
     await rig.start()
     data = await read(await identify(rig))
     assert data.uptime == 42

@@ -7,7 +7,7 @@ import pytest
 from fleetd.rigs.models import ANTMINER_S19_XP, BITAXE_GAMMA, WHATSMINER_M60S
 from fleetd.sim.firmware import RigState
 from fleetd.sim.firmware.state import CHIP_HOT_C, fan_curve
-from firmware_support import FakeClock
+from fake_clock import FakeClock
 
 
 def test_a_healthy_rig_runs_at_its_nameplate():
@@ -21,7 +21,7 @@ def test_a_healthy_rig_runs_at_its_nameplate():
     assert len(state.fan_rpms()) == 4
     assert state.hot_boards() == []
     assert state.uptime() == 0
-    clock.advance(90.7)
+    clock.tick(90.7)
     assert state.uptime() == 90
 
 
@@ -52,9 +52,9 @@ def test_overheat_climbs_along_its_ramp_then_holds():
     normal = state.chip_temps()
     state.overheat(rise_c=30, ramp_s=100)
     assert state.chip_temps() == normal
-    clock.advance(50)
+    clock.tick(50)
     assert state.chip_temps() == pytest.approx([t + 15 for t in normal])
-    clock.advance(500)
+    clock.tick(500)
     assert state.chip_temps() == pytest.approx([t + 30 for t in normal])
     assert min(state.chip_temps()) >= CHIP_HOT_C and state.hot_boards() == [0, 1, 2]
     assert max(state.fan_rpms()) == fan_curve(ANTMINER_S19_XP.firmware).max_rpm  # flat out
@@ -63,7 +63,7 @@ def test_overheat_climbs_along_its_ramp_then_holds():
 def test_recover_clears_faults_but_keeps_uptime():
     clock = FakeClock()
     state = RigState(WHATSMINER_M60S, clock=clock)
-    clock.advance(100)
+    clock.tick(100)
     state.go_offline()
     state.degrade(0.2)
     state.spike_power(2)
@@ -80,10 +80,10 @@ def test_recover_clears_faults_but_keeps_uptime():
 def test_coming_back_from_a_reboot_restarts_uptime():
     clock = FakeClock()
     state = RigState(BITAXE_GAMMA, clock=clock)
-    clock.advance(500)
+    clock.tick(500)
     state.go_offline()
     state.come_online(rebooted=True)
-    clock.advance(5)
+    clock.tick(5)
     assert state.uptime() == 5
 
 
