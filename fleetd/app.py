@@ -70,17 +70,17 @@ def server_settings(config: Config) -> ServerSettings:
     )
 
 
-def build_source(config: Config) -> JobSource:
+def build_source(config: Config, clock: Clock = SYSTEM_CLOCK) -> JobSource:
     """The job source ``[source] kind`` names, from its already validated configuration."""
     src = config.source
     if src.kind == "bitcoind":
         from fleetd.sources.bitcoind import BitcoindSource
 
-        return BitcoindSource(src.bitcoind)
+        return BitcoindSource(src.bitcoind, clock=clock)
     if src.kind == "upstream":
         from fleetd.sources import upstream
 
-        return upstream.build_source(src.upstream)
+        return upstream.build_source(src.upstream, clock=clock)
     from fleetd.sources.demo import DemoChain, EconomicsNetwork
 
     s = config.stratum
@@ -95,6 +95,7 @@ def build_source(config: Config) -> JobSource:
         economics_network=EconomicsNetwork(
             src.economics_difficulty, src.economics_height, src.economics_block_time_seconds
         ),
+        clock=clock,
         **options,
     )
 
@@ -103,7 +104,7 @@ def build_app(config: Config, source: JobSource | None = None, *, clock: Clock =
     """The daemon's app; ``clock`` is the one every part that reads time is given."""
     app = web.Application()
     app[CONFIG_KEY] = config
-    app[SOURCE_KEY] = source or build_source(config)
+    app[SOURCE_KEY] = source or build_source(config, clock)
     app[STARTED_KEY] = clock.wall()
     rigs_config = config.rigs
     rigs = RigRegistry(
@@ -123,7 +124,7 @@ def build_app(config: Config, source: JobSource | None = None, *, clock: Clock =
 async def _stratum_and_source(app: web.Application):
     log = logging.get("fleetd")
     source: JobSource = app[SOURCE_KEY]
-    server = StratumServer(server_settings(app[CONFIG_KEY]), source, rigs=app[api.RIGS_KEY])
+    server = StratumServer(server_settings(app[CONFIG_KEY]), source, rigs=app[api.RIGS_KEY], clock=app[CLOCK_KEY])
     await server.start()
     app[STRATUM_KEY] = server
     app[api.COLLECTOR_KEY].server = server
