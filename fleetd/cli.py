@@ -19,11 +19,9 @@ def _version(args: argparse.Namespace) -> int:
 
 
 def _bench_validate(args: argparse.Namespace) -> int:
-    from fleetd import native
     from fleetd.bench import validate
 
-    impls = tuple(native.available()) if args.all_impls else ()
-    print(validate.report(repeats=args.repeats, batch_size=args.batch, loops=args.loops, impls=impls))
+    print(validate.report(repeats=args.repeats, batch_size=args.batch, loops=args.loops))
     return 0
 
 
@@ -54,6 +52,7 @@ def _bench_stratum(args: argparse.Namespace) -> int:
         rate=args.rate,
         idle_connections=args.idle_connections,
         proxy=args.proxy,
+        loadgen_processes=args.loadgen_processes,
     )
     try:
         print(stratum.report(options))
@@ -210,7 +209,6 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--repeats", type=_positive, default=15, help="interleaved runs per path (median reported)")
     validate.add_argument("--batch", type=_positive, default=64, help="shares per batch call")
     validate.add_argument("--loops", type=_positive, default=200, help="calls timed per run")
-    validate.add_argument("--all-impls", action="store_true", help="also measure the portable implementation")
     validate.set_defaults(handler=_bench_validate)
     stratum = benches.add_parser(
         "stratum", help="fleetd serve under a separate load generator: submits per CPU-second, latency, memory"
@@ -223,6 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
     stratum.add_argument("--warmup", type=_non_negative_float, default=0.5, help="unmeasured load before each window")
     stratum.add_argument("--repeats", type=_positive, default=3, help="runs per measurement (median reported)")
     stratum.add_argument("--window", type=_positive, default=4, help="unanswered submits per connection")
+    stratum.add_argument(
+        "--loadgen-processes",
+        type=_positive,
+        default=None,
+        help="load-generator processes (default: one per CPU the server is not pinned to)",
+    )
     stratum.add_argument("--rate", type=_positive_float, default=5000.0, help="offered submits/s for the latency runs")
     stratum.add_argument(
         "--idle-connections", type=_non_negative, default=10_000, help="idle connections for the RSS figure (0: skip)"

@@ -26,7 +26,7 @@ def test_version_names_the_native_implementation(capsys):
 
 
 def test_bench_validate_reports_every_path_with_ratios(capsys):
-    assert main(["bench", "validate", "--repeats", "1", "--loops", "2", "--batch", "5", "--all-impls"]) == 0
+    assert main(["bench", "validate", "--repeats", "1", "--loops", "2", "--batch", "5"]) == 0
     out = capsys.readouterr().out
     for impl in native.available():
         assert f"[{impl}]" in out
@@ -44,7 +44,7 @@ def test_bench_validate_reports_every_path_with_ratios(capsys):
 
 def test_bench_restores_the_active_implementation():
     before = native.IMPL
-    main(["bench", "validate", "--repeats", "1", "--loops", "1", "--batch", "2", "--all-impls"])
+    main(["bench", "validate", "--repeats", "1", "--loops", "1", "--batch", "2"])
     assert native.IMPL == before
 
 
@@ -143,3 +143,19 @@ def test_the_dashboard_generator_prints_help_and_writes_nothing():
     out = subprocess.run([sys.executable, str(GENERATOR), "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("usage: generate.py") and "wrote" not in out.stdout
     assert [path.stat().st_mtime_ns for path in dashboards] == before
+
+
+def test_bench_stratum_passes_the_load_generator_processes_on(monkeypatch):
+    from fleetd.bench import stratum
+
+    seen = {}
+
+    def report(options):
+        seen["options"] = options
+        return "ok"
+
+    monkeypatch.setattr(stratum, "report", report)
+    assert main(["bench", "stratum", "--loadgen-processes", "3", "--idle-connections", "0"]) == 0
+    assert seen["options"].loadgen_processes == 3
+    assert main(["bench", "stratum"]) == 0
+    assert seen["options"].loadgen_processes is None  # one per CPU the server is not pinned to
