@@ -45,7 +45,7 @@ from fleetd.stratum.events import (
 from fleetd.stratum.job import Job
 from fleetd.stratum.rejects import Reject
 from fleetd.stratum.session import Session, SessionConfig
-from fleetd.telemetry.histogram import Histogram
+from fleetd.shares.histogram import Histogram
 
 NTIME_MAX_FUTURE = 7200  # seconds; Bitcoin's limit on block timestamps ahead of network time
 _TARGET_CACHE_LIMIT = 4096  # distinct difficulties; vardiff produces few per connection

@@ -1,4 +1,4 @@
-"""A fixed-bucket histogram cheap enough for the share hot path: one bisect, two adds."""
+"""The validation-time histogram: fixed buckets, cheap enough for the share hot path (one bisect, two adds)."""
 
 from __future__ import annotations
 
