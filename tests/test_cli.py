@@ -159,3 +159,14 @@ def test_bench_stratum_passes_the_load_generator_processes_on(monkeypatch):
     assert seen["options"].loadgen_processes == 3
     assert main(["bench", "stratum"]) == 0
     assert seen["options"].loadgen_processes is None  # one per CPU the server is not pinned to
+
+
+def test_bench_validate_judges_the_targets_for_the_implementation_in_use(capsys):
+    assert main(["bench", "validate", "--repeats", "1", "--loops", "2", "--batch", "5"]) == 0
+    out = capsys.readouterr().out
+    sections = dict(re.findall(r"^\[(\w+)\]\n(.*?)(?=^\[|\Z)", out, re.M | re.S))
+    assert set(sections) == set(native.available())
+    for impl, body in sections.items():
+        judged = re.findall(r"target (batch|single) ≥ \d+×: (?:met|NOT met)", body)
+        assert judged == (["batch", "single"] if impl == native.IMPL else [])
+        assert (f"targets are judged for {native.IMPL}" in body) == (impl != native.IMPL)
