@@ -421,18 +421,19 @@ class Session:
         bits_hex = params[5] if n == 6 else ""
         # One check for every hex field: int() and fromhex() forgive signs, "0x", "_" and
         # spaces, which a submit may not use; after it int(x, 16) is exact and fastest.
-        if (
-            type(job_id) is not str
-            or type(extranonce2_hex) is not str
-            or type(ntime_hex) is not str
-            or type(nonce_hex) is not str
-            or type(bits_hex) is not str
-            or len(ntime_hex) != 8
-            or len(nonce_hex) != 8
-            or (n == 6 and len(bits_hex) != 8)
-            or len(extranonce2_hex) & 1
-            or not _HEX(extranonce2_hex + ntime_hex + nonce_hex + bits_hex)
-        ):
+        # Joining the fields is also their type check: only str + str works.
+        try:
+            well_formed = (
+                type(job_id) is str
+                and _HEX(extranonce2_hex + ntime_hex + nonce_hex + bits_hex) is not None
+                and len(ntime_hex) == 8
+                and len(nonce_hex) == 8
+                and (n == 5 or len(bits_hex) == 8)
+                and not len(extranonce2_hex) & 1
+            )
+        except TypeError:
+            well_formed = False
+        if not well_formed:
             return self._malformed_submit(request_id, params, events)
         ntime = int(ntime_hex, 16)
         nonce = int(nonce_hex, 16)
