@@ -14,9 +14,11 @@ from fleetd import app as fleetd_app
 from fleetd import native
 from fleetd.chain.byteorder import prevhash_from_stratum, u32_from_hex, u32_to_hex
 from fleetd.chain.target import difficulty_to_target
+from fleetd.clock import SYSTEM_CLOCK, Clock
 from fleetd.config import Config, HostPort, HttpConfig, RigsConfig, SourceConfig, StratumConfig
 
 TINY_DIFFICULTY = 1e-6  # a valid share in a few thousand hashes
+HANG_GUARD_S = 30.0  # what tests wait for over loopback takes milliseconds; this much means it is not coming
 
 
 def make_config(network_difficulty: float = 1e9, **stratum) -> Config:
@@ -48,19 +50,30 @@ class RunningFleetd:
     def source(self):
         return self.app[fleetd_app.SOURCE_KEY]
 
+    @property
+    def clock(self):
+        """The app's one clock: a test that started fleetd on a FakeClock moves it here."""
+        return self.app[fleetd_app.CLOCK_KEY]
 
-async def start_fleetd(config: Config) -> RunningFleetd:
-    app = fleetd_app.build_app(config)
+
+async def start_fleetd(config: Config, *, clock: Clock = SYSTEM_CLOCK) -> RunningFleetd:
+    """fleetd on loopback; ``clock`` is the one its server, source, API and feeds all read."""
+    app = fleetd_app.build_app(config, clock=clock)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
     server = app[fleetd_app.STRATUM_KEY]
-    async with asyncio.timeout(30):  # the demo chain publishes its first job right after start
-        while server.current_job is None:
-            await asyncio.sleep(0.01)
+    await wait_until(lambda: server.current_job is not None)  # the demo chain publishes one right after start
     return RunningFleetd(app, runner, server.address, f"http://127.0.0.1:{port}")
+
+
+async def wait_until(predicate, timeout: float = HANG_GUARD_S) -> None:
+    """Until ``predicate()`` holds, for what real sockets carry; ``timeout`` is a hang guard, not a measurement."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
 
 
 @dataclass
@@ -221,4 +234,7 @@ async def http_json(base: str, path: str) -> tuple[int, dict]:
         return response.status, await response.json()
 
 
-__all__ = ["RawClient", "grind", "grind_between", "submit_params", "http_json", "scrape", "start_fleetd", "make_config", "replace"]
+__all__ = [
+    "RawClient", "grind", "grind_between", "submit_params", "http_json", "scrape", "start_fleetd", "make_config", "replace",
+    "wait_until",
+]

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from fleetd.chain.byteorder import hash_to_display
-from server_support import RawClient, grind, make_config, start_fleetd
+from server_support import RawClient, grind, make_config, start_fleetd, wait_until
 
 TLS_CLIENT_HELLO = bytes.fromhex("16030100a5010000a10303") + bytes(32) + b"\x00\x00\x02\x13\x01\x01\x00"
 GARBAGE = [
@@ -72,9 +72,7 @@ async def test_abrupt_disconnects_free_their_extranonce(fleetd):
         client = await RawClient.connect(fleetd.stratum)
         await client.login()
         client.writer.transport.abort()
-    async with asyncio.timeout(30):  # a hang guard: the server notices the aborts within milliseconds
-        while fleetd.server.connections:
-            await asyncio.sleep(0.01)
+    await wait_until(lambda: not fleetd.server.connections)  # the server notices the aborts within milliseconds
     assert len(fleetd.server.extranonces) == 0
 
 

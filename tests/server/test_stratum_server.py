@@ -7,7 +7,9 @@ import json
 
 import pytest
 
+from fake_clock import FakeClock
 from fleetd.chain.byteorder import hash_to_display
+from fleetd.server.stratum import IDLE_CHECK_SECONDS
 from server_support import (
     TINY_DIFFICULTY,
     RawClient,
@@ -144,10 +146,19 @@ async def test_shutdown_asks_miners_to_reconnect():
 # --- what rigs ask for: mining.suggest_difficulty and BIP310 minimum-difficulty ---------------
 
 
+HOUR = 3600.0
+
+
 @pytest.fixture
 async def start_1024():
-    """fleetd starting rigs at the example configuration's 1024: far beyond a CPU miner."""
-    running = await start_fleetd(make_config(start_difficulty=1024.0, max_difficulty=1e6))
+    """fleetd starting rigs at the example configuration's 1024: far beyond a CPU miner.
+
+    It runs on a fake clock that only the test moves, and the demo chain's timed jobs are a
+    day apart, so every job a rig gets within the hour a test moves through is one it caused.
+    """
+    config = make_config(start_difficulty=1024.0, max_difficulty=1e6)
+    config = replace(config, source=replace(config.source, refresh_seconds=24 * HOUR, block_interval_seconds=24 * HOUR))
+    running = await start_fleetd(config, clock=FakeClock())
     yield running
     await running.runner.cleanup()
 
@@ -175,7 +186,7 @@ async def test_a_suggestion_after_the_first_job_is_sent_at_once_and_applies_to_i
     assert client.difficulty == 1024.0
     seen = len(client.notifications)
     assert (await client.request("mining.suggest_difficulty", [TINY_DIFFICULTY]))["result"] is True
-    # Now, not with the next job (none is due for refresh_seconds), and the same job again.
+    # Now, not with the next job (the clock stands still: none is due), and the same job again.
     assert await client.notified_after(seen) == ["mining.set_difficulty", "mining.notify"]
     assert client.difficulty == TINY_DIFFICULTY
     assert client.job.job_id == first.job_id and not client.job.clean
@@ -224,9 +235,8 @@ async def test_vardiff_never_takes_a_rig_under_its_suggestion(start_1024):
     await client.login()
     await client.request("mining.suggest_difficulty", [1.0])
     (connection,) = start_1024.server.connections
-    now = asyncio.get_running_loop().time()
-    for minute in range(1, 61):  # an hour without a share, as the idle loop would see it
-        connection.idle(now + 60.0 * minute)
+    clock = start_1024.clock
+    await clock.advance(HOUR)  # an hour without a share: the idle loop retargets all along
     assert connection.core.vardiff.difficulty == 1.0 and connection.core.session.difficulty == 1.0
 
 
@@ -300,12 +310,11 @@ async def test_an_idle_vardiff_drop_goes_out_at_once_with_the_current_job(start_
     first = client.job
     (connection,) = start_1024.server.connections
     seen = len(client.notifications)
-    now = asyncio.get_running_loop().time()
-    for minute in range(1, 61):  # the idle loop's ticks over an hour without a share
-        connection.idle(now + 60.0 * minute)
-        if connection.core.vardiff.difficulty < 1024.0:
-            break
+    clock = start_1024.clock
+    while connection.core.vardiff.difficulty == 1024.0 and clock.elapsed < HOUR:  # silent: no share at all
+        await clock.advance(IDLE_CHECK_SECONDS)
     assert connection.core.vardiff.difficulty < 1024.0
+    assert clock.elapsed == connection.core.vardiff.config.retarget_interval  # at the first retarget of the silence
     # No read from the rig is needed, and the job follows so firmware applies it now.
     assert (await client.notified_after(seen))[:2] == ["mining.set_difficulty", "mining.notify"]
     assert client.difficulty == connection.core.vardiff.difficulty

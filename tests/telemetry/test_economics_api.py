@@ -7,7 +7,6 @@ every expected figure is computed here by hand from the issue's formulas.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import shutil
 import subprocess
@@ -15,8 +14,10 @@ import subprocess
 import pytest
 from aiohttp import web
 
+from fake_clock import FakeClock
 from fleetd.config import parse
-from server_support import RawClient, grind, http_json, make_config, scrape, start_fleetd
+from fleetd.telemetry.api import ECONOMICS_KEY
+from server_support import RawClient, grind, http_json, make_config, scrape, start_fleetd, wait_until
 
 DIFFICULTY = 1.4e14  # the demo chain's mainnet-sized network
 SUBSIDY_BTC = 3.125  # at its height 975,000
@@ -167,6 +168,7 @@ async def test_a_stale_price_feed_is_flagged_and_its_price_never_used(tmp_path):
     price_site = web.TCPSite(price_runner, "127.0.0.1", 0)
     await price_site.start()
     url = f"http://127.0.0.1:{price_runner.addresses[0][1]}/price"
+    interval, max_age = 60.0, 180.0
     economics = f"""
 [economics]
 power_price_usd_per_kwh = {USD_PER_KWH}
@@ -174,43 +176,49 @@ fees_btc_per_block = {FEES_BTC}
 [economics.price_feed]
 url = "{url}"
 json_path = "data.0.price"
-interval_seconds = 0.5
-timeout_seconds = 0.4
-max_age_seconds = 1.0
+interval_seconds = {interval}
+max_age_seconds = {max_age}
 """
-    running = await start_fleetd(_config(tmp_path, economics))
+    # The feed fetches over real HTTP but waits and stamps its prices on this clock, so a
+    # price's age is exactly the time the test moves it by.
+    clock = FakeClock()
+    running = await start_fleetd(_config(tmp_path, economics), clock=clock)
     clients = await _mine(running, shares=1)
+    feed = running.app[ECONOMICS_KEY].feed
 
-    async def report_when(predicate) -> dict:
-        report = None
-        try:
-            async with asyncio.timeout(30):  # a hang guard: each state comes within a second or two
-                while True:
-                    _, report = await http_json(running.http, "/api/v1/economics")
-                    if predicate(report):
-                        return report
-                    await asyncio.sleep(0.1)
-        except TimeoutError:
-            raise AssertionError(f"economics never reached the expected state: {report and report['btc_price']}") from None
+    async def economics_report() -> dict:
+        return (await http_json(running.http, "/api/v1/economics"))[1]
 
     try:
-        fresh = await report_when(lambda r: r["btc_price"]["usd"] is not None)
-        assert fresh["btc_price"]["origin"] == "feed" and fresh["btc_price"]["usd"] == BTC_USD
+        await wait_until(lambda: feed.latest() is not None)  # the first fetch, at start
+        fresh = await economics_report()
+        assert fresh["btc_price"] == {"usd": BTC_USD, "origin": "feed", "age_seconds": 0.0, "stale": False}
         assert fresh["hashprice"]["usd_per_petahash_day"] == pytest.approx(HASHPRICE_USD)
         assert fresh["fleet"]["rigs"] == 2
 
-        healthy = False  # the source goes down: its last price ages past max_age
-        stale = await report_when(lambda r: r["btc_price"]["stale"])
-        assert stale["btc_price"]["usd"] is None and stale["btc_price"]["age_seconds"] > 1.0
+        healthy = False  # the source goes down: the next fetch fails and its last price ages
+        await clock.advance(interval)
+        await wait_until(lambda: feed.failures == 1)
+        clock.tick(max_age - interval)  # to the last moment the price is still fresh
+        aged = await economics_report()
+        assert aged["btc_price"] == {"usd": BTC_USD, "origin": "feed", "age_seconds": max_age, "stale": False}
+        clock.tick(1.0)
+        stale = await economics_report()
+        assert stale["btc_price"]["usd"] is None and stale["btc_price"]["age_seconds"] == max_age + 1
+        assert stale["btc_price"]["stale"] and stale["btc_price"]["origin"] == "feed"
         assert stale["hashprice"]["usd_per_petahash_day"] is None and stale["fleet"] is None
         samples, _ = await scrape(running.http)
         names = {name for name, _ in samples}
-        assert samples[("fleetd_btc_price_stale", ())] == 1 and samples[("fleetd_btc_price_age_seconds", ())] > 1.0
+        assert samples[("fleetd_btc_price_stale", ())] == 1 and samples[("fleetd_btc_price_age_seconds", ())] == max_age + 1
         assert not names & {"fleetd_btc_price_usd", "fleetd_rig_margin_usd_per_day", "fleetd_fleet_margin_usd_per_day"}
         assert samples[("fleetd_network_difficulty", ())] == DIFFICULTY  # what needs no price stays
 
         healthy = True
-        await report_when(lambda r: not r["btc_price"]["stale"] and r["fleet"] is not None)
+        await clock.advance(0.0)  # the feed's retry is overdue: let it run
+        await wait_until(lambda: feed.consecutive_failures == 0)
+        recovered = await economics_report()
+        assert recovered["btc_price"] == {"usd": BTC_USD, "origin": "feed", "age_seconds": 0.0, "stale": False}
+        assert recovered["fleet"] is not None
     finally:
         for client in clients:
             client.close()

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import subprocess
-import time
 
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from fake_clock import FakeClock
 from fleetd.rigs.reading import RigReading
 from fleetd.rigs.registry import HASHES_PER_DIFFICULTY, RateAverage, RigRegistry
-from server_support import RawClient, grind, http_json, make_config, scrape, start_fleetd
+from server_support import RawClient, grind, http_json, make_config, scrape, start_fleetd, wait_until
+
+
+@pytest.fixture
+async def fleetd_on_fake_clock():
+    """fleetd on a clock only the test moves: a rig reading stamped at its time is one taken now."""
+    running = await start_fleetd(make_config(), clock=FakeClock())
+    yield running
+    await running.runner.cleanup()
 
 
 async def test_share_counters_match_what_the_miner_did(fleetd):
@@ -41,16 +48,14 @@ async def test_share_counters_match_what_the_miner_did(fleetd):
     assert samples[("fleetd_jobs_total", ())] >= 1
 
     client.close()
-    for _ in range(100):
-        if not fleetd.server.connections:
-            break
-        await __import__("asyncio").sleep(0.01)
+    await wait_until(lambda: not fleetd.server.connections)
     samples, _ = await scrape(fleetd.http)
     assert samples[("fleetd_rig_up", (rig,))] == 0  # gone from Stratum, but its series stay
     assert samples[("fleetd_rig_hashes_total", (rig,))] > 0
 
 
-async def test_metrics_pass_promtool_check(fleetd):
+async def test_metrics_pass_promtool_check(fleetd_on_fake_clock):
+    fleetd = fleetd_on_fake_clock
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.fail("promtool not found: bash deploy/quickstart.sh test installs Debian's prometheus package")
@@ -58,7 +63,7 @@ async def test_metrics_pass_promtool_check(fleetd):
     await client.login("acct.rig1")
     await client.request("mining.submit", grind(client))
     rigs = fleetd.server.rigs
-    rigs.reading(RigReading(ip="127.0.0.1", time=__import__("time").time(), model="S21", firmware="stock", hashrate=2e14,
+    rigs.reading(RigReading(ip="127.0.0.1", time=fleetd.clock.wall(), model="S21", firmware="stock", hashrate=2e14,
                             watts=None, temperatures={"chip": 71.5, "board0": 60.0}, fans={"0": 4200, "1": 4100}))  # fmt: skip
     _, text = await scrape(fleetd.http)
     checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
@@ -124,12 +129,13 @@ async def test_a_handler_that_crashes_answers_json_500():
         await runner.cleanup()
 
 
-async def test_summary_totals_leave_out_rigs_that_are_down_and_hot_rigs_are_marked(fleetd):
+async def test_summary_totals_leave_out_rigs_that_are_down_and_hot_rigs_are_marked(fleetd_on_fake_clock):
+    fleetd = fleetd_on_fake_clock
     client = await RawClient.connect(fleetd.stratum)
     await client.login("acct.hot")
     assert (await client.request("mining.submit", grind(client)))["result"]
     chips = {"chip0": 80.0, "chip1": 96.0, "board0": 70.0}  # one chip past the critical-temperature alert
-    fleetd.server.rigs.reading(RigReading(ip="127.0.0.1", time=time.time(), model="M60S", hashrate=1.8e14,
+    fleetd.server.rigs.reading(RigReading(ip="127.0.0.1", time=fleetd.clock.wall(), model="M60S", hashrate=1.8e14,
                                           watts=3400.0, temperatures=chips))  # fmt: skip
     _, summary = await http_json(fleetd.http, "/api/v1/summary")
     assert (summary["rigs_up"], summary["rigs_hot"], summary["power_watts"], summary["reported_hashrate"]) == (
@@ -139,10 +145,7 @@ async def test_summary_totals_leave_out_rigs_that_are_down_and_hot_rigs_are_mark
     assert (rig["state"], rig["up"], rig["temperatures"]) == ("hot", True, chips)
 
     client.close()
-    for _ in range(100):
-        if not fleetd.server.connections:
-            break
-        await asyncio.sleep(0.01)
+    await wait_until(lambda: not fleetd.server.connections)
     _, summary = await http_json(fleetd.http, "/api/v1/summary")
     assert (summary["rigs"], summary["rigs_up"], summary["rigs_hot"], summary["rigs_connected"]) == (1, 0, 0, 0)
     # its last power and rates are an outage now, not a draw; its shares stay counted
