@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry
 
 from fleetd.config import parse
+from fleetd.economics.curtailment import DP_CELL_BUDGET, curtail_for_reduction
 from fleetd.rigs.models import CATALOGUE
 from fleetd.rigs.reading import RigReading
 from fleetd.rigs.registry import RigRegistry
@@ -34,6 +35,8 @@ class ScrapeResult:
     seconds_median: float
     seconds_p90: float
     economics_seconds_median: float  # of which the economics snapshot and its families
+    plan_seconds_median: float = 0.0  # one ?curtail_kw= plan for a third of the site's draw
+    plan_cells: int = 0  # dynamic-programming cells that plan computed (bounded by DP_CELL_BUDGET)
 
     @property
     def core_share(self) -> float:
@@ -77,19 +80,25 @@ def measure(rigs: int = 10_000, repeats: int = 7) -> ScrapeResult:
     now = time.time()
     registry, daemon = populated_registry(rigs, now), CollectorRegistry(auto_describe=False)
     view = SiteEconomicsView(parse(ECONOMICS).economics, registry, DemoChain())
-    body = metrics_text(registry, daemon, now, view.snapshot(now))  # exactly what the /metrics handler sends
-    times, economics_times = [], []
+    # compute(): a new snapshot each time, as the handler's shared one is once per interval
+    snap = view.compute(now)
+    body = metrics_text(registry, daemon, now, snap)  # exactly what the /metrics handler sends
+    target_kw = snap.fleet.watts / 3000 if snap.fleet is not None else 0.0
+    times, economics_times, plan_times = [], [], []
     for _ in range(repeats):
         started = time.process_time()
-        metrics_text(registry, daemon, now, view.snapshot(now))
+        metrics_text(registry, daemon, now, view.compute(now))
         times.append(time.process_time() - started)
         started = time.process_time()
-        economics.render(view.snapshot(now))
+        economics.render(view.compute(now))
         economics_times.append(time.process_time() - started)
+        started = time.process_time()
+        plan = curtail_for_reduction(snap.rigs, target_kw)
+        plan_times.append(time.process_time() - started)
     series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
     return ScrapeResult(
         rigs, series, len(body), statistics.median(times), sorted(times)[int(0.9 * (repeats - 1))],
-        statistics.median(economics_times),
+        statistics.median(economics_times), statistics.median(plan_times), plan.cells,
     )  # fmt: skip
 
 
@@ -102,6 +111,8 @@ def format_scrape(result: ScrapeResult) -> str:
             f"  CPU per scrape (median / p90)            {result.seconds_median:>12.3f} s / {result.seconds_p90:.3f} s",
             f"  of which economics (snapshot + families) {result.economics_seconds_median:>12.3f} s",
             f"  CPU per rig                              {result.seconds_median / result.rigs * 1e6:>12.1f} µs",
+            f"  curtailment plan for a third of the site {result.plan_seconds_median * 1e3:>12.2f} ms "
+            f"({result.plan_cells:,} of {DP_CELL_BUDGET:,} table cells; once per snapshot and target)",
             f"  one core's share at a {SCRAPE_INTERVAL:.0f} s scrape interval {result.core_share:>9.1%}",
         ]
     )

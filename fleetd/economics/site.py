@@ -8,7 +8,7 @@ the demo table all render, so they can never disagree.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fleetd.economics.curtailment import CurtailmentPlan, curtail_for_reduction, losing
 from fleetd.chain.network import NetworkState
@@ -141,3 +141,14 @@ def site_economics(
         ai_hosting_usd_per_mw_day=ai_hosting_usd_per_mw_day,
         projection=projection,
     )
+
+
+def with_curtail_target(snap: SiteEconomics, curtail_target_kw: float) -> SiteEconomics:
+    """``snap`` with its curtailment plan for ``curtail_target_kw`` instead: the same rigs and
+    prices, only the plan solved again (none while the site is not priced, or for 0 kW)."""
+    if curtail_target_kw == snap.curtail_target_kw:
+        return snap
+    plan = None
+    if snap.fleet is not None and curtail_target_kw > 0:
+        plan = curtail_for_reduction(snap.rigs, curtail_target_kw)
+    return replace(snap, curtail_target_kw=curtail_target_kw, curtail_plan=plan)

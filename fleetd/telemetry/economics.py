@@ -5,23 +5,47 @@ snapshot as Prometheus text and as JSON.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from fleetd.economics.profitability import RigPower
 from fleetd.chain.network import NetworkState
 from fleetd.economics.settings import EconomicsConfig, PowerPrices
-from fleetd.economics.site import BtcQuote, SiteEconomics, site_economics
+from fleetd.economics.site import BtcQuote, SiteEconomics, site_economics, with_curtail_target
 from fleetd.rigs.registry import RigRegistry
 from fleetd.telemetry.exposition import escape, tidy, value
 
 
-class SiteEconomicsView:
-    """Snapshots on demand (scrape, API call, demo table); holds no figures between them."""
+# A snapshot prices every rig (tens of ms for 5,000 rigs): /metrics, every API request and the
+# demo table share one for this long. Hash rates are averages over minutes and prices change
+# by the hour, so a figure a second old is as good as a new one, while a client asking in a
+# loop costs at most one snapshot a second.
+SNAPSHOT_INTERVAL_SECONDS = 1.0
+MAX_PLANS_PER_SNAPSHOT = 64  # ?curtail_kw= targets kept per snapshot; the oldest goes first
 
-    def __init__(self, config: EconomicsConfig | None, rigs: RigRegistry, source=None, feed=None) -> None:
+
+class SiteEconomicsView:
+    """Snapshots on demand (scrape, API call, demo table), each computed at most once per
+    ``interval`` seconds of the time the callers give (the app's clock) and shared; a plan
+    for another curtailment target is solved once per snapshot and target."""
+
+    def __init__(
+        self,
+        config: EconomicsConfig | None,
+        rigs: RigRegistry,
+        source=None,
+        feed=None,
+        *,
+        interval: float = SNAPSHOT_INTERVAL_SECONDS,
+    ) -> None:
         self.config = config
         self.rigs = rigs
         self.source = source  # anything with network_state(); others give network-less snapshots
         self.feed = feed  # a PriceFeed when [economics.price_feed] is set
+        self.interval = interval
         self._prices = PowerPrices(config) if config is not None else None
+        self._latest: SiteEconomics | None = None
+        self._quote: BtcQuote | None = None  # the quote _latest was priced at
+        self._plans: OrderedDict[float, SiteEconomics] = OrderedDict()  # by target kW, for _latest
 
     def network(self) -> NetworkState | None:
         report = getattr(self.source, "network_state", None)
@@ -39,6 +63,25 @@ class SiteEconomicsView:
         return BtcQuote(latest.usd, "feed", latest.fetched_at, config.price_feed.max_age_seconds)
 
     def snapshot(self, now: float, curtail_target_kw: float | None = None) -> SiteEconomics:
+        """The shared snapshot, taken at most ``interval`` seconds before ``now`` (a clock that
+        went back, or a new BTC quote, takes a new one); with a target, its plan for that many
+        kW instead."""
+        latest, quote = self._latest, self.quote()
+        if latest is None or not latest.now <= now < latest.now + self.interval or quote != self._quote:
+            latest = self._latest = self.compute(now)
+            self._quote = quote
+            self._plans.clear()
+        if curtail_target_kw is None or curtail_target_kw == latest.curtail_target_kw:
+            return latest
+        snap = self._plans.get(curtail_target_kw)
+        if snap is None:
+            snap = self._plans[curtail_target_kw] = with_curtail_target(latest, curtail_target_kw)
+            if len(self._plans) > MAX_PLANS_PER_SNAPSHOT:
+                self._plans.popitem(last=False)
+        return snap
+
+    def compute(self, now: float, curtail_target_kw: float | None = None) -> SiteEconomics:
+        """A new snapshot, not cached (benchmarks, and ``snapshot`` once per interval)."""
         config, rigs = self.config, self.rigs
         if config is None:
             return site_economics(now=now, network=self.network())

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fleetd.economics.curtailment import curtail_for_reduction, losing
+from fleetd.economics.curtailment import DP_CELL_BUDGET, curtail_for_reduction, losing
 from fleetd.economics.profitability import RigPower, price_rigs
 from fleetd.economics.profitability import RigEconomics, rig_economics
 
@@ -74,7 +74,7 @@ rig_lists = st.lists(
 @settings(max_examples=300)
 @given(rig_lists, st.integers(0, 10_000))  # whole watts, at most max_units of them: the exact table
 def test_curtailment_is_optimal_against_brute_force(rigs, target_w):
-    plan = curtail_for_reduction(rigs, target_w / 1000)
+    plan = curtail_for_reduction(rigs, target_w / 1000, max_cells=100_000)  # room for 9 rigs x 10,001 units
     best = brute_force(rigs, target_w)
     chosen = [r for r in rigs if r.rig_id in plan.rig_ids]
     assert len(chosen) == len(plan.rig_ids)
@@ -117,7 +117,7 @@ def test_a_large_fleet_is_fast_enough():
 def test_beyond_max_cells_the_cheapest_revenue_per_watt_goes_first_within_one_rig_of_optimal():
     rng = random.Random(8)
     rigs = [econ(f"r{i}", rng.choice((3000, 3500, 3650, 3450)), rng.uniform(4, 14)) for i in range(300)]
-    exact = curtail_for_reduction(rigs, 200.0)
+    exact = curtail_for_reduction(rigs, 200.0, max_cells=2_000_000)  # 300 rigs x 4,001 units of 50 W
     greedy = curtail_for_reduction(rigs, 200.0, max_cells=1000)
     assert exact.exact and not greedy.exact and greedy.meets_target and greedy.reduction_kw >= 200
     worst_rig = max(r.revenue_usd_per_day for r in rigs)
@@ -125,3 +125,28 @@ def test_beyond_max_cells_the_cheapest_revenue_per_watt_goes_first_within_one_ri
     # nothing in the greedy plan is surplus: dropping any rig misses the target
     chosen = [r for r in rigs if r.rig_id in greedy.rig_ids]
     assert all(sum(r.watts for r in chosen) - r.watts < 200_000 for r in chosen)
+
+
+@pytest.mark.parametrize("count", [50, 200, 5000])
+def test_the_default_solve_does_bounded_work_whatever_the_site(count):
+    """The daemon solves on its event loop: a measured (fractional) draw per rig and a target of
+    a third of the site made the table 2,000,000 cells (0.5 s for 200 rigs); the work is now
+    bounded by DP_CELL_BUDGET cells plus one sort."""
+    rng = random.Random(count)
+    rigs = [econ(f"r{i}", rng.uniform(3000, 3600), rng.uniform(4, 14)) for i in range(count)]
+    target_kw = sum(r.watts for r in rigs) / 3000
+    plan = curtail_for_reduction(rigs, target_kw)
+    assert plan.cells <= DP_CELL_BUDGET
+    assert plan.meets_target and plan.reduction_kw >= target_kw
+    chosen = [r for r in rigs if r.rig_id in plan.rig_ids]
+    assert all(sum(r.watts for r in chosen) - r.watts < target_kw * 1000 for r in chosen)  # nothing surplus
+    worst_rig = max(r.revenue_usd_per_day for r in rigs)
+    if count <= 50:  # against the exact table, affordable in a test for a small site
+        exact = curtail_for_reduction(rigs, target_kw, max_cells=10**6)
+        assert exact.lost_revenue_usd_per_day <= plan.lost_revenue_usd_per_day <= exact.lost_revenue_usd_per_day + worst_rig
+
+
+def test_a_small_site_with_whole_watt_draws_is_still_solved_exactly_by_default():
+    rigs = [econ(f"r{i}", 3000 + 250 * (i % 3), 5 + (i % 7) * 0.5) for i in range(40)]
+    plan = curtail_for_reduction(rigs, 20.0)  # 80 units of 250 W x 40 rigs: within the budget
+    assert plan.exact and plan.cells <= DP_CELL_BUDGET and plan.reduction_kw >= 20
