@@ -66,6 +66,7 @@ class Authorized:
 @dataclass(frozen=True, slots=True)
 class AuthorizationRefused:
     worker: str
+    reason: str = "bad_credentials"  # or "max_workers" (this connection's), "max_workers_per_ip"
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from fleetd.chain.byteorder import U32_MAX, hash_to_display
@@ -37,6 +38,8 @@ _ID_TYPES = frozenset((int, str, float, type(None)))  # JSON-RPC ids; bool is no
 _NO_PARAMS: list = []
 _MAX_USER_AGENT = 256  # longer user agents are cut: they are only logged
 
+TOO_MANY_AUTH_FAILURES = "too_many_auth_failures"  # a close reason, beside CloseReason's
+
 _MALFORMED = Reject.MALFORMED
 _UNAUTHORIZED = Reject.UNAUTHORIZED
 
@@ -52,6 +55,7 @@ class SessionConfig:
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     max_bad_requests: int = 10  # consecutive malformed requests before closing
     max_workers: int = 64  # authorized worker names per connection
+    max_auth_failures: int = 5  # refused credentials before closing the connection
     max_username_length: int = 256
 
     def __post_init__(self) -> None:
@@ -65,7 +69,7 @@ class SessionConfig:
             self.max_difficulty,
             "a number not below min_difficulty",
         )
-        for key in ("max_line_bytes", "max_bad_requests", "max_workers"):
+        for key in ("max_line_bytes", "max_bad_requests", "max_workers", "max_auth_failures"):
             value = getattr(self, key)
             _require(type(value) is int and value >= 1, key, value, "a positive integer")
         _require(self.max_username_length >= 1, "max_username_length", self.max_username_length, "positive")
@@ -95,6 +99,9 @@ class Session:
         "_jobs",
         "_bad_streak",
         "_close",
+        "_auth_failures",
+        "_accepted",
+        "worker_gate",
     )
 
     def __init__(self, config: SessionConfig, extranonce1: bytes) -> None:
@@ -125,6 +132,11 @@ class Session:
         self._jobs: dict[str, tuple[Job, float, float, tuple[bytes, int]]] = {}
         self._bad_streak = 0
         self._close: tuple[str, str] | None = None
+        self._auth_failures = 0
+        self._accepted = 0
+        # Set by the driver: asked before a new worker name is authorized (a limit beyond this
+        # connection, such as one per source address); False refuses it as max_workers_per_ip.
+        self.worker_gate: Callable[[str], bool] | None = None
 
     # --- input -------------------------------------------------------------------------
 
@@ -246,6 +258,7 @@ class Session:
 
     def accept_submit(self, request_id: object) -> None:
         if self._close is None:
+            self._accepted += 1
             self._out.append(messages.true_reply(request_id))
 
     def reject_submit(self, request_id: object, reject: Reject) -> None:
@@ -274,6 +287,16 @@ class Session:
     def ready(self) -> bool:
         """Subscribed with at least one authorized worker: the login deadline is met."""
         return self._subscribed and bool(self._workers)
+
+    @property
+    def auth_failures(self) -> int:
+        """``mining.authorize`` calls refused for their credentials."""
+        return self._auth_failures
+
+    @property
+    def accepted_submits(self) -> int:
+        """Shares accepted on this connection (``accept_submit`` calls)."""
+        return self._accepted
 
     @property
     def user_agent(self) -> str | None:
@@ -521,17 +544,24 @@ class Session:
             return self._bad_request(request_id, "mining.authorize", _MALFORMED, "expected [username, password]", events)
         if len(username) > self.config.max_username_length:
             return self._bad_request(request_id, "mining.authorize", _MALFORMED, "username too long", events)
-        workers = self._workers
-        allowed = self.config.authorizer(username, password or "")
-        if allowed and username not in workers and len(workers) >= self.config.max_workers:
-            allowed = False  # a proxy with this many workers should open more connections
-        if allowed:
+        workers, config = self._workers, self.config
+        refused = None if config.authorizer(username, password or "") else "bad_credentials"
+        if refused is None and username not in workers:
+            if len(workers) >= config.max_workers:
+                refused = "max_workers"  # a proxy with this many workers should open more connections
+            elif self.worker_gate is not None and not self.worker_gate(username):
+                refused = "max_workers_per_ip"
+        if refused is None:
             workers.add(username)
             self._out.append(messages.true_reply(request_id))
             events.append(Authorized(username))
-        else:
-            self._out.append(messages.error_reply(request_id, _UNAUTHORIZED))
-            events.append(AuthorizationRefused(username))
+            return True
+        self._out.append(messages.error_reply(request_id, _UNAUTHORIZED))
+        events.append(AuthorizationRefused(username, refused))
+        if refused == "bad_credentials":
+            self._auth_failures += 1
+            if self._auth_failures >= config.max_auth_failures:
+                self._end(TOO_MANY_AUTH_FAILURES, f"{self._auth_failures} refused logins", events)
         return True
 
     def _on_configure(self, request_id: object, params: list, events: list) -> bool:
