@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fleetd import redact
+
 
 class ConfigError(ValueError):
     def __init__(self, problems: list[str], source: str = "config") -> None:
-        self.problems = problems
+        self.problems = [redact.url(problem) for problem in problems]  # never a URL's password
         self.source = source
-        super().__init__(f"{source}: " + "; ".join(problems))
+        super().__init__(f"{source}: " + "; ".join(self.problems))
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +155,7 @@ def parse(text: str, source: str = "config", *, serving: bool = False) -> Config
         if name not in _SECTION_TYPES:
             problems.append(f"[{name}]: unknown section{_suggest(name, _SECTION_TYPES)}")
         elif not isinstance(value, dict):
-            problems.append(f"{name} = {value!r}: must be a [{name}] table")
+            problems.append(f"{name} = {redact.shown(name, value)}: must be a [{name}] table")
         elif name == "economics":
             from fleetd.economics import settings
 
@@ -168,7 +170,10 @@ def parse(text: str, source: str = "config", *, serving: bool = False) -> Config
     if serving and not problems:
         problems += serving_problems(config)
     if problems:
-        raise ConfigError(problems, source)
+        # Values are shown masked where they are quoted; this also catches a secret that a
+        # source's own validation quotes in its message.
+        secrets = redact.secrets_in(raw)
+        raise ConfigError([redact.scrub(problem, secrets) for problem in problems], source)
     return config
 
 
@@ -185,12 +190,12 @@ def _section(name: str, values: dict[str, Any], problems: list[str]):
             if isinstance(value, dict):
                 kwargs[key] = value  # checked in _source_tables, once [stratum] is known
             else:
-                problems.append(f"[source] {key} = {value!r}: must be a [source.{key}] table")
+                problems.append(f"[source] {key} = {redact.shown(key, value)}: must be a [source.{key}] table")
             continue
         try:
             kwargs[key] = _convert(name, key, value, getattr(defaults, key))
         except ValueError as exc:
-            problems.append(f"[{name}] {key} = {value!r}: {exc}")
+            problems.append(f"[{name}] {key} = {redact.shown(key, value)}: {exc}")
     return dataclasses.replace(defaults, **kwargs)
 
 
@@ -230,8 +235,11 @@ def _convert(section: str, key: str, value: Any, default: Any) -> Any:
             raise ValueError("must be a list of non-empty strings")
         return tuple(value)
     if isinstance(default, dict):
-        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        if not isinstance(value, dict):
             raise ValueError("must be a table of account = \"password\"")
+        wrong = [account for account, password in value.items() if not isinstance(password, str)]
+        if wrong:
+            raise ValueError(f"the password of {', '.join(map(repr, wrong))} must be a string in quotes")
         return dict(value)
     raise ValueError("unsupported value")  # pragma: no cover - every field type is handled above
 
@@ -309,9 +317,10 @@ def _cross_checks(config: Config, problems: list[str]) -> None:
             load_inventory(config.rigs.inventory)
         except (OSError, ValueError) as exc:
             problems.append(f"[rigs] inventory = {config.rigs.inventory!r}: {exc}")
-    if config.auth.policy == "allowlist" and not config.auth.accounts:
+    given = lambda key: any(p.startswith(f"[auth] {key} =") for p in problems)  # noqa: E731 -- given, but bad
+    if config.auth.policy == "allowlist" and not config.auth.accounts and not given("accounts"):
         problems.append('[auth] policy = "allowlist" needs accounts = ["..."]')
-    if config.auth.policy == "password" and not config.auth.passwords:
+    if config.auth.policy == "password" and not config.auth.passwords and not given("passwords"):
         problems.append('[auth] policy = "password" needs a [auth.passwords] table')
     kind = config.source.kind
     if kind in _SOURCE_TABLES and getattr(config.source, kind) is None:

@@ -170,3 +170,19 @@ def test_bench_validate_judges_the_targets_for_the_implementation_in_use(capsys)
         judged = re.findall(r"target (batch|single) ≥ \d+×: (?:met|NOT met)", body)
         assert judged == (["batch", "single"] if impl == native.IMPL else [])
         assert (f"targets are judged for {native.IMPL}" in body) == (impl != native.IMPL)
+
+
+def test_check_config_and_serve_never_print_a_secret(tmp_path, capsys):
+    from test_config import INVALID_WITH_SECRETS, SECRETS
+
+    for i, text in enumerate(INVALID_WITH_SECRETS):
+        path = tmp_path / f"bad{i}.toml"
+        path.write_text(text)
+        assert main(["check-config", str(path)]) == 1
+        checked = capsys.readouterr()
+        assert main(["serve", "--config", str(path)]) == 2  # refused at start-up, before anything listens
+        served = capsys.readouterr()
+        shown = checked.out + checked.err + served.out + served.err
+        assert "problem(s)" in checked.err and "problem(s)" in served.err
+        assert not [secret for secret in SECRETS if secret in shown], shown
+        assert "needs a [auth.passwords] table" not in shown  # the table is there (or bad), never "missing"

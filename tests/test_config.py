@@ -242,3 +242,67 @@ def test_kind_alone_switches_between_configured_sources(kind, source_class):
     assert config.source.upstream.passthrough is True
     assert len(config.source.upstream.pools) == 2
     assert type(build_source(config)).__name__ == source_class
+
+
+# -- secrets never printed -------------------------------------------------------------------
+
+SECRETS = ("hunter2", "s3cretpw", "rpcpass99", "feedpass77")
+VALID_SECRETS = """
+[auth]
+policy = "password"
+[auth.passwords]
+rig1 = "hunter2"
+[source]
+kind = "upstream"
+[source.upstream]
+pools = ["stratum+tcp://pool.example:3333"]
+user = "alice"
+password = "s3cretpw"
+"""
+# each made invalid in its own way; every one quotes or sits next to a secret
+INVALID_WITH_SECRETS = [
+    VALID_SECRETS.replace('rig1 = "hunter2"', 'rig1 = "hunter2"\nrig2 = 5'),
+    VALID_SECRETS.replace('[auth.passwords]\nrig1 = "hunter2"', 'passwords = "hunter2"'),
+    VALID_SECRETS.replace('[auth.passwords]\nrig1 = "hunter2"', 'passwords = ["hunter2"]'),
+    VALID_SECRETS.replace('"stratum+tcp://pool.example:3333"', '"stratum+tcp://alice:s3cretpw@pool.example:3333"'),
+    VALID_SECRETS.replace('"stratum+tcp://pool.example:3333"', '"stratum+tcp://alice:s3cretpw@pool.example:99999"'),
+    VALID_SECRETS.replace('"stratum+tcp://pool.example:3333"', '"http://alice:s3cretpw@pool.example"'),
+    VALID_SECRETS.replace('password = "s3cretpw"', 'password = ["s3cretpw"]'),
+    VALID_SECRETS.replace('password = "s3cretpw"', 'password = "s3cretpw"\npasword = "s3cretpw"'),
+    VALID_SECRETS.replace('policy = "password"', 'policy = "hunter2"'),
+    VALID_SECRETS + '[source.bitcoind]\nurl = "http://bob:rpcpass99@127.0.0.1:8332"\nuser = "bob"\npassword = "rpcpass99"\n',
+    VALID_SECRETS + '[source.bitcoind]\nurl = "http://127.0.0.1:8332"\nuser = "bob"\npassword = "rpcpass99"\ncookie_file = "/c"\n',
+    VALID_SECRETS + '[economics]\nbtc_price_usd = 1\npower_price_usd_per_kwh = 0.05\n[economics.price_feed]\n'
+    'url = "ftp://u:feedpass77@prices.example/btc"\njson_path = "usd"\n',
+    VALID_SECRETS.replace('[auth.passwords]', '[[auth.passwords]]'),
+]
+
+
+@pytest.mark.parametrize("text", INVALID_WITH_SECRETS)
+def test_config_errors_never_show_a_password_or_url_credentials(text):
+    with pytest.raises(ConfigError) as raised:
+        parse(text)
+    shown = str(raised.value) + "\n".join(raised.value.problems)
+    assert not [secret for secret in SECRETS if secret in shown], shown
+
+
+def test_a_bad_passwords_table_is_one_problem_naming_the_account_not_the_password():
+    with pytest.raises(ConfigError) as raised:
+        parse(INVALID_WITH_SECRETS[0])
+    assert raised.value.problems == [
+        "[auth] passwords = {'rig1': ***, 'rig2': ***}: the password of 'rig2' must be a string in quotes"
+    ]  # and no "needs a [auth.passwords] table": the table is there, one of its values is wrong
+    with pytest.raises(ConfigError) as raised:
+        parse(INVALID_WITH_SECRETS[1])
+    assert raised.value.problems == ['[auth] passwords = ***: must be a table of account = "password"']
+    with pytest.raises(ConfigError) as raised:
+        parse('[auth]\npolicy = "password"\n')
+    assert raised.value.problems == ['[auth] policy = "password" needs a [auth.passwords] table']
+
+
+def test_a_url_with_credentials_is_shown_with_its_user_and_a_masked_password():
+    with pytest.raises(ConfigError) as raised:
+        parse(INVALID_WITH_SECRETS[3])
+    (problem,) = raised.value.problems
+    assert "'stratum+tcp://alice:***@pool.example:3333'" in problem
+    assert "credentials go in user and password" in problem

@@ -38,6 +38,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from fleetd import redact
 from fleetd.economics.prices import TouEntry, TouSchedule, price_at
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -163,7 +164,7 @@ class _Problems:
         self.start = len(problems)
 
     def add(self, table: str, key: str, value: Any, why: str) -> None:
-        shown = "" if value is None else f" = {value!r}"
+        shown = "" if value is None else f" = {redact.shown(key, value)}"  # no password, no URL credentials
         self.problems.append(f"[{table}]{' ' + key if key else ''}{shown}: {why}")
 
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass, fields, replace
 
 from fleetd import __version__
 from fleetd import log as logging
+from fleetd import redact
 from fleetd.chain.byteorder import U32_MAX
 from fleetd.chain.coinbase import coinb1_height
 from fleetd.chain.network import EpochBlockTimes, NetworkState
@@ -89,8 +90,10 @@ class PoolUrl:
         match = _URL.fullmatch(url.strip()) if isinstance(url, str) else None
         port = int(match.group(3)) if match else 0
         if match is None or not 0 < port <= 65535:
+            shown = redact.url(url) if isinstance(url, str) else url  # a URL's password is never printed
+            hint = "; credentials go in user and password, not the URL" if isinstance(url, str) and "@" in url else ""
             raise ValueError(
-                f"upstream {key} = {url!r}: expected stratum+tcp://host:port or stratum+ssl://host:port"
+                f"upstream {key} = {shown!r}: expected stratum+tcp://host:port or stratum+ssl://host:port{hint}"
             )
         return cls(match.group(2).strip("[]"), port, match.group(1) == "ssl")
 
@@ -132,7 +135,7 @@ class UpstreamConfig:
         for key in ("user", "password", "user_agent"):
             value = getattr(self, key)
             if not isinstance(value, str) or (key != "password" and not value.strip()):
-                raise ValueError(f"upstream {key} = {value!r}: expected a non-empty string")
+                raise ValueError(f"upstream {key} = {redact.shown(key, value)}: expected a non-empty string")
         for key in ("passthrough", "version_rolling", "tls_verify"):
             if not isinstance(getattr(self, key), bool):
                 raise ValueError(f"upstream {key} = {getattr(self, key)!r}: expected true or false")
