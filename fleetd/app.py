@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import replace
 
 from aiohttp import web
 
 from fleetd import log as logging
 from fleetd.clock import SYSTEM_CLOCK, Clock
 from fleetd.config import Config
+from fleetd.server.admission import AdmissionConfig
 from fleetd.server.stratum import ServerSettings, StratumServer
 from fleetd.shares.vardiff import VardiffConfig
 from fleetd.sources.base import JobSource
@@ -56,7 +58,9 @@ def server_settings(config: Config) -> ServerSettings:
     return ServerSettings(
         host=s.listen.host,
         port=s.listen.port,
-        session=session_config(config),
+        session=replace(
+            session_config(config), max_workers=s.max_workers_per_connection, max_auth_failures=s.max_auth_failures
+        ),
         vardiff=VardiffConfig(
             target_interval=s.share_interval_seconds,
             start_difficulty=s.start_difficulty,
@@ -67,6 +71,19 @@ def server_settings(config: Config) -> ServerSettings:
         login_timeout=s.login_timeout_seconds,
         reconnect_on_shutdown=s.reconnect_on_shutdown,
         shutdown_grace=s.shutdown_grace_seconds,
+        admission=AdmissionConfig(
+            max_connections=s.max_connections,
+            max_connections_per_ip=s.max_connections_per_ip,
+            connect_rate_per_ip=s.new_connections_per_ip_per_second,
+            connect_burst_per_ip=s.new_connections_burst_per_ip,
+            max_workers_per_ip=s.max_workers_per_ip,
+            ban_after_failed_logins=s.ban_after_failed_logins,
+            ban_seconds=s.ban_seconds,
+            max_ban_seconds=s.max_ban_seconds,
+            ban_forget_seconds=s.ban_forget_seconds,
+        ),
+        idle_timeout=s.idle_timeout_seconds,
+        log_window=s.log_window_seconds,
     )
 
 

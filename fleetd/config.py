@@ -51,6 +51,21 @@ class StratumConfig:
     max_garbage_requests: int = 10
     reconnect_on_shutdown: bool = True
     shutdown_grace_seconds: float = 5.0
+    # Limits: defaults fit a large site; a site proxy fronting many rigs from one address may
+    # need the per-address ones raised.
+    max_connections: int = 20_000
+    max_connections_per_ip: int = 1_000
+    new_connections_per_ip_per_second: float = 50.0
+    new_connections_burst_per_ip: int = 500
+    max_workers_per_connection: int = 64
+    max_workers_per_ip: int = 2_000
+    max_auth_failures: int = 5  # refused logins before a connection is closed
+    ban_after_failed_logins: int = 10  # connections in a row from one address that failed to log in
+    ban_seconds: float = 60.0  # first ban; doubles with each next one
+    max_ban_seconds: float = 3600.0
+    ban_forget_seconds: float = 3600.0  # an address quiet this long starts afresh
+    idle_timeout_seconds: float = 1800.0  # logged in, no accepted share while there is work (0: never)
+    log_window_seconds: float = 60.0  # refusals logged once per window per address and reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +270,8 @@ _RANGES = {
     "extranonce2_size": (2, 16),
     "max_line_bytes": (512, 1 << 20),
     "max_garbage_requests": (1, 1000),
+    "idle_timeout_seconds": (0.0, 7 * 86400.0),  # 0: never
+    "max_ban_seconds": (1.0, 30 * 86400.0),
     "poll_concurrency": (1, 100_000),
 }
 

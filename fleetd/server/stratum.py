@@ -10,12 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass, replace
+from collections import Counter
+from dataclasses import dataclass, field, replace
 
 from fleetd import log as logging
 from fleetd.chain.byteorder import hash_to_display
 from fleetd.clock import SYSTEM_CLOCK, Clock
 from fleetd.rigs.registry import Rig, RigRegistry
+from fleetd.server.admission import (
+    EXTRANONCE_EXHAUSTED,
+    Admission,
+    AdmissionConfig,
+    LogLimiter,
+    connections_fd_allows,
+    raise_fd_limit,
+)
 from fleetd.shares.jobs import JobStore
 from fleetd.shares.pool import BlockFound, Pool, PoolConnection, ShareForwarded, UpstreamWorkerStats
 from fleetd.shares.vardiff import VardiffConfig
@@ -43,6 +52,8 @@ from fleetd.stratum.rejects import Reject
 from fleetd.stratum.session import SessionConfig
 
 IDLE_CHECK_SECONDS = 5.0  # how often silent miners are offered a lower difficulty
+IDLE_TIMEOUT = "idle_timeout"  # the close reason of a logged-in rig that stopped earning shares
+BAD_REQUEST_LINES = 5  # bad_request lines per source address per log window; the rest are counted
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +66,13 @@ class ServerSettings:
     login_timeout: float = 30.0
     reconnect_on_shutdown: bool = True
     shutdown_grace: float = 5.0
+    admission: AdmissionConfig = field(default_factory=AdmissionConfig)
+    # A logged-in connection with no accepted share for this long is closed (0: never). The
+    # time counts from its login, its last accepted share, or the return of work, the latest:
+    # a rig is never dropped for the source having no work, and vardiff has long since brought
+    # a too-high difficulty down by then.
+    idle_timeout: float = 1800.0
+    log_window: float = 60.0  # refusals are logged once per window per address and reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +86,11 @@ class ServerCounters:
     current_job: Job | None
     validation_buckets: list[tuple[str, int]]
     validation_sum: float
+    refused: dict[str, int] = field(default_factory=dict)  # connections refused, by reason
+    auth_failures: dict[str, int] = field(default_factory=dict)  # mining.authorize refused, by reason
+    disconnects: dict[str, int] = field(default_factory=dict)  # connections ended, by reason
+    bans: int = 0  # source addresses banned for failed logins, ever
+    banned: int = 0  # ... and refused now
 
 
 class StratumServer:
@@ -116,12 +139,21 @@ class StratumServer:
         self.current_work: tuple[Job, bytes] | None = None  # the latest job and its encoded notify; None: none
         self._block_tasks: set[asyncio.Task] = set()
         self._idle_task: asyncio.Task | None = None
+        self.admission = Admission(settings.admission)
+        self.log_limiter = LogLimiter(settings.log_window)
+        self.bad_request_limiter = LogLimiter(settings.log_window, BAD_REQUEST_LINES)
+        self.refused: Counter[str] = Counter()
+        self.auth_failures: Counter[str] = Counter()
+        self.disconnects: Counter[str] = Counter()
+        self.bans = 0
+        self.work_since = clock.monotonic()  # when work last became available: idle time counts from it
         if self.forwarding is not None:
             self.forwarding.attach(self)
 
     # -- lifecycle ----------------------------------------------------------------
 
     async def start(self) -> None:
+        self._check_fd_limit()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: MinerConnection(self), self.settings.host, self.settings.port, reuse_address=True, backlog=4096
@@ -168,6 +200,8 @@ class StratumServer:
         """A new job from the source: into the job store, and to every miner at work."""
         retired = self.pool.publish(job, self.clock.wall())
         notify = messages.notify(job)
+        if self.current_work is None:
+            self.work_since = self.clock.monotonic()
         self.current_work = (job, notify)
         self.work_withdrawn = None
         for connection in list(self.connections):
@@ -203,7 +237,41 @@ class StratumServer:
             current_job=self.current_job,
             validation_buckets=histogram.cumulative(),
             validation_sum=histogram.total,
+            refused=dict(self.refused),
+            auth_failures=dict(self.auth_failures),
+            disconnects=dict(self.disconnects),
+            bans=self.bans,
+            banned=self.admission.banned(self.clock.monotonic()),
         )
+
+    # -- refusals ------------------------------------------------------------------------
+
+    def _check_fd_limit(self) -> None:
+        before, soft, hard = raise_fd_limit()
+        self.log.info("fd_limit", soft_before=before, soft=soft, hard=hard)
+        wanted = self.settings.admission.max_connections
+        allowed = connections_fd_allows(soft)
+        if wanted > allowed:
+            self.log.warning(
+                "fd_limit_below_max_connections", max_connections=wanted, fd_limit=soft, connections_possible=allowed,
+                hint="raise LimitNOFILE (systemd) or ulimit -n, or lower [stratum] max_connections",
+            )  # fmt: skip
+
+    def refuse(self, ip: str, reason: str, **fields) -> None:
+        """Count a refused connection, and log it once per window per address and reason."""
+        self.refused[reason] += 1
+        self.log_limited("connection_refused", ip, reason, **fields)
+
+    def log_limited(self, event: str, ip: str, reason: str, level: str = "warning", **fields) -> None:
+        suppressed = self.log_limiter.allow((event, ip, reason), self.clock.monotonic())
+        if suppressed is not None:
+            getattr(self.log, level)(event, ip=ip, reason=reason, suppressed=suppressed, **fields)
+
+    def _flush_log_summaries(self, now: float) -> None:
+        for (event, ip, reason), suppressed in self.log_limiter.expire(now):
+            self.log.info("log_suppressed", suppressed_event=event, ip=ip, reason=reason, suppressed=suppressed)
+        for ip, suppressed in self.bad_request_limiter.expire(now):
+            self.log.info("log_suppressed", suppressed_event="bad_request", ip=ip, suppressed=suppressed)
 
     # -- what a forwarding source controls (ServerControl) ----------------------------
 
@@ -317,8 +385,18 @@ class StratumServer:
         while True:
             await clock.sleep(IDLE_CHECK_SECONDS)
             now = clock.monotonic()
+            timeout = self.settings.idle_timeout
+            # No work to hand out: nobody can earn a share, so nobody is idle.
+            cutoff = now - timeout if timeout and self.current_work is not None else None
+            if cutoff is not None and self.work_since > cutoff:
+                cutoff = None
             for connection in list(self.connections):
+                if cutoff is not None and connection.progress <= cutoff and connection.core.session.ready:
+                    connection.close(IDLE_TIMEOUT)
+                    continue
                 connection.idle(now)
+            self._flush_log_summaries(now)
+            self.admission.prune(now)
 
 
 async def _block_outcome(future: asyncio.Future, forwarded: ShareForwarded) -> BlockOutcome:
@@ -335,7 +413,10 @@ class MinerConnection(asyncio.Protocol):
         self.core: PoolConnection | None = None
         self.log = server.log
         self.peer = "?"
+        self.ip = "?"
         self.extranonce1 = b""
+        self.progress = 0.0  # monotonic time of the login or the last accepted share
+        self._accepted = 0
         self._login_timer: asyncio.TimerHandle | None = None
 
     # -- asyncio callbacks ----------------------------------------------------------
@@ -344,15 +425,24 @@ class MinerConnection(asyncio.Protocol):
         server = self.server
         self.transport = transport
         peer = transport.get_extra_info("peername") or ("?", 0)
-        self.peer = f"{peer[0]}:{peer[1]}"
+        self.ip = ip = peer[0]
+        now = server.clock.monotonic()
+        refused = server.admission.admit(ip, now)
+        if refused is not None:  # closed at once, before any session work
+            server.refuse(ip, refused)
+            transport.abort()
+            return
+        self.peer = f"{ip}:{peer[1]}"
         try:
             self.extranonce1 = server.extranonces.allocate()
         except Exception:  # every extranonce1 is in use: refuse this one, keep serving the rest
-            server.log.error("extranonce_exhausted", peer=self.peer, connections=len(server.connections))
+            server.admission.release(ip)
+            server.refuse(ip, EXTRANONCE_EXHAUSTED, level="error", connections=len(server.connections))
             transport.abort()
             return
-        self.core = core = server.pool.connection(server.session_config, self.extranonce1, peer[0],
-                                                  server.clock.monotonic())  # fmt: skip
+        self.core = core = server.pool.connection(server.session_config, self.extranonce1, ip, now)
+        core.session.worker_gate = lambda worker: server.admission.admit_worker(ip, worker)
+        self.progress = now
         if server.version_mask is not None:
             core.session.set_version_mask(server.version_mask)
         if server.difficulty_cap is not None:
@@ -368,7 +458,11 @@ class MinerConnection(asyncio.Protocol):
             return
         server = self.server
         clock = server.clock
-        effects = core.receive_data(data, clock.wall(), clock.monotonic(), server.current_work)
+        monotonic = clock.monotonic()
+        effects = core.receive_data(data, clock.wall(), monotonic, server.current_work)
+        if core.session.accepted_submits != self._accepted:
+            self._accepted = core.session.accepted_submits
+            self.progress = monotonic
         for effect in effects:
             carry_out = _EFFECTS.get(type(effect))
             if carry_out is not None:
@@ -380,16 +474,28 @@ class MinerConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         server = self.server
+        core = self.core
+        if core is None:
+            return  # refused: counted and logged when it was
         if self in server.connections:
             server.connections.discard(self)
             server.extranonces.release(self.extranonce1)
         if self._login_timer:
             self._login_timer.cancel()
-        core = self.core
-        if core is not None:
-            core.disconnected(server.clock.wall())
-        session = core.session if core is not None else None
-        reason = session.close_reason if session is not None and session.closed else "peer_closed"
+        core.disconnected(server.clock.wall())
+        session = core.session
+        workers = session.authorized_workers
+        admission = server.admission
+        admission.release(self.ip, workers)
+        if workers:
+            admission.login_succeeded(self.ip)
+        elif session.auth_failures:
+            ban = admission.login_failed(self.ip, server.clock.monotonic())
+            if ban is not None:
+                server.bans += 1
+                self.log.warning("source_banned", ip=self.ip, seconds=ban, reason="failed_logins")
+        reason = session.close_reason if session.closed else "peer_closed"
+        server.disconnects[reason] += 1
         self.log.info("miner_disconnected", reason=reason, error=str(exc) if exc else None)
 
     def pause_writing(self) -> None:
@@ -471,15 +577,22 @@ class MinerConnection(asyncio.Protocol):
         self.log.info("miner_authorized")
 
     def _on_authorization_refused(self, event: AuthorizationRefused) -> None:
-        self.log.warning("authorization_refused", worker=event.worker)
+        server = self.server
+        server.auth_failures[event.reason] += 1
+        server.log_limited("authorization_refused", self.ip, event.reason, peer=self.peer, worker=event.worker[:64])
 
     def _on_bad_request(self, event: BadRequest) -> None:
+        server = self.server
+        suppressed = server.bad_request_limiter.allow(self.ip, server.clock.monotonic())
+        if suppressed is None:
+            return
         level = self.log.debug if event.reject is Reject.UNSUPPORTED else self.log.info
-        level("bad_request", method=event.method, reason=event.reject.reason, detail=event.detail)
+        level("bad_request", method=event.method, reason=event.reject.reason, detail=event.detail,
+              suppressed=suppressed)  # fmt: skip
 
     def _on_closed(self, event: ConnectionClosed) -> None:
-        level = self.log.info if event.reason == CloseReason.CLOSED_BY_SERVER else self.log.warning
-        level("miner_dropped", reason=event.reason, detail=event.detail)
+        level = "info" if event.reason == CloseReason.CLOSED_BY_SERVER else "warning"
+        self.server.log_limited("miner_dropped", self.ip, event.reason, level, peer=self.peer, detail=event.detail)
 
     def _on_block(self, found: BlockFound) -> None:
         self.server.submit_block(found, self.log)

@@ -43,6 +43,19 @@ class DaemonCollector(Collector):
             yield CounterMetricFamily(
                 "fleetd_blocks_submitted", "Blocks handed to the job source.", value=counters.blocks_submitted
             )
+            yield from _by_reason("fleetd_stratum_refused", "Stratum connections refused at once, by reason.",
+                                  counters.refused)  # fmt: skip
+            yield from _by_reason("fleetd_stratum_auth_failures", "mining.authorize calls refused, by reason.",
+                                  counters.auth_failures)  # fmt: skip
+            yield from _by_reason("fleetd_stratum_disconnects", "Stratum connections ended, by reason.",
+                                  counters.disconnects)  # fmt: skip
+            yield CounterMetricFamily(
+                "fleetd_stratum_bans", "Source addresses banned for failed logins.", value=counters.bans
+            )
+            yield GaugeMetricFamily(
+                "fleetd_stratum_banned_addresses", "Source addresses refused now for failed logins.",
+                value=counters.banned,
+            )  # fmt: skip
             job = counters.current_job
             if job is not None:
                 yield GaugeMetricFamily(
@@ -59,3 +72,10 @@ class DaemonCollector(Collector):
                 )
                 last_job.add_metric([health.kind], health.last_job_time)
                 yield last_job
+
+
+def _by_reason(name: str, documentation: str, counts: dict[str, int]) -> Iterator[Metric]:
+    family = CounterMetricFamily(name, documentation, labels=["reason"])
+    for reason, count in sorted(counts.items()):
+        family.add_metric([reason], count)
+    yield family
