@@ -1,7 +1,8 @@
 """Every rig the site has: pool-side truth from shares, rig-side truth from polls, in one place.
 
 A rig's identity is its worker name. It is found from Stratum connections (worker
-name and peer IP) or from the inventory file, and keeps its counters and history when
+name and peer IP; the pool core adds one only for real work: an accepted share, or a login
+a policy proves) or from the inventory file, and keeps its counters and history when
 it reconnects. Hot paths (a share, a reject) touch plain attributes; the telemetry layer
 reads them at scrape time.
 """

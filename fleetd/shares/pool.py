@@ -22,6 +22,11 @@ For each submit that passed the session's checks it decides, cheapest test first
 Only accepted shares are remembered for duplicates: a rejected one costs the miner nothing
 to send again, and must not grow the set. An accepted share is credited at the job's
 difficulty when it meets that, else at the fallback it met.
+
+A name alone earns no rig record: one is made for a worker at its first accepted share, or
+at login when the auth policy ``proves_identity`` (allowlist, password; not ``open``, where
+any client may claim any number of names). Rejects of a worker without a record go to
+``Pool.unattributed_rejects`` by reason, so they are counted without growing the rig table.
 """
 
 from __future__ import annotations
@@ -104,6 +109,8 @@ class Pool:
         self.validation_seconds = Histogram()
         self.jobs_published = 0
         self.upstream_workers: dict[str, UpstreamWorkerStats] = {}
+        # Rejects of workers without a rig record (names never proven by a policy or a share), by reason.
+        self.unattributed_rejects: Counter = Counter()
         self._targets: dict[float, bytes] = {}
 
     def publish(self, job: Job, wall: float) -> list[str]:
@@ -115,6 +122,14 @@ class Pool:
     def connection(self, session_config: SessionConfig, extranonce1: bytes, peer_ip: str | None,
                    monotonic: float) -> PoolConnection:  # fmt: skip
         return PoolConnection(self, Session(session_config, extranonce1), peer_ip, monotonic)
+
+    def reject(self, worker: str, reason: str, wall: float) -> None:
+        """A reject counted on the worker's rig if it has a record, else among the unattributed."""
+        rigs = self.rigs
+        if rigs.get(worker) is None:
+            self.unattributed_rejects[reason] += 1
+        else:
+            rigs.reject(worker, reason, wall)
 
     def upstream_answer(self, worker: str, accepted: bool, reason: str, difficulty: float, wall: float) -> None:
         """The upstream pool's answer to one forwarded share (``reason`` "lost" when none came)."""
@@ -147,7 +162,7 @@ class Pool:
 class PoolConnection:
     """The pool's side of one miner connection: its session and vardiff, judged by the ``Pool``."""
 
-    __slots__ = ("pool", "session", "vardiff", "peer_ip", "working", "_shown")
+    __slots__ = ("pool", "session", "vardiff", "peer_ip", "working", "_shown", "_proves", "_counted")
 
     def __init__(self, pool: Pool, session: Session, peer_ip: str | None, monotonic: float) -> None:
         self.pool = pool
@@ -156,6 +171,9 @@ class PoolConnection:
         self.peer_ip = peer_ip
         self.working = False  # logged in and sent its difficulty and work
         self._shown: float | None = None  # the difficulty the rig's figures show
+        self._proves = getattr(session.config.authorizer, "proves_identity", True)
+        # Workers whose rig record counts this connection: disconnect counts down exactly these.
+        self._counted: set[str] = set()
 
     # -- input --------------------------------------------------------------------------------
 
@@ -215,6 +233,8 @@ class PoolConnection:
             difficulty = fallback
         session = self.session
         session.accept_submit(share.request_id)
+        if share.worker not in self._counted:  # its first accepted share here: the rig is real
+            self._count(share.worker, wall)
         pool.rigs.share(share.worker, difficulty, wall)
         changed = self.vardiff.on_share(monotonic, difficulty)
         if changed is not None:
@@ -227,7 +247,13 @@ class PoolConnection:
 
     def _reject(self, share: SubmitReceived, reject: Reject, wall: float) -> None:
         self.session.reject_submit(share.request_id, reject)
-        self.pool.rigs.reject(share.worker, reject.reason, wall)
+        self.pool.reject(share.worker, reject.reason, wall)
+
+    def _count(self, worker: str, wall: float) -> None:
+        """This connection joins the worker's rig record, made now if it has none."""
+        self._counted.add(worker)
+        rig = self.pool.rigs.connected(worker, self.peer_ip, wall)
+        rig.difficulty = self._shown or 0.0
 
     def _on_event(self, event, wall: float, monotonic: float) -> None:
         kind = type(event)
@@ -238,10 +264,13 @@ class PoolConnection:
             worker = event.worker if session.is_authorized(event.worker) else next(
                 iter(session.authorized_workers), UNAUTHENTICATED
             )
-            self.pool.rigs.reject(worker, event.reject.reason, wall)
+            self.pool.reject(worker, event.reject.reason, wall)
         elif kind is Authorized:
-            rig = self.pool.rigs.connected(event.worker, self.peer_ip, wall)
-            rig.difficulty = self._shown or 0.0
+            # A name passed by ``open`` proves nothing: its record waits for an accepted share,
+            # unless it already has one (a rig reconnecting shows as connected at login).
+            worker = event.worker
+            if self._proves or self.pool.rigs.get(worker) is not None:
+                self._count(worker, wall)
         elif kind is DifficultySuggested:
             # The session already put the suggestion in force; vardiff goes on from there.
             self.vardiff.suggest(event.difficulty, monotonic)
@@ -289,8 +318,9 @@ class PoolConnection:
 
     def disconnected(self, wall: float) -> None:
         rigs = self.pool.rigs
-        for worker in self.session.authorized_workers:
+        for worker in self._counted:
             rigs.disconnected(worker, wall)
+        self._counted.clear()
 
     def data_to_send(self) -> bytes:
         """The bytes for the miner; the rig's figures follow the difficulty now in force."""
@@ -299,7 +329,7 @@ class PoolConnection:
         if in_force != self._shown:
             self._shown = in_force
             rigs = self.pool.rigs
-            for worker in session.authorized_workers:
+            for worker in self._counted:
                 rig = rigs.get(worker)
                 if rig is not None:
                     rig.difficulty = in_force or 0.0

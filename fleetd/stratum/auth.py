@@ -2,6 +2,11 @@
 
 A policy is any ``(username, password) -> bool``. Usernames are ``account.worker``; the
 account is what policies judge, the full name is what the session remembers.
+
+A policy's ``proves_identity`` says whether passing it proves anything about the name: the
+pool keeps a rig record for a name from its login only when it does (a policy without the
+attribute is taken to). Under ``open`` a name is only a claim: its record waits for an
+accepted share.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import hmac
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import ClassVar
 
 Authorizer = Callable[[str, str], bool]
 
@@ -23,6 +29,8 @@ def account_of(username: str) -> str:
 class OpenAuthorization:
     """Anyone with a non-empty account name (solo mining, a site's own fleet)."""
 
+    proves_identity: ClassVar[bool] = False  # any client may claim any name
+
     def __call__(self, username: str, password: str) -> bool:
         return bool(account_of(username))
 
@@ -30,6 +38,8 @@ class OpenAuthorization:
 @dataclass(frozen=True, slots=True)
 class AllowListAuthorization:
     """Only the listed accounts, any worker name, any password."""
+
+    proves_identity: ClassVar[bool] = True
 
     accounts: frozenset[str]
 
@@ -43,6 +53,8 @@ class AllowListAuthorization:
 @dataclass(frozen=True, slots=True)
 class PasswordAuthorization:
     """Listed accounts with their password; compared in constant time."""
+
+    proves_identity: ClassVar[bool] = True
 
     passwords: Mapping[str, str] = field(hash=False, repr=False)
 

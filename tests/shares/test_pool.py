@@ -16,6 +16,7 @@ from fleetd.shares.jobs import JobStore
 from fleetd.shares.pool import NTIME_MAX_FUTURE, BlockFound, Pool, ShareForwarded
 from fleetd.shares.vardiff import VardiffConfig
 from fleetd.stratum import messages
+from fleetd.stratum.auth import AllowListAuthorization, OpenAuthorization, PasswordAuthorization
 from fleetd.stratum.events import Authorized
 from fleetd.stratum.job import Job
 from fleetd.stratum.rejects import Reject
@@ -27,6 +28,7 @@ WORKER = "acct.rig"
 VERSION = 0x20000000
 WALL = 0x66000000 + 600  # the injected wall clock: ten minutes after the jobs' ntime
 MONOTONIC = 5_000.0
+ALLOWLIST = AllowListAuthorization(["acct"])
 
 
 def make_job(job_id: str = "a1", *, clean: bool = False, nbits: int = 0x1D00FFFF, tag: int = 0) -> Job:
@@ -89,9 +91,14 @@ def submit_line(request_id: int, job_id: str, en2: bytes, nonce: int, *, ntime: 
 
 
 class Site:
-    """One pool and its miners, on an injected clock; the difficulty pinned at ``DIFF``."""
+    """One pool and its miners, on an injected clock; the difficulty pinned at ``DIFF``.
 
-    def __init__(self, *jobs: Job, forwarding: bool = False) -> None:
+    Miners log in under an allowlist unless told otherwise: a policy that proves the name, so
+    the rig has its record from the login on (under ``open`` it waits for an accepted share).
+    """
+
+    def __init__(self, *jobs: Job, forwarding: bool = False, authorizer=ALLOWLIST) -> None:
+        self.authorizer = authorizer
         self.rigs = RigRegistry()
         vardiff = VardiffConfig(start_difficulty=DIFF, min_difficulty=DIFF, max_difficulty=DIFF)
         self.pool = Pool(JobStore(), self.rigs, vardiff, forwarding=forwarding)
@@ -109,8 +116,8 @@ class Site:
             miner.send_job(job, notify, retired)
 
     def miner(self, en1: bytes = EN1, config: SessionConfig | None = None):
-        miner = self.pool.connection(config or SessionConfig(version_mask=0x1FFFE000), en1, "10.0.0.7",
-                                     self.monotonic)  # fmt: skip
+        config = config or SessionConfig(version_mask=0x1FFFE000, authorizer=self.authorizer)
+        miner = self.pool.connection(config, en1, "10.0.0.7", self.monotonic)
         effects = self.send(miner, b'{"id":1,"method":"mining.configure","params":[["version-rolling"],'
                                    b'{"version-rolling.mask":"1fffe000"}]}\n'
                                    b'{"id":2,"method":"mining.subscribe","params":["test/1"]}\n'
@@ -349,3 +356,84 @@ def test_disconnect_counts_down_the_rigs_connections():
     assert site.rig.connections == 1
     miner.disconnected(WALL + 5)
     assert (site.rig.connections, site.rig.last_seen) == (0, WALL + 5)
+
+
+# -- rig records come from real work -----------------------------------------------------------
+
+OPEN_FLOOD = SessionConfig(version_mask=0x1FFFE000, authorizer=OpenAuthorization(), max_workers=1001)
+
+
+def authorize_lines(names) -> bytes:
+    return b"".join(b'{"id":4,"method":"mining.authorize","params":["%s","x"]}\n' % n.encode() for n in names)
+
+
+def test_under_open_a_thousand_authorized_names_make_no_rig_record_and_their_rejects_are_counted():
+    site = Site(JOB, authorizer=OpenAuthorization())
+    miner = site.miner(config=OPEN_FLOOD)
+    names = [f"acct.flood{i:04d}" for i in range(1000)]
+    effects = site.send(miner, authorize_lines(names))
+    assert sum(type(e) is Authorized for e in effects) == 1000
+    assert miner.session.authorized_workers == {WORKER, *names}
+    nonce = grind(JOB, bytes(8), meets(DIFF))
+    assert site.submit(miner, "nope", bytes(8), nonce)[0] == code(Reject.UNKNOWN_JOB)  # WORKER's
+    site.send(miner, b'{"id":9,"method":"mining.submit","params":["acct.flood0007","gone","00","66000000","0"]}\n')
+    site.send(miner, b'{"id":9,"method":"mining.submit","params":["never.authorized","a1","00","66000000","0"]}\n')
+    assert len(site.rigs) == 0 and site.rigs.get(WORKER) is None
+    assert dict(site.pool.unattributed_rejects) == {"unknown_job": 1, "malformed": 1, "unauthorized": 1}
+    miner.disconnected(WALL + 1)
+    assert len(site.rigs) == 0
+
+
+def test_under_open_the_first_accepted_share_makes_exactly_one_rig_shown_connected():
+    site = Site(JOB, authorizer=OpenAuthorization())
+    miner = site.miner(config=OPEN_FLOOD)
+    site.send(miner, authorize_lines(f"acct.flood{i:04d}" for i in range(1000)))
+    site.wall += 30
+    nonce = grind(JOB, bytes(8), meets(DIFF))
+    assert site.submit(miner, "a1", bytes(8), nonce)[0] is True
+    assert list(site.rigs.rigs) == [WORKER]
+    rig = site.rig
+    assert (rig.ip, rig.connections, rig.connected_since, rig.difficulty, rig.accepted) == (
+        "10.0.0.7", 1, WALL + 30, DIFF, 1,
+    )
+    low = grind(JOB, bytes([1]) * 8, misses(DIFF))
+    assert site.submit(miner, "a1", bytes([1]) * 8, low)[0] == code(Reject.LOW_DIFFICULTY)
+    assert rig.rejected["low_difficulty"] == 1 and not site.pool.unattributed_rejects  # the rig's now
+    miner.disconnected(WALL + 60)
+    assert (rig.connections, rig.last_seen, len(site.rigs)) == (0, WALL + 60, 1)
+
+
+def test_under_open_a_rigs_connections_stay_balanced_whenever_its_record_is_made():
+    site = Site(JOB, authorizer=OpenAuthorization())
+    early = site.miner()  # logged in before the rig had a record: not counted yet
+    first = site.miner(bytes.fromhex("0badf00e"))
+    nonce = grind(JOB, bytes(8), meets(DIFF), en1=bytes.fromhex("0badf00e"))
+    assert site.submit(first, "a1", bytes(8), nonce)[0] is True
+    assert site.rig.connections == 1
+    late = site.miner(bytes.fromhex("0badf00f"))  # the record exists: counted at login
+    assert site.rig.connections == 2
+    nonce = grind(JOB, bytes(8), meets(DIFF))
+    assert site.submit(early, "a1", bytes(8), nonce)[0] is True  # counted at its first share
+    assert (site.rig.connections, site.rig.accepted) == (3, 2)
+    assert site.submit(early, "a1", bytes(8), grind(JOB, bytes(8), meets(DIFF), start=nonce + 1))[0] is True
+    assert site.rig.connections == 3  # once per connection, not per share
+    for miner, left in ((late, 2), (early, 1), (first, 0)):
+        miner.disconnected(WALL + 5)
+        assert site.rig.connections == left
+    early.disconnected(WALL + 6)  # a second call changes nothing
+    assert site.rig.connections == 0
+
+
+@pytest.mark.parametrize(
+    "authorizer", [ALLOWLIST, PasswordAuthorization({"acct": "x"})], ids=["allowlist", "password"]
+)
+def test_a_policy_that_proves_the_name_makes_the_rig_at_login_as_before(authorizer):
+    site = Site(JOB, authorizer=authorizer)
+    miner = site.miner()
+    rig = site.rig
+    assert (rig.ip, rig.connections, rig.connected_since, rig.accepted) == ("10.0.0.7", 1, WALL, 0)
+    low = grind(JOB, bytes(8), misses(DIFF))
+    assert site.submit(miner, "a1", bytes(8), low)[0] == code(Reject.LOW_DIFFICULTY)
+    assert rig.rejected["low_difficulty"] == 1 and not site.pool.unattributed_rejects
+    miner.disconnected(WALL + 5)
+    assert rig.connections == 0

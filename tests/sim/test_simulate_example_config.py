@@ -37,7 +37,9 @@ async def test_simulated_rigs_get_shares_accepted_with_the_example_configuration
                 suggested = rig.model.nominal_hashrate * fleet.hash_scale * fleet.config.share_interval / 2**32
                 wanted = max(suggested, config.stratum.min_difficulty)
                 assert rig.miner.job.difficulty == pytest.approx(wanted)
-                assert running.server.workers[rig.worker].difficulty == pytest.approx(wanted)
+                # no share yet, so no rig record: the connection's figure is the one it will show
+                (core,) = [c.core for c in running.server.connections if rig.worker in c.core.session.authorized_workers]
+                assert core.session.difficulty_in_force == pytest.approx(wanted)
             while not any(rig.accepted for rig in fleet.rigs):
                 await asyncio.sleep(0.2)
             snapshot = fleet.snapshot()
