@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from dataclasses import replace
 
 from aiohttp import web
 
 from fleetd import log as logging
+from fleetd import redact
 from fleetd.clock import SYSTEM_CLOCK, Clock
 from fleetd.config import Config
 from fleetd.server.admission import AdmissionConfig
@@ -23,7 +25,7 @@ from fleetd.sources.base import JobSource
 from fleetd.stratum.auth import AllowListAuthorization, OpenAuthorization, PasswordAuthorization
 from fleetd.stratum.session import SessionConfig
 from fleetd.rigs.registry import RigRegistry
-from fleetd.telemetry import api
+from fleetd.telemetry import api, listener, web_config
 from fleetd.economics.settings import PowerPrices
 from fleetd.telemetry.economics import SiteEconomicsView
 
@@ -31,6 +33,7 @@ SOURCE_KEY = web.AppKey("source", object)
 STRATUM_KEY = web.AppKey("stratum", StratumServer)
 CONFIG_KEY = web.AppKey("config", Config)
 STARTED_KEY = web.AppKey("started", float)
+WEB_CONFIG_KEY = web.AppKey("web_config", web_config.WebConfig)
 CLOCK_KEY = api.CLOCK_KEY  # the app's one clock (kept by the API, whose handlers read it)
 
 
@@ -130,6 +133,11 @@ def build_app(config: Config, source: JobSource | None = None, *, clock: Clock =
     )
     site_economics = SiteEconomicsView(config.economics, rigs, app[SOURCE_KEY])
     collector = api.setup(app, rigs, site_economics, clock=clock)
+    # TLS and basic auth ([http] web_config_file); read again here, so a certificate renewed
+    # since the config was checked is the one served
+    http = config.http
+    app[WEB_CONFIG_KEY] = web_config.load(http.web_config_file) if http.web_config_file else web_config.WebConfig()
+    listener.protect(app, app[WEB_CONFIG_KEY].basic_auth())
     collector.source = app[SOURCE_KEY]
     app.cleanup_ctx.append(_stratum_and_source)
     app.cleanup_ctx.append(_rig_upkeep)
@@ -264,7 +272,12 @@ async def healthz(request: web.Request) -> web.Response:
     body = {
         "status": "ok" if health.up and job is not None else "degraded",
         "uptime_seconds": round(app[CLOCK_KEY].wall() - app[STARTED_KEY], 1),
-        "source": {"kind": health.kind, "up": health.up, "detail": health.detail, "last_job_time": health.last_job_time},
+        "source": {
+            "kind": health.kind,
+            "up": health.up,
+            "detail": redact.url(health.detail) if health.detail else health.detail,  # a pool URL's password never
+            "last_job_time": health.last_job_time,
+        },
         "stratum": {
             "address": "%s:%d" % server.address,
             "connections": len(server.connections),
@@ -274,6 +287,25 @@ async def healthz(request: web.Request) -> web.Response:
         },
     }
     return web.json_response(body, status=200 if body["status"] == "ok" else 503)
+
+
+async def start_http(app: web.Application) -> web.AppRunner:
+    """Serve the app on ``[http] listen`` as configured: TLS and basic auth, timeouts, JSON
+    errors. Cleaning the runner up stops the app (Stratum listener, then the source)."""
+    return await listener.start(app, app[CONFIG_KEY].http, app[WEB_CONFIG_KEY])
+
+
+async def _serve(app: web.Application) -> None:
+    """Until SIGINT or SIGTERM, then a graceful shutdown."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runner = await start_http(app)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
 
 
 def run(config: Config) -> None:
@@ -290,10 +322,13 @@ def run(config: Config) -> None:
         logging.get("fleetd").error("bad_configuration", error=str(exc))
         raise SystemExit(2) from None
     try:
-        web.run_app(application, host=http.host, port=http.port, print=None, access_log=None, loop=loop)
+        loop.run_until_complete(_serve(application))
     except OSError as exc:  # a port in use or not ours to bind: say which, without a traceback
         logging.get("fleetd").error("cannot_listen", error=str(exc), http=str(http), stratum=str(config.stratum.listen))
         raise SystemExit(1) from None
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 def _new_event_loop() -> asyncio.AbstractEventLoop:

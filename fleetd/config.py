@@ -78,6 +78,14 @@ class AuthConfig:
 @dataclass(frozen=True, slots=True)
 class HttpConfig:
     listen: HostPort = HostPort("127.0.0.1", 9550)
+    # TLS and basic auth: a Prometheus exporter web config (YAML), see fleetd/telemetry/web_config.py
+    web_config_file: str = ""
+    # A connection that has not sent a whole request this long after connecting or after its
+    # last answer is closed: slow-drip headers and idle keep-alive connections alike.
+    request_timeout_seconds: float = 20.0
+    tls_handshake_timeout_seconds: float = 10.0
+    max_header_bytes: int = 8190  # the request line and each header line
+    max_headers: int = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +247,10 @@ def _convert(section: str, key: str, value: Any, default: Any) -> Any:
     if isinstance(default, str):
         if not isinstance(value, str):
             raise ValueError("must be a string")
+        if key == "web_config_file" and value:
+            from fleetd.telemetry import web_config
+
+            web_config.load(value)  # refused here, naming the web config's own key
         if key == "payout_script":
             try:
                 bytes.fromhex(value)
@@ -273,6 +285,10 @@ _RANGES = {
     "idle_timeout_seconds": (0.0, 7 * 86400.0),  # 0: never
     "max_ban_seconds": (1.0, 30 * 86400.0),
     "poll_concurrency": (1, 100_000),
+    "request_timeout_seconds": (0.1, 3600.0),
+    "tls_handshake_timeout_seconds": (0.1, 600.0),
+    "max_header_bytes": (1024, 1 << 20),
+    "max_headers": (8, 1000),
 }
 
 

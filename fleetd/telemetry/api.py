@@ -46,7 +46,8 @@ def setup(
     app.middlewares.append(json_errors)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/rigs", list_rigs)
-    app.router.add_get("/api/v1/rigs/{rig}", one_rig)
+    # any name a rig logs in with: braces, slashes, spaces (sent percent-encoded, matched decoded)
+    app.router.add_get("/api/v1/rigs/{rig:.+}", one_rig)
     app.router.add_get("/api/v1/summary", summary)
     app.router.add_get("/api/v1/economics", economics_report)
     return collector
