@@ -4,15 +4,24 @@ The framer turns received bytes into parsed JSON values, one per line, and stops
 at the first byte sequence that cannot be Stratum: a line over the length limit, a TLS
 ClientHello, an HTTP request, binary, or a line that does not parse as JSON. Its verdict
 never depends on how the bytes were split into chunks.
+
+A line nested deeper than ``max_depth`` is not parsed at all: it comes out as ``TooDeep``,
+one bad request for the session to answer, and the stream goes on. (orjson parses up to
+1024 levels and fails beyond; values that deep break Python code that walks them.) Only a
+line with more brackets than the limit is scanned, so a submit line costs two ``count``s;
+a line whose brackets do not balance is left to the parser, which refuses it as before.
 """
 
 from __future__ import annotations
 
 import enum
+import re
+from dataclasses import dataclass
 
 import orjson
 
 DEFAULT_MAX_LINE_BYTES = 16 * 1024
+DEFAULT_MAX_DEPTH = 32  # Stratum's deepest message (mining.configure) nests 3 levels
 
 _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
@@ -47,6 +56,62 @@ def classify_bad_start(first: int) -> CloseReason:
     return CloseReason.NOT_JSON
 
 
+@dataclass(frozen=True, slots=True)
+class TooDeep:
+    """A line nested deeper than the framer's limit, left unparsed: a malformed request."""
+
+    request_id: object  # the top-level "id" where it precedes the nesting, else None
+
+
+# A JSON string, or an unterminated one to the end of the line: it never fails to match,
+# so stripping strings stays linear whatever the quotes and backslashes.
+_STRING = re.compile(rb'"(?:[^"\\]++|\\.?)*+"?')
+_NOT_BRACKETS = b"".join(bytes([b]) for b in range(256) if b not in b"[]{}")
+_SQUARE = bytes.maketrans(b"{}", b"[]")  # for depth, an object is as deep as an array
+_SCALAR = rb'(?:"(?:[^"\\]|\\.)*+"|[-+.\w]++)'
+# The top-level "id", after any members with scalar values (how every client writes it).
+_TOP_LEVEL_ID = re.compile(
+    rb'\s*\{(?:\s*"(?:[^"\\]|\\.)*+"\s*:\s*' + _SCALAR + rb'\s*,)*?\s*"id"\s*:\s*(' + _SCALAR + rb')\s*[,}]'
+)
+_ID_TYPES = (int, float, str, type(None))
+
+
+def nested_deeper_than(line: bytes, limit: int) -> bool:
+    """Whether arrays and objects nest more than ``limit`` deep in ``line`` (brackets inside
+    strings do not count). False for unbalanced brackets: the parser refuses those anyway.
+
+    At C speed, not a Python loop over bytes: ``limit + 1`` openers in a row are too deep,
+    and each ``replace`` pass takes away the innermost pairs, one level; after ``limit``
+    passes only a deeper line has brackets left.
+    """
+    if b'"' in line:
+        line = _STRING.sub(b"", line)
+    brackets = line.translate(_SQUARE, _NOT_BRACKETS)
+    if 2 * brackets.count(b"[") != len(brackets):
+        return False
+    run = b"[" * (limit + 1)
+    for _ in range(limit):
+        if run in brackets:
+            return True
+        inner = brackets.replace(b"[]", b"")
+        if len(inner) == len(brackets):  # no pair left to take: "][" , not JSON
+            return False
+        brackets = inner
+    return bool(brackets)
+
+
+def leading_id(line: bytes) -> object:
+    """The request id of a line that will not be parsed, where it can be read cheaply; else None."""
+    found = _TOP_LEVEL_ID.match(line)
+    if found is None:
+        return None
+    try:
+        request_id = _loads(found.group(1))
+    except _JSONDecodeError:
+        return None
+    return request_id if type(request_id) in _ID_TYPES else None
+
+
 def encode_line(message: object) -> bytes:
     """A message as one compact JSON line."""
     return orjson.dumps(message, option=_NEWLINE)
@@ -55,16 +120,20 @@ def encode_line(message: object) -> bytes:
 class LineFramer:
     """Splits a byte stream into JSON values, one per line; blank lines and CRLF tolerated.
 
-    ``feed`` returns the values of every complete line before the first fatal one; after
-    that ``error`` holds ``(reason, detail)`` and every later ``feed`` returns nothing.
+    ``feed`` returns the values of every complete line before the first fatal one (a line
+    nested deeper than ``max_depth`` as a ``TooDeep``); after that ``error`` holds
+    ``(reason, detail)`` and every later ``feed`` returns nothing.
     """
 
-    __slots__ = ("max_line_bytes", "error", "_partial")
+    __slots__ = ("max_line_bytes", "max_depth", "error", "_partial")
 
-    def __init__(self, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
+    def __init__(self, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
         if max_line_bytes < 1:
             raise ValueError(f"max_line_bytes must be positive, got {max_line_bytes!r}")
+        if max_depth < 1:
+            raise ValueError(f"max_depth must be positive, got {max_depth!r}")
         self.max_line_bytes = max_line_bytes
+        self.max_depth = max_depth
         self.error: tuple[CloseReason, str] | None = None
         self._partial = bytearray()
 
@@ -87,7 +156,13 @@ class LineFramer:
         tail = lines.pop()  # bytes after the last newline: b"" when data ends with one
         values = []
         limit = self.max_line_bytes
+        max_depth = self.max_depth
         for line in lines:
+            # Bad start bytes and overlong lines keep their fatal verdicts below.
+            if line.count(b"[") + line.count(b"{") > max_depth and len(line) <= limit and line[0] in _JSON_START:
+                if nested_deeper_than(line, max_depth):
+                    values.append(TooDeep(leading_id(line)))
+                    continue
             try:
                 value = _loads(line)
             except _JSONDecodeError as exc:

@@ -115,7 +115,8 @@ def test_broken_json_closes_at_the_newline():
     closed_with(s, s.receive_data(b"}\n"), CloseReason.INVALID_JSON)
 
 
-@pytest.mark.parametrize("line", [b'{"id":1', b"tru", b"[1,]", b'"unterminated', b"[" * 2000 + b"]" * 2000])
+# Balanced but too deep is no longer fatal: test_nesting.py; unbalanced and deep still is.
+@pytest.mark.parametrize("line", [b'{"id":1', b"tru", b"[1,]", b'"unterminated', b"[" * 2000 + b"]" * 1999])
 def test_invalid_json_lines_close(line):
     s = Session(SessionConfig(), EN1)
     closed_with(s, s.receive_data(line + b"\n"), CloseReason.INVALID_JSON)
