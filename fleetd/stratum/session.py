@@ -30,7 +30,7 @@ from fleetd.stratum.events import (
     SubmitRejected,
     Subscribed,
 )
-from fleetd.stratum.framing import DEFAULT_MAX_LINE_BYTES, CloseReason, LineFramer
+from fleetd.stratum.framing import DEFAULT_MAX_LINE_BYTES, CloseReason, LineFramer, TooDeep
 from fleetd.stratum.rejects import Reject
 
 _HEX = re.compile(r"[0-9a-fA-F]+").fullmatch
@@ -383,6 +383,10 @@ class Session:
         events.append(ConnectionClosed(reason, detail))
 
     def _handle(self, message: object, events: list) -> None:
+        if type(message) is TooDeep:  # left unparsed; its id, when it came first, gets the answer
+            depth = self._framer.max_depth
+            self._bad_request(message.request_id, None, _MALFORMED, f"nested deeper than {depth} levels", events)
+            return
         if type(message) is not dict:
             self._bad_request(None, None, _MALFORMED, "not a JSON object", events)
             return

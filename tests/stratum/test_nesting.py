@@ -27,8 +27,8 @@ def deep_submit(request_id: int, depth: int) -> bytes:
 
 
 def malformed(reply: dict, request_id: object) -> bool:
-    # null until the session answers a TooDeep with the id the framer recovered
-    return reply["error"][:2] == [20, "Malformed request"] and reply["id"] in (None, request_id)
+    # the id the framer recovered from before the nesting
+    return reply["error"][:2] == [20, "Malformed request"] and reply["id"] == request_id
 
 
 # -- the framer ------------------------------------------------------------------------------
