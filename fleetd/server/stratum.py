@@ -89,6 +89,7 @@ class ServerCounters:
     refused: dict[str, int] = field(default_factory=dict)  # connections refused, by reason
     auth_failures: dict[str, int] = field(default_factory=dict)  # mining.authorize refused, by reason
     disconnects: dict[str, int] = field(default_factory=dict)  # connections ended, by reason
+    unattributed_rejects: dict[str, int] = field(default_factory=dict)  # from names with no rig record
     bans: int = 0  # source addresses banned for failed logins, ever
     banned: int = 0  # ... and refused now
 
@@ -240,6 +241,7 @@ class StratumServer:
             refused=dict(self.refused),
             auth_failures=dict(self.auth_failures),
             disconnects=dict(self.disconnects),
+            unattributed_rejects=dict(self.pool.unattributed_rejects),
             bans=self.bans,
             banned=self.admission.banned(self.clock.monotonic()),
         )

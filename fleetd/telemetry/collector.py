@@ -49,6 +49,9 @@ class DaemonCollector(Collector):
                                   counters.auth_failures)  # fmt: skip
             yield from _by_reason("fleetd_stratum_disconnects", "Stratum connections ended, by reason.",
                                   counters.disconnects)  # fmt: skip
+            yield from _by_reason("fleetd_unattributed_rejects",
+                                  "Shares and requests rejected from worker names with no rig record, by reason.",
+                                  counters.unattributed_rejects)  # fmt: skip
             yield CounterMetricFamily(
                 "fleetd_stratum_bans", "Source addresses banned for failed logins.", value=counters.bans
             )

@@ -33,6 +33,7 @@ async def test_a_worker_name_flood_makes_no_rigs_while_a_mining_rig_appears(flee
     )
     samples, text = await scrape(fleetd.http)
     assert "acct.flood" not in text and samples[("fleetd_rig_up", (("rig", "acct.miner"),))] == 1.0
+    assert samples[("fleetd_unattributed_rejects_total", (("reason", "unknown_job"),))] == 1.0
     flooder.close()
     miner.close()
 
