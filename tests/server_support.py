@@ -58,11 +58,9 @@ class RunningFleetd:
 
 async def start_fleetd(config: Config, *, clock: Clock = SYSTEM_CLOCK) -> RunningFleetd:
     """fleetd on loopback; ``clock`` is the one its server, source, API and feeds all read."""
+    config = replace(config, http=replace(config.http, listen=HostPort("127.0.0.1", 0)))
     app = fleetd_app.build_app(config, clock=clock)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
+    runner = await fleetd_app.start_http(app)  # as `fleetd serve` listens: timeouts, JSON errors, auth
     port = runner.addresses[0][1]
     server = app[fleetd_app.STRATUM_KEY]
     await wait_until(lambda: server.current_job is not None)  # the demo chain publishes one right after start

@@ -15,7 +15,6 @@ import signal
 import sys
 import textwrap
 
-from aiohttp import web
 
 from fleetd import app as fleetd_app
 from fleetd import log as logging
@@ -92,11 +91,7 @@ async def run(
     the table every ``every`` seconds and once more at the end; the daemon and the fleet share ``clock``."""
     out = out or sys.stdout  # looked up per call: the default would pin the stdout of import time
     application = fleetd_app.build_app(config, clock=clock)
-    runner = web.AppRunner(application, access_log=None)
-    await runner.setup()
-    http = config.http.listen
-    site = web.TCPSite(runner, http.host, http.port)
-    await site.start()
+    runner = await fleetd_app.start_http(application)  # as `fleetd serve` listens: timeouts, JSON errors, auth
     server = application[fleetd_app.STRATUM_KEY]
     source = application[fleetd_app.SOURCE_KEY]
     registry = application[api.RIGS_KEY]
