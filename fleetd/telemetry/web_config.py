@@ -215,6 +215,8 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+UNKNOWN_USER = "unknown_user"  # why a login failed, as fleetd_http_auth_failures_total counts it
+WRONG_PASSWORD = "wrong_password"
 MAX_CONCURRENT_CHECKS = 4  # bcrypt runs in threads; wrong guesses cannot take every thread
 
 
@@ -233,18 +235,25 @@ class BasicAuth:
 
     async def check(self, user: str, password: str) -> bool:
         """Whether ``user`` with ``password`` may in."""
+        return await self.verify(user, password) is None
+
+    async def verify(self, user: str, password: str) -> str | None:
+        """None when ``user`` with ``password`` may in; else why not (``UNKNOWN_USER`` or
+        ``WRONG_PASSWORD``, as counted: never told to the client)."""
         digest = hmac.new(self._key, user.encode() + b"\0" + password.encode(), hashlib.sha256).digest()
         remembered = self._verified.get(user)
         if remembered is not None and hmac.compare_digest(remembered, digest):
-            return True
+            return None
         hashed = self._users.get(user)
         async with self._checks:
             self.bcrypt_checks += 1
             ok = await asyncio.to_thread(_checkpw, password.encode(), hashed or self._no_user)
-        if ok and hashed is not None:
-            self._verified[user] = digest  # one entry per configured user: bounded by the file
-            return True
-        return False
+        if hashed is None:
+            return UNKNOWN_USER
+        if not ok:
+            return WRONG_PASSWORD
+        self._verified[user] = digest  # one entry per configured user: bounded by the file
+        return None
 
 
 def _checkpw(password: bytes, hashed: bytes) -> bool:

@@ -8,7 +8,6 @@ and talks to it over real sockets.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import dataclasses
 import io
@@ -29,12 +28,12 @@ from fleetd import log as logging
 from fleetd.config import ConfigError, HttpConfig, parse
 from fleetd.sources.demo import DemoChain
 from fleetd.telemetry.api import RIGS_KEY
-from fleetd.telemetry.listener import AUTH_KEY
+from fleetd.telemetry.listener import AUTH_KEY, GUARD_KEY, HttpGuard, HttpLimits
+from http_support import HANG_GUARD_S, basic, raw, read_until_closed
 from server_support import make_config
 from tls_support import self_signed
 
 USER, PASSWORD = "prometheus", "s3cret pass:word"
-HANG_GUARD_S = 10.0  # far above every configured timeout here: reaching it means nothing closed
 
 
 def _hash(password: str) -> str:
@@ -46,14 +45,17 @@ def _self_signed(tmp_path):
 
 
 @contextlib.asynccontextmanager
-async def serve(tmp_path, web_yaml: str | None = None, **http):
-    """fleetd's app served as ``fleetd serve`` serves it; yields (base URL, app)."""
+async def serve(tmp_path, web_yaml: str | None = None, limits: HttpLimits | None = None, **http):
+    """fleetd's app served as ``fleetd serve`` serves it (``limits``: its HTTP guard's instead
+    of the defaults); yields (base URL, app)."""
     config = make_config()
     if web_yaml is not None:
         (tmp_path / "web.yml").write_text(web_yaml)
         http["web_config_file"] = str(tmp_path / "web.yml")
     config = dataclasses.replace(config, http=dataclasses.replace(config.http, **http))
     app = fleetd_app.build_app(config)
+    if limits is not None:
+        app[GUARD_KEY] = HttpGuard(limits)
     runner = await fleetd_app.start_http(app)
     host, port = runner.addresses[0][:2]
     scheme = "https" if web_yaml and "tls_server_config" in web_yaml else "http"
@@ -61,10 +63,6 @@ async def serve(tmp_path, web_yaml: str | None = None, **http):
         yield f"{scheme}://{host}:{port}", app
     finally:
         await runner.cleanup()
-
-
-def _basic(user: str, password: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
 async def _get(base: str, path: str, headers=None, ssl_context=None) -> tuple[int, dict, str]:
@@ -118,9 +116,10 @@ def test_http_timeouts_and_limits_are_checked(tmp_path):
 
 async def test_basic_auth_guards_metrics_and_the_api_but_not_healthz(tmp_path):
     web_yaml = f"basic_auth_users:\n  {USER}: {_hash(PASSWORD)}\n"
-    async with serve(tmp_path, web_yaml) as (base, app):
+    unthrottled = HttpLimits(max_auth_failures=1000)  # 8 wrong logins here: the throttle is tested on its own
+    async with serve(tmp_path, web_yaml, unthrottled) as (base, app):
         for path in ("/metrics", "/api/v1/summary", "/api/v1/rigs/x", "/not/a/path"):
-            for headers in (None, _basic(USER, "wrong"), _basic("nobody", PASSWORD), {"Authorization": "Basic !!"}):
+            for headers in (None, basic(USER, "wrong"), basic("nobody", PASSWORD), {"Authorization": "Basic !!"}):
                 status, response_headers, body = await _get(base, path, headers)
                 assert status == 401, (path, headers)
                 assert response_headers["WWW-Authenticate"].startswith("Basic realm=")
@@ -130,9 +129,9 @@ async def test_basic_auth_guards_metrics_and_the_api_but_not_healthz(tmp_path):
         assert status == 200  # open: probes carry no password
         checks_before = app[AUTH_KEY].bcrypt_checks
         for _ in range(5):
-            status, _, body = await _get(base, "/metrics", _basic(USER, PASSWORD))
+            status, _, body = await _get(base, "/metrics", basic(USER, PASSWORD))
             assert status == 200 and "fleetd_" in body
-        status, _, body = await _get(base, "/api/v1/summary", _basic(USER, PASSWORD))
+        status, _, body = await _get(base, "/api/v1/summary", basic(USER, PASSWORD))
         assert status == 200 and "rigs" in json.loads(body)
         # bcrypt ran for the first right password only; the others were remembered
         assert app[AUTH_KEY].bcrypt_checks == checks_before + 1
@@ -155,7 +154,7 @@ async def test_tls_with_basic_auth_over_a_real_tls_client(tmp_path):
     client_tls = ssl.create_default_context(cafile=str(cert))
     async with serve(tmp_path, web_yaml) as (base, _):
         assert base.startswith("https://")
-        status, _, body = await _get(base, "/api/v1/summary", _basic(USER, PASSWORD), client_tls)
+        status, _, body = await _get(base, "/api/v1/summary", basic(USER, PASSWORD), client_tls)
         assert status == 200 and "rigs" in json.loads(body)
         assert (await _get(base, "/metrics", None, client_tls))[0] == 401
         with pytest.raises(aiohttp.ClientConnectorCertificateError):  # not trusted without the CA
@@ -181,19 +180,12 @@ async def test_a_tls_client_that_never_finishes_its_handshake_is_closed(tmp_path
         reader, writer = await asyncio.open_connection(url.host, url.port)
         started = time.monotonic()
         async with asyncio.timeout(HANG_GUARD_S):
-            assert await _read_until_closed(reader) == b""
+            assert await read_until_closed(reader) == b""
         assert time.monotonic() - started < HANG_GUARD_S / 2
         writer.close()
 
 
 # --- slow clients ---------------------------------------------------------------------------
-
-
-async def _read_until_closed(reader: asyncio.StreamReader) -> bytes:
-    try:
-        return await reader.read()
-    except ConnectionResetError:
-        return b""
 
 
 async def test_slow_drip_and_idle_connections_are_closed(tmp_path):
@@ -213,8 +205,8 @@ async def test_slow_drip_and_idle_connections_are_closed(tmp_path):
 
         dripping = asyncio.create_task(drip())
         async with asyncio.timeout(HANG_GUARD_S):
-            assert await _read_until_closed(drip_reader) == b""
-            assert await _read_until_closed(idle_reader) == b""
+            assert await read_until_closed(drip_reader) == b""
+            assert await read_until_closed(idle_reader) == b""
         closed_after = time.monotonic() - started
         dripping.cancel()
         assert 0.4 < closed_after < 3.0, closed_after
@@ -222,7 +214,7 @@ async def test_slow_drip_and_idle_connections_are_closed(tmp_path):
         reader, writer = await asyncio.open_connection(url.host, url.port)
         writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         async with asyncio.timeout(HANG_GUARD_S):
-            answer = await _read_until_closed(reader)
+            answer = await read_until_closed(reader)
         assert answer.startswith(b"HTTP/1.1 200")
         for w in (idle_writer, drip_writer, writer):
             w.close()
@@ -239,16 +231,6 @@ HOSTILE = {
 }
 
 
-async def _raw(base: str, request: bytes) -> bytes:
-    url = URL(base)
-    reader, writer = await asyncio.open_connection(url.host, url.port)
-    writer.write(request)
-    async with asyncio.timeout(HANG_GUARD_S):
-        answer = await _read_until_closed(reader)
-    writer.close()
-    return answer
-
-
 async def test_malformed_requests_get_a_json_400_and_one_json_log_line_each(tmp_path, capfd):
     lines = io.StringIO()
     logging.configure("info", "json", stream=lines)
@@ -257,7 +239,7 @@ async def test_malformed_requests_get_a_json_400_and_one_json_log_line_each(tmp_
             capfd.readouterr()
             lines.seek(0), lines.truncate()
             for name, request in HOSTILE.items():
-                answer = await _raw(base, request)
+                answer = await raw(base, request)
                 head, _, body = answer.partition(b"\r\n\r\n")
                 assert head.split(b" ")[1] == b"400", (name, answer[:200])
                 assert b"Content-Type: application/json" in head, (name, head)
