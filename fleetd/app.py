@@ -17,9 +17,9 @@ from aiohttp import web
 from fleetd import log as logging
 from fleetd import redact
 from fleetd.clock import SYSTEM_CLOCK, Clock
-from fleetd.config import Config
+from fleetd.config import Config, stratum_tls_context
 from fleetd.server.admission import AdmissionConfig
-from fleetd.server.stratum import ServerSettings, StratumServer
+from fleetd.server.stratum import ServerSettings, StratumServer, TlsListen
 from fleetd.shares.vardiff import VardiffConfig
 from fleetd.sources.base import JobSource
 from fleetd.stratum.auth import AllowListAuthorization, OpenAuthorization, PasswordAuthorization
@@ -57,7 +57,12 @@ def session_config(config: Config) -> SessionConfig:
 
 
 def server_settings(config: Config) -> ServerSettings:
+    """The Stratum server's settings; the stratum+ssl certificate is read here, at start, so a
+    certificate renewed since the config was checked is the one served."""
     s = config.stratum
+    tls = None
+    if s.tls_listen is not None:
+        tls = TlsListen(s.tls_listen.host, s.tls_listen.port, stratum_tls_context(s), s.tls_handshake_timeout_seconds)
     return ServerSettings(
         host=s.listen.host,
         port=s.listen.port,
@@ -87,6 +92,7 @@ def server_settings(config: Config) -> ServerSettings:
         ),
         idle_timeout=s.idle_timeout_seconds,
         log_window=s.log_window_seconds,
+        tls=tls,
     )
 
 

@@ -66,6 +66,13 @@ class StratumConfig:
     ban_forget_seconds: float = 3600.0  # an address quiet this long starts afresh
     idle_timeout_seconds: float = 1800.0  # logged in, no accepted share while there is work (0: never)
     log_window_seconds: float = 60.0  # refusals logged once per window per address and reason
+    # stratum+ssl on a second listener ("": none); the same sessions and limits as `listen`.
+    # Relative file names are read from the working directory, like [http] web_config_file.
+    tls_listen: HostPort | None = None
+    tls_cert_file: str = ""  # PEM certificate chain, the server's certificate first
+    tls_key_file: str = ""  # PEM private key of that certificate
+    tls_min_version: str = "TLS12"
+    tls_handshake_timeout_seconds: float = 10.0  # a connection still handshaking this long is closed
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +155,9 @@ _CHOICES = {
     ("source", "kind"): ("demo", "bitcoind", "upstream"),
     ("log", "level"): ("debug", "info", "warning", "error"),
     ("log", "format"): ("auto", "json", "console"),
+    ("stratum", "tls_min_version"): ("TLS12", "TLS13"),
 }
+_TLS_FILES = ("tls_cert_file", "tls_key_file")
 _SOURCE_TABLES = ("bitcoind", "upstream")
 
 
@@ -230,6 +239,10 @@ def _convert(section: str, key: str, value: Any, default: Any) -> Any:
         return value
     if isinstance(default, HostPort):
         return parse_host_port(value)
+    if key == "tls_listen":
+        if not isinstance(value, str):
+            raise ValueError('must be "host:port", e.g. "0.0.0.0:3334", or "" for none')
+        return parse_host_port(value) if value else None
     if key == "version_mask":
         return _hex_u32(value)
     if isinstance(default, bool):
@@ -251,6 +264,8 @@ def _convert(section: str, key: str, value: Any, default: Any) -> Any:
             from fleetd.telemetry import web_config
 
             web_config.load(value)  # refused here, naming the web config's own key
+        if key in _TLS_FILES and value:
+            _readable(value)
         if key == "payout_script":
             try:
                 bytes.fromhex(value)
@@ -290,6 +305,14 @@ _RANGES = {
     "max_header_bytes": (1024, 1 << 20),
     "max_headers": (8, 1000),
 }
+
+
+def _readable(name: str) -> None:
+    try:
+        with open(Path(name).expanduser(), "rb") as file:
+            file.read(1)
+    except OSError as exc:
+        raise ValueError(f"cannot read the file: {exc.strerror or exc}") from None
 
 
 def _in_range(key: str, value: float) -> float:
@@ -341,6 +364,7 @@ def _cross_checks(config: Config, problems: list[str]) -> None:
         problems.append(
             f"[stratum] start_difficulty = {s.start_difficulty:g}: must be between min_difficulty and max_difficulty"
         )
+    _tls_checks(s, problems)
     if config.rigs.poll_timeout_seconds >= config.rigs.poll_interval_seconds:
         problems.append("[rigs] poll_timeout_seconds must be shorter than poll_interval_seconds")
     if config.rigs.inventory:
@@ -360,15 +384,67 @@ def _cross_checks(config: Config, problems: list[str]) -> None:
         problems.append(f'[source] kind = "{kind}" needs a [source.{kind}] table')
 
 
+def _tls_checks(s: StratumConfig, problems: list[str]) -> None:
+    """stratum+ssl: a listener needs a certificate and its key, and they must load together."""
+    if any(p.startswith(tuple(f"[stratum] {key} =" for key in ("tls_listen", *_TLS_FILES))) for p in problems):
+        return  # given, but bad: already named
+    if s.tls_listen is None:
+        for key in _TLS_FILES:
+            if getattr(s, key):
+                problems.append(
+                    f'[stratum] {key} is given without tls_listen: set tls_listen = "host:port" to serve stratum+ssl'
+                )
+        return
+    missing = [key for key in _TLS_FILES if not getattr(s, key)]
+    if missing:
+        problems.append(f'[stratum] tls_listen = "{s.tls_listen}" needs {" and ".join(missing)}')
+        return
+    if s.tls_listen == s.listen and s.listen.port != 0:
+        problems.append(f'[stratum] tls_listen = "{s.tls_listen}" is the plain listen address too')
+    problem = tls_problem(s)
+    if problem is not None:
+        problems.append(problem)
+
+
+def stratum_tls_context(s: StratumConfig):
+    """The stratum+ssl listener's server context: the certificate chain and the minimum version."""
+    from fleetd.telemetry.web_config import TlsServerConfig
+
+    return TlsServerConfig(
+        Path(s.tls_cert_file).expanduser(), Path(s.tls_key_file).expanduser(), min_version=s.tls_min_version
+    ).context()
+
+
+def tls_problem(s: StratumConfig) -> str | None:
+    """Why the certificate and key do not load, naming the key at fault; None when they do."""
+    import ssl
+
+    try:
+        stratum_tls_context(s)
+    except (ssl.SSLError, OSError) as exc:
+        check = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            check.load_verify_locations(cafile=str(Path(s.tls_cert_file).expanduser()))
+        except (ssl.SSLError, OSError) as cert_exc:
+            return f"[stratum] tls_cert_file = {s.tls_cert_file!r}: not a PEM certificate ({cert_exc})"
+        return (
+            f"[stratum] tls_key_file = {s.tls_key_file!r}: not the private key of tls_cert_file = "
+            f"{s.tls_cert_file!r}, or not a PEM key ({exc})"
+        )
+    return None
+
+
 def serving_problems(config: Config) -> list[str]:
     """What makes a valid configuration unsafe to serve: the demo chain reachable by real rigs."""
-    listen = config.stratum.listen
-    if config.source.kind != "demo" or config.source.allow_demo_on_network or _is_loopback(listen.host):
+    if config.source.kind != "demo" or config.source.allow_demo_on_network:
         return []
+    s = config.stratum
     return [
-        f'[source] kind = "demo" with [stratum] listen = "{listen}": the demo chain is not Bitcoin; '
+        f'[source] kind = "demo" with [stratum] {key} = "{listen}": the demo chain is not Bitcoin; '
         'rigs on the network would mine it for nothing. Choose kind = "bitcoind" or "upstream", '
         "listen on a loopback address, or set [source] allow_demo_on_network = true."
+        for key, listen in (("listen", s.listen), ("tls_listen", s.tls_listen))
+        if listen is not None and not _is_loopback(listen.host)
     ]
 
 

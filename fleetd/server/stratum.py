@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import ssl
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
@@ -54,6 +56,17 @@ from fleetd.stratum.session import SessionConfig
 IDLE_CHECK_SECONDS = 5.0  # how often silent miners are offered a lower difficulty
 IDLE_TIMEOUT = "idle_timeout"  # the close reason of a logged-in rig that stopped earning shares
 BAD_REQUEST_LINES = 5  # bad_request lines per source address per log window; the rest are counted
+TLS_HANDSHAKE_FAILED = "tls_handshake_failed"  # the close reason of a TLS connection that never got through
+
+
+@dataclass(frozen=True, slots=True)
+class TlsListen:
+    """stratum+ssl on a second listener: the same sessions, pool core and limits as the plain one."""
+
+    host: str
+    port: int
+    context: ssl.SSLContext
+    handshake_timeout: float = 10.0  # a connection still handshaking this long is closed
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +86,7 @@ class ServerSettings:
     # a too-high difficulty down by then.
     idle_timeout: float = 1800.0
     log_window: float = 60.0  # refusals are logged once per window per address and reason
+    tls: TlsListen | None = None  # stratum+ssl beside the plain listener, when configured
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +151,9 @@ class StratumServer:
         self.work_withdrawn: str | None = None  # why there is no job to hand out, when so
         self.log = logging.get("fleetd.stratum")
         self._server: asyncio.base_events.Server | None = None
+        self._tls_socket: socket.socket | None = None
+        self._tls_accept: asyncio.Task | None = None
+        self._handshakes: set[asyncio.Task] = set()  # TLS connections admitted and not yet through
         self.current_work: tuple[Job, bytes] | None = None  # the latest job and its encoded notify; None: none
         self._block_tasks: set[asyncio.Task] = set()
         self._idle_task: asyncio.Task | None = None
@@ -159,8 +176,21 @@ class StratumServer:
         self._server = await loop.create_server(
             lambda: MinerConnection(self), self.settings.host, self.settings.port, reuse_address=True, backlog=4096
         )
+        tls = self.settings.tls
+        if tls is not None:
+            try:
+                self._tls_socket = _listening_socket(tls.host, tls.port)
+            except BaseException:
+                self._server.close()
+                raise
+            self._tls_accept = asyncio.create_task(self._accept_tls(self._tls_socket, tls), name="stratum-tls-accept")
         self._idle_task = asyncio.create_task(self._idle_loop(), name="vardiff-idle")
         self.log.info("stratum_listening", address=self.address)
+        if tls is not None:
+            self.log.info(
+                "stratum_tls_listening", address=self.tls_address, min_version=tls.context.minimum_version.name,
+                handshake_timeout=tls.handshake_timeout,
+            )  # fmt: skip
 
     @property
     def address(self) -> tuple[str, int]:
@@ -168,6 +198,50 @@ class StratumServer:
         assert self._server is not None and self._server.sockets
         host, port = self._server.sockets[0].getsockname()[:2]
         return host, port
+
+    @property
+    def tls_address(self) -> tuple[str, int] | None:
+        """The stratum+ssl listener's bound address; None without one."""
+        if self._tls_socket is None or self._tls_socket.fileno() < 0:
+            return None
+        host, port = self._tls_socket.getsockname()[:2]
+        return host, port
+
+    async def _accept_tls(self, listening: socket.socket, tls: TlsListen) -> None:
+        """stratum+ssl: each connection is admitted (or refused) as it is accepted, before any
+        TLS work, exactly as on the plain listener, so a refused or banned address costs no
+        handshake; an admitted one is handed to the loop with the certificate and the
+        handshake timeout, and becomes a miner once its handshake is done."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                connection, peer = await loop.sock_accept(listening)
+            except OSError as exc:  # out of file descriptors, most likely: retry, as asyncio's own server does
+                self.log_limited("tls_accept_failed", "*", type(exc).__name__, "error", detail=str(exc))
+                await asyncio.sleep(1.0)  # an I/O back-off, in real time
+                continue
+            ip = peer[0]
+            refused = self.admission.admit(ip, self.clock.monotonic())
+            if refused is not None:
+                self.refuse(ip, refused)
+                connection.close()
+                continue
+            task = loop.create_task(self._handshake(connection, ip, peer[1], tls), name="stratum-tls-handshake")
+            self._handshakes.add(task)
+            task.add_done_callback(self._handshakes.discard)
+
+    async def _handshake(self, connection: socket.socket, ip: str, port: int, tls: TlsListen) -> None:
+        miner = TlsMinerConnection(self, ip, port)
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(
+                lambda: miner, connection, ssl=tls.context, ssl_handshake_timeout=tls.handshake_timeout
+            )
+        except (OSError, asyncio.CancelledError) as exc:  # not TLS, too slow, refused by TLS, or shutdown
+            connection.close()
+            self.admission.release(ip)
+            self.disconnects[TLS_HANDSHAKE_FAILED] += 1
+            reason = "cancelled" if isinstance(exc, asyncio.CancelledError) else type(exc).__name__
+            self.log_limited(TLS_HANDSHAKE_FAILED, ip, reason, "info", peer=f"{ip}:{port}", detail=str(exc)[:200])
 
     async def stop(self) -> None:
         """Stop accepting, ask miners to reconnect, let replies drain, then close everything.
@@ -177,6 +251,12 @@ class StratumServer:
         if self._server is None:
             return
         self._server.close()
+        if self._tls_accept is not None:
+            self._tls_accept.cancel()
+            await asyncio.wait([self._tls_accept])  # off the loop's poll before its socket closes
+            self._tls_socket.close()
+        for handshake in list(self._handshakes):
+            handshake.cancel()  # not yet a miner: nothing to tell it; the task frees its slot
         if self._idle_task:
             self._idle_task.cancel()
         for connection in list(self.connections):
@@ -193,6 +273,8 @@ class StratumServer:
         if self._block_tasks:
             await asyncio.wait(self._block_tasks, timeout=self.settings.shutdown_grace)
         await self._server.wait_closed()
+        if self._handshakes:
+            await asyncio.wait(self._handshakes, timeout=self.settings.shutdown_grace)
         self.log.info("stratum_stopped", blocks_submitted=self.blocks_submitted)
 
     # -- jobs ---------------------------------------------------------------------
@@ -424,17 +506,28 @@ class MinerConnection(asyncio.Protocol):
     # -- asyncio callbacks ----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:
+        if self.admit(transport):
+            self.begin(transport)
+
+    def admit(self, transport: asyncio.BaseTransport) -> bool:
+        """The admission limits: False when refused (counted, logged and closed at once)."""
         server = self.server
-        self.transport = transport
         peer = transport.get_extra_info("peername") or ("?", 0)
         self.ip = ip = peer[0]
-        now = server.clock.monotonic()
-        refused = server.admission.admit(ip, now)
+        self.peer = f"{ip}:{peer[1]}"
+        refused = server.admission.admit(ip, server.clock.monotonic())
         if refused is not None:  # closed at once, before any session work
             server.refuse(ip, refused)
             transport.abort()
-            return
-        self.peer = f"{ip}:{peer[1]}"
+            return False
+        return True
+
+    def begin(self, transport: asyncio.Transport) -> None:
+        """An admitted connection (over TLS: once its handshake is done) becomes a session."""
+        server = self.server
+        self.transport = transport
+        ip = self.ip
+        now = server.clock.monotonic()
         try:
             self.extranonce1 = server.extranonces.allocate()
         except Exception:  # every extranonce1 is in use: refuse this one, keep serving the rest
@@ -608,6 +701,38 @@ class MinerConnection(asyncio.Protocol):
         if not session.ready and not session.closed:
             session.close(CloseReason.LOGIN_TIMEOUT)
             self.flush()
+
+
+class TlsMinerConnection(MinerConnection):
+    """A stratum+ssl miner: admitted when accepted, so its session begins once the handshake is done."""
+
+    def __init__(self, server: StratumServer, ip: str, port: int) -> None:
+        super().__init__(server)
+        self.ip, self.peer = ip, f"{ip}:{port}"
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.begin(transport)
+        if self.core is not None:
+            self.log = self.log.bind(tls=transport.get_extra_info("ssl_object").version())
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """A non-blocking listening TCP socket on the first address ``host`` resolves to."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    listening = socket.socket(family, kind, proto)
+    try:
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            listening.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        listening.bind(address)
+        listening.listen(4096)
+        listening.setblocking(False)
+    except BaseException:
+        listening.close()
+        raise
+    return listening
 
 
 _EFFECTS = {
