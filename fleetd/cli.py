@@ -62,6 +62,33 @@ def _bench_stratum(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_hostile(args: argparse.Namespace) -> int:
+    from fleetd.bench import hostile, stratum
+
+    try:
+        options = hostile.HostileOptions(
+            idle_connections=args.idle_connections,
+            flood_names=args.flood_names,
+            fuzz_connections=args.fuzz_connections,
+            connections=args.connections,
+            rate=args.rate,
+            seconds=args.seconds,
+            warmup=args.warmup,
+            repeats=args.repeats,
+            seed=args.seed,
+            max_connections_per_ip=args.max_connections_per_ip,
+        )
+    except ValueError as exc:
+        print(f"fleetd bench hostile: {exc}", file=sys.stderr)
+        return 2
+    try:
+        print(hostile.report(options))
+    except stratum.BenchError as exc:
+        print(f"fleetd bench hostile: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _load_config(path: str | None):
     from fleetd import config
 
@@ -247,6 +274,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--poll-rigs", type=_non_negative, default=1000, help="emulated rig APIs for the poll round (0: skip)"
     )
     telemetry.set_defaults(handler=_bench_telemetry)
+    hostile = benches.add_parser(
+        "hostile", help="a good rig's share p50/p99 quiet and under idle connections, a name flood and a fuzzer"
+    )
+    hostile.add_argument("--idle-connections", type=_non_negative, default=10_000, help="idle hostile connections")
+    hostile.add_argument("--flood-names", type=_non_negative, default=50_000,
+                         help="distinct worker names the flood authorizes per hostile window")  # fmt: skip
+    hostile.add_argument("--fuzz-connections", type=_non_negative, default=5_000,
+                         help="fuzz connections per hostile window")  # fmt: skip
+    hostile.add_argument("--connections", type=_positive, default=4, help="the good rig's connections")
+    hostile.add_argument("--rate", type=_positive_float, default=250.0, help="the good rig's shares/s")
+    hostile.add_argument("--seconds", type=_positive_float, default=5.0, help="measured window of each run")
+    hostile.add_argument("--warmup", type=_non_negative_float, default=1.0, help="unmeasured load before each window")
+    hostile.add_argument("--repeats", type=_positive, default=3, help="quiet/hostile pairs (medians reported)")
+    hostile.add_argument("--seed", type=int, default=1, help="the fuzzer's seed")
+    hostile.add_argument("--max-connections-per-ip", type=_positive, default=1_000,
+                         help="the server's per-address connection limit (the storm exceeds it)")  # fmt: skip
+    hostile.set_defaults(handler=_bench_hostile)
     return parser
 
 

@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -194,16 +194,20 @@ class Server:
 @contextlib.contextmanager
 def running_server(
     options: BenchOptions, workdir: Path, *, difficulty: float = DIFFICULTY, upstream: Server | None = None,
-    cpus: tuple[int, ...] | None = None,
+    cpus: tuple[int, ...] | None = None, config: Callable[[int, int], str] | None = None,
 ) -> Iterator[Server]:
     """``fleetd serve`` as a subprocess, listening when this yields; terminated afterwards.
 
-    With ``upstream``, a proxy fleetd mining through that server; with ``cpus``, pinned to them.
+    With ``upstream``, a proxy fleetd mining through that server; with ``cpus``, pinned to them;
+    with ``config``, the TOML it returns for (Stratum port, HTTP port) instead of ``server_config``'s.
     """
     from fleetd.config import ConfigError, parse
 
     stratum_port, http_port = _free_port(), _free_port()
-    text = server_config(stratum_port, http_port, difficulty, upstream.port if upstream else None)
+    if config is not None:
+        text = config(stratum_port, http_port)
+    else:
+        text = server_config(stratum_port, http_port, difficulty, upstream.port if upstream else None)
     config_path = workdir / f"fleetd-{stratum_port}.toml"
     config_path.write_text(text)
     try:
