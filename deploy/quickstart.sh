@@ -24,6 +24,9 @@ SYSTEM_PACKAGES=(
     "autoconf:autoconf"
     "automake:automake"
     "curl-config:libcurl4-openssl-dev"  # the -dev package's own command proves its headers are there
+    # independent TLS clients in the tests: openssl s_client on Stratum over TLS, curl on HTTPS
+    "openssl:openssl"
+    "curl:curl"
 )
 
 install_system_packages() {

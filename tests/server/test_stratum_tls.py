@@ -112,8 +112,8 @@ async def test_tls_below_1_2_is_refused(certificate):
         await wait_until(lambda: running.server.admission.connections == 0)
 
 
-@pytest.mark.skipif(OPENSSL is None, reason="no openssl CLI")
 async def test_openssl_s_client_completes_a_handshake_and_gets_the_subscribe_reply(certificate):
+    assert OPENSSL, "openssl is one of the packages deploy/quickstart.sh installs"
     async with serving(certificate) as running:
         host, port = running.server.tls_address
         process = await asyncio.create_subprocess_exec(

@@ -161,15 +161,15 @@ async def test_tls_with_basic_auth_over_a_real_tls_client(tmp_path):
             await _get(base, "/healthz", None, ssl.create_default_context())
         with pytest.raises(aiohttp.ClientError):  # plain HTTP to the TLS port
             await _get(base.replace("https", "http"), "/healthz")
-        curl = shutil.which("curl")
-        if curl:  # an independent TLS client, as an operator would check it
-            result = await asyncio.to_thread(
-                subprocess.run,
-                [curl, "-sS", "--cacert", str(cert), "-u", f"{USER}:{PASSWORD}", f"{base}/api/v1/summary"],
-                capture_output=True, text=True, timeout=30,
-            )  # fmt: skip
-            assert result.returncode == 0, result.stderr
-            assert "rigs_up" in json.loads(result.stdout)
+        curl = shutil.which("curl")  # an independent TLS client, as an operator would check it
+        assert curl, "curl is one of the packages deploy/quickstart.sh installs"
+        result = await asyncio.to_thread(
+            subprocess.run,
+            [curl, "-sS", "--cacert", str(cert), "-u", f"{USER}:{PASSWORD}", f"{base}/api/v1/summary"],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert "rigs_up" in json.loads(result.stdout)
 
 
 async def test_a_tls_client_that_never_finishes_its_handshake_is_closed(tmp_path):
