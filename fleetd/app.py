@@ -27,6 +27,7 @@ from fleetd.stratum.session import SessionConfig
 from fleetd.rigs.registry import RigRegistry
 from fleetd.telemetry import api, listener, web_config
 from fleetd.economics.settings import PowerPrices
+from fleetd.journal.store import JournalLocked
 from fleetd.telemetry.economics import SiteEconomicsView
 
 SOURCE_KEY = web.AppKey("source", object)
@@ -34,6 +35,7 @@ STRATUM_KEY = web.AppKey("stratum", StratumServer)
 CONFIG_KEY = web.AppKey("config", Config)
 STARTED_KEY = web.AppKey("started", float)
 WEB_CONFIG_KEY = web.AppKey("web_config", web_config.WebConfig)
+JOURNAL_KEY = web.AppKey("journal", object)
 CLOCK_KEY = api.CLOCK_KEY  # the app's one clock (kept by the API, whose handlers read it)
 
 
@@ -145,6 +147,13 @@ def build_app(config: Config, source: JobSource | None = None, *, clock: Clock =
     app[WEB_CONFIG_KEY] = web_config.load(http.web_config_file) if http.web_config_file else web_config.WebConfig()
     listener.protect(app, app[WEB_CONFIG_KEY].basic_auth())
     collector.source = app[SOURCE_KEY]
+    if config.journal.enabled:  # before the Stratum server: restored rigs exist before miners connect
+        from fleetd.journal.metrics import JournalCollector
+        from fleetd.journal.writer import Journal
+
+        app[JOURNAL_KEY] = Journal(config.journal, rigs, clock=clock)
+        app[api.METRICS_REGISTRY_KEY].register(JournalCollector(app[JOURNAL_KEY]))
+        app.cleanup_ctx.append(_journal)
     app.cleanup_ctx.append(_stratum_and_source)
     app.cleanup_ctx.append(_rig_upkeep)
     app.cleanup_ctx.append(_price_feed)
@@ -156,6 +165,8 @@ async def _stratum_and_source(app: web.Application):
     log = logging.get("fleetd")
     source: JobSource = app[SOURCE_KEY]
     server = StratumServer(server_settings(app[CONFIG_KEY]), source, rigs=app[api.RIGS_KEY], clock=app[CLOCK_KEY])
+    if JOURNAL_KEY in app:
+        app[JOURNAL_KEY].attach(server, source)
     await server.start()
     app[STRATUM_KEY] = server
     app[api.COLLECTOR_KEY].server = server
@@ -165,6 +176,19 @@ async def _stratum_and_source(app: web.Application):
     finally:
         await server.stop()
         await _cancel(source_task)
+
+
+async def _journal(app: web.Application):
+    """Open the journal and restore the rigs before the Stratum server starts; the final
+    flush runs after it has stopped (cleanup runs in reverse order)."""
+    journal = app[JOURNAL_KEY]
+    await journal.open()
+    task = asyncio.create_task(journal.run(), name="journal")
+    try:
+        yield
+    finally:
+        await _cancel(task)
+        await journal.close()
 
 
 RIG_UPKEEP_SECONDS = 5.0  # how often new rig IPs reach the poller and gone rigs are retired
@@ -329,6 +353,9 @@ def run(config: Config) -> None:
         raise SystemExit(2) from None
     try:
         loop.run_until_complete(_serve(application))
+    except JournalLocked as exc:  # a second fleetd on one journal: refused, naming the file and the holder
+        logging.get("fleetd").error("journal_in_use", error=str(exc))
+        raise SystemExit(2) from None
     except OSError as exc:  # a port in use or not ours to bind: say which, without a traceback
         logging.get("fleetd").error("cannot_listen", error=str(exc), http=str(http), stratum=str(config.stratum.listen))
         raise SystemExit(1) from None

@@ -125,6 +125,16 @@ class RigsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class JournalConfig:
+    enabled: bool = True
+    # "": journal.sqlite3 in $STATE_DIRECTORY when systemd sets it, else in the working directory
+    path: str = ""
+    flush_seconds: float = 1.0  # rollups and rig counters reach the file at least this often
+    retention_days: float = 400.0  # rollups older than this are deleted (a tax year and some)
+    compact_after_days: float = 35.0  # minute rollups older than this become hourly ones
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     level: str = "info"
     format: str = "auto"  # auto | json | console
@@ -138,6 +148,7 @@ class Config:
     source: SourceConfig = SourceConfig()
     rigs: RigsConfig = RigsConfig()
     log: LogConfig = LogConfig()
+    journal: JournalConfig = JournalConfig()
     economics: Any = None  # an EconomicsConfig when [economics] is given: prices make margins
 
 
@@ -148,6 +159,7 @@ _SECTION_TYPES = {
     "source": SourceConfig,
     "rigs": RigsConfig,
     "log": LogConfig,
+    "journal": JournalConfig,
     "economics": None,  # its own parser: nested tables
 }
 _CHOICES = {
@@ -304,6 +316,9 @@ _RANGES = {
     "tls_handshake_timeout_seconds": (0.1, 600.0),
     "max_header_bytes": (1024, 1 << 20),
     "max_headers": (8, 1000),
+    "flush_seconds": (0.05, 60.0),
+    "retention_days": (1.0, 36500.0),
+    "compact_after_days": (1.0, 36500.0),
 }
 
 
@@ -379,6 +394,8 @@ def _cross_checks(config: Config, problems: list[str]) -> None:
         problems.append('[auth] policy = "allowlist" needs accounts = ["..."]')
     if config.auth.policy == "password" and not config.auth.passwords and not given("passwords"):
         problems.append('[auth] policy = "password" needs a [auth.passwords] table')
+    if config.journal.compact_after_days >= config.journal.retention_days:
+        problems.append("[journal] compact_after_days must be shorter than retention_days")
     kind = config.source.kind
     if kind in _SOURCE_TABLES and getattr(config.source, kind) is None:
         problems.append(f'[source] kind = "{kind}" needs a [source.{kind}] table')

@@ -101,3 +101,10 @@ def _restore_logging_config():
     saved = structlog.get_config()
     yield
     structlog.configure(**saved)
+
+
+@pytest.fixture(autouse=True)
+def _journal_in_tmp(tmp_path_factory, monkeypatch):
+    """Each test's fleetd keeps its journal in a directory of its own, never in the working
+    directory (``[journal] path`` defaults to ``$STATE_DIRECTORY``)."""
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path_factory.mktemp("state")))

@@ -115,6 +115,16 @@ class Rig:
             for average in self.averages.values():
                 average.add(hashes, now)
 
+    def seed(self, history: list[tuple[float, float]], started: float) -> None:
+        """Rebuild the rate averages from (time, hashes) of work done since ``started``, oldest
+        first: a restart's journal history, so the 1m/5m/1h rates are right at once."""
+        for average in self.averages.values():
+            average._started = started
+            for at, hashes in history:
+                if hashes:
+                    average._value = average._decayed(at) + hashes / average.tau
+                    average._updated = at
+
     @property
     def accepted_hashes(self) -> float:
         return self.accepted_work * HASHES_PER_DIFFICULTY
@@ -214,6 +224,28 @@ class RigRegistry:
         if rig is None:
             rig = self.rigs[name] = Rig(name, now)
         return rig
+
+    def restore(self, records) -> list[Rig]:
+        """Rigs as a journal kept them (identity and cumulative counters, records with the
+        attributes of ``fleetd.journal.store.RigRecord``), so counters continue where they stopped.
+        A rig already known keeps what it has."""
+        restored = []
+        for record in records:
+            if record.name in self.rigs:
+                continue
+            rig = self.rigs[record.name] = Rig(record.name, record.first_seen)
+            rig.last_seen = record.last_seen
+            rig.last_share = record.last_share
+            rig.model, rig.firmware = record.model, record.firmware
+            rig.accepted = record.accepted
+            rig.accepted_work = record.accepted_work
+            rig.rejected = Counter(record.rejected)
+            rig.blocks = record.blocks
+            rig.energy_joules = record.energy_joules
+            if record.ip and record.ip not in self._by_ip:
+                self._set_ip(rig, record.ip)
+            restored.append(rig)
+        return restored
 
     def by_ip(self, ip: str) -> Rig | None:
         name = self._by_ip.get(ip)

@@ -148,6 +148,7 @@ class StratumServer:
         self.connections: set[MinerConnection] = set()
         self.blocks_submitted = 0
         self.blocks_accepted = 0
+        self.on_block = None  # (job, outcome, worker), called with each found block's answer (the journal)
         self.work_withdrawn: str | None = None  # why there is no job to hand out, when so
         self.log = logging.get("fleetd.stratum")
         self._server: asyncio.base_events.Server | None = None
@@ -421,7 +422,7 @@ class StratumServer:
             hash=found.hash,
             worker=share.worker,
         )
-        self._track_block(self.builder.submit_block(solved), found.job, log)
+        self._track_block(self.builder.submit_block(solved), found.job, log, share.worker)
 
     def forward_share(self, forwarded: ShareForwarded, log) -> None:
         """Offer an accepted share to the upstream pool; count its answer per worker. A block
@@ -445,14 +446,14 @@ class StratumServer:
 
         future.add_done_callback(answered)
         if forwarded.is_block:
-            self._track_block(_block_outcome(future, forwarded), forwarded.job, log)
+            self._track_block(_block_outcome(future, forwarded), forwarded.job, log, worker)
 
-    def _track_block(self, submitting, job: Job, log) -> None:
-        task = asyncio.get_running_loop().create_task(self._await_block(submitting, job, log))
+    def _track_block(self, submitting, job: Job, log, worker: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._await_block(submitting, job, log, worker))
         self._block_tasks.add(task)
         task.add_done_callback(self._block_tasks.discard)
 
-    async def _await_block(self, submitting, job: Job, log) -> None:
+    async def _await_block(self, submitting, job: Job, log, worker: str) -> None:
         self.blocks_submitted += 1
         try:
             outcome = await submitting
@@ -463,6 +464,8 @@ class StratumServer:
             self.blocks_accepted += 1
         log.info("block_submitted", accepted=outcome.accepted, hash=outcome.hash, height=outcome.height,
                  reason=outcome.reason)  # fmt: skip
+        if self.on_block is not None:
+            self.on_block(job, outcome, worker)
 
     async def _idle_loop(self) -> None:
         clock = self.clock

@@ -155,6 +155,7 @@ def write_config(path: Path, stratum_port: int, http_port: int, source: str) -> 
         f"min_difficulty = {SHARE_DIFFICULTY!r}\nmax_difficulty = {SHARE_DIFFICULTY!r}\n"
         f"start_difficulty = {SHARE_DIFFICULTY!r}\nshutdown_grace_seconds = 5.0\n"
         f'[http]\nlisten = "127.0.0.1:{http_port}"\n'
+        f'[journal]\npath = "{path.with_suffix(".journal.sqlite3")}"\n'  # two fleetd in one test: a journal each
         f"[rigs]\npoll = false\n{source}"
     )
     return path

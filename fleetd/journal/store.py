@@ -1,0 +1,469 @@
+"""The journal's SQLite file: schema, the single-instance lock, and every statement.
+
+Synchronous on purpose: the writer calls it through ``asyncio.to_thread``, so the loop never
+waits on the disk. One connection, used by one thread at a time (``_lock``).
+
+WAL mode; rollups commit with ``synchronous=NORMAL`` (a power cut may lose the last
+transaction, never corrupt the file); a found block commits with ``synchronous=FULL``, so it
+is on the disk when ``write_block`` returns.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+MINUTE = 60
+HOUR = 3600
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+-- every found block, written and fsynced when the source has answered; one row per hash,
+-- a block submitted again counts in resubmits and keeps the latest answer
+CREATE TABLE IF NOT EXISTS blocks (
+    hash TEXT PRIMARY KEY,        -- display hex
+    time REAL NOT NULL,           -- Unix seconds of the source's answer
+    worker TEXT,
+    job_id TEXT,
+    height INTEGER,
+    accepted INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    block_hex TEXT,               -- the whole block, when the source exposes it
+    resubmits INTEGER NOT NULL DEFAULT 0
+);
+-- per rig per interval (60 s; compacted to 3600 s with age): changes, and the latest samples
+CREATE TABLE IF NOT EXISTS rollups (
+    rig TEXT NOT NULL,
+    start INTEGER NOT NULL,       -- Unix seconds, a multiple of seconds
+    seconds INTEGER NOT NULL,     -- 60 or 3600
+    accepted INTEGER NOT NULL DEFAULT 0,
+    accepted_work REAL NOT NULL DEFAULT 0,  -- sum of difficulties; x 2^32 is hashes
+    rejected TEXT NOT NULL DEFAULT '{}',    -- JSON {reason: count}
+    blocks INTEGER NOT NULL DEFAULT 0,
+    upstream_forwarded INTEGER NOT NULL DEFAULT 0,
+    upstream_accepted INTEGER NOT NULL DEFAULT 0,
+    upstream_accepted_work REAL NOT NULL DEFAULT 0,
+    upstream_rejected TEXT NOT NULL DEFAULT '{}',
+    energy_joules REAL NOT NULL DEFAULT 0,
+    watts REAL,                   -- latest samples within the interval
+    reported_hashrate REAL,
+    max_chip_celsius REAL,
+    PRIMARY KEY (rig, seconds, start)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rollups_by_time ON rollups (seconds, start);
+-- each rig's identity and cumulative counters as of the last flush: what a restart restores
+CREATE TABLE IF NOT EXISTS rigs (
+    name TEXT PRIMARY KEY,
+    ip TEXT, model TEXT, firmware TEXT,
+    first_seen REAL NOT NULL, last_seen REAL NOT NULL, last_share REAL,
+    accepted INTEGER NOT NULL DEFAULT 0,
+    accepted_work REAL NOT NULL DEFAULT 0,
+    rejected TEXT NOT NULL DEFAULT '{}',
+    blocks INTEGER NOT NULL DEFAULT 0,
+    energy_joules REAL NOT NULL DEFAULT 0,
+    upstream_forwarded INTEGER NOT NULL DEFAULT 0,
+    upstream_accepted INTEGER NOT NULL DEFAULT 0,
+    upstream_accepted_work REAL NOT NULL DEFAULT 0,
+    upstream_rejected TEXT NOT NULL DEFAULT '{}'
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+"""
+
+_ROLLUP_COLUMNS = (
+    "accepted", "accepted_work", "rejected", "blocks", "upstream_forwarded", "upstream_accepted",
+    "upstream_accepted_work", "upstream_rejected", "energy_joules", "watts", "reported_hashrate", "max_chip_celsius",
+)  # fmt: skip
+_RIG_COLUMNS = (
+    "name", "ip", "model", "firmware", "first_seen", "last_seen", "last_share", "accepted", "accepted_work",
+    "rejected", "blocks", "energy_joules", "upstream_forwarded", "upstream_accepted", "upstream_accepted_work",
+    "upstream_rejected",
+)  # fmt: skip
+
+
+class JournalLocked(RuntimeError):
+    """Another fleetd holds the journal: the message names the file and the holder's pid."""
+
+
+@dataclass(slots=True)
+class Rollup:
+    """What one rig did in one interval: changes summed, samples the latest."""
+
+    accepted: int = 0
+    accepted_work: float = 0.0
+    rejected: Counter = field(default_factory=Counter)
+    blocks: int = 0
+    upstream_forwarded: int = 0
+    upstream_accepted: int = 0
+    upstream_accepted_work: float = 0.0
+    upstream_rejected: Counter = field(default_factory=Counter)
+    energy_joules: float = 0.0
+    watts: float | None = None
+    reported_hashrate: float | None = None
+    max_chip_celsius: float | None = None
+
+    def merge(self, later: Rollup) -> None:
+        """Take ``later`` in: its changes added, its samples where it has them."""
+        self.accepted += later.accepted
+        self.accepted_work += later.accepted_work
+        self.rejected.update(later.rejected)
+        self.blocks += later.blocks
+        self.upstream_forwarded += later.upstream_forwarded
+        self.upstream_accepted += later.upstream_accepted
+        self.upstream_accepted_work += later.upstream_accepted_work
+        self.upstream_rejected.update(later.upstream_rejected)
+        self.energy_joules += later.energy_joules
+        self.watts = later.watts if later.watts is not None else self.watts
+        self.reported_hashrate = later.reported_hashrate if later.reported_hashrate is not None else self.reported_hashrate
+        if later.max_chip_celsius is not None:
+            self.max_chip_celsius = max(later.max_chip_celsius, self.max_chip_celsius or later.max_chip_celsius)
+
+    def row(self) -> tuple:
+        return (
+            self.accepted, self.accepted_work, json.dumps(dict(self.rejected), sort_keys=True), self.blocks,
+            self.upstream_forwarded, self.upstream_accepted, self.upstream_accepted_work,
+            json.dumps(dict(self.upstream_rejected), sort_keys=True), self.energy_joules, self.watts,
+            self.reported_hashrate, self.max_chip_celsius,
+        )  # fmt: skip
+
+    @classmethod
+    def from_row(cls, row) -> Rollup:
+        values = dict(zip(_ROLLUP_COLUMNS, row))
+        values["rejected"] = Counter(json.loads(values["rejected"]))
+        values["upstream_rejected"] = Counter(json.loads(values["upstream_rejected"]))
+        return cls(**values)
+
+
+@dataclass(slots=True)
+class RigRecord:
+    """A rig's identity and cumulative counters, as the journal keeps them between runs."""
+
+    name: str
+    ip: str | None = None
+    model: str | None = None
+    firmware: str | None = None
+    first_seen: float = 0.0
+    last_seen: float = 0.0
+    last_share: float | None = None
+    accepted: int = 0
+    accepted_work: float = 0.0
+    rejected: dict[str, int] = field(default_factory=dict)
+    blocks: int = 0
+    energy_joules: float = 0.0
+    upstream_forwarded: int = 0
+    upstream_accepted: int = 0
+    upstream_accepted_work: float = 0.0
+    upstream_rejected: dict[str, int] = field(default_factory=dict)
+
+    def row(self) -> tuple:
+        values = [getattr(self, name) for name in _RIG_COLUMNS]
+        for i, name in enumerate(_RIG_COLUMNS):
+            if name in ("rejected", "upstream_rejected"):
+                values[i] = json.dumps(dict(values[i]), sort_keys=True)
+        return tuple(values)
+
+    @classmethod
+    def from_row(cls, row) -> RigRecord:
+        values = dict(zip(_RIG_COLUMNS, row))
+        values["rejected"] = json.loads(values["rejected"])
+        values["upstream_rejected"] = json.loads(values["upstream_rejected"])
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRecord:
+    time: float
+    hash: str
+    height: int | None
+    worker: str | None
+    job_id: str | None
+    accepted: bool
+    reason: str
+    block_hex: str | None = None
+
+
+def default_path(configured: str, environ=os.environ) -> Path:
+    """``[journal] path``; when empty, ``journal.sqlite3`` in ``$STATE_DIRECTORY`` (systemd's
+    StateDirectory=, the first when it lists several), else in the working directory."""
+    if configured:
+        return Path(configured).expanduser()
+    state = environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(state or ".") / "journal.sqlite3"
+
+
+def _lock_holder(fd: int) -> str:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        text = ""
+    return text if text.isdigit() else "unknown"
+
+
+class JournalStore:
+    """The open journal: a lock held for its lifetime and one SQLite connection."""
+
+    def __init__(self, path: str | Path, *, on_corrupt=None) -> None:
+        self.path = Path(path)
+        self.lock_path = Path(f"{self.path}.lock")
+        self.on_corrupt = on_corrupt  # (path, moved_to, error): told when a corrupt file is moved aside
+        self._lock = threading.Lock()
+        self._lock_fd: int | None = None
+        self.conn: sqlite3.Connection | None = None
+
+    # -- open and close ---------------------------------------------------------------
+
+    def open(self, now: float | None = None) -> None:
+        """Take the lock, open (moving a corrupt file aside) and create the schema."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._take_lock()
+        try:
+            try:
+                self._connect()
+            except sqlite3.DatabaseError as exc:
+                moved = self._move_aside(now if now is not None else time.time())
+                if self.on_corrupt is not None:
+                    self.on_corrupt(self.path, moved, str(exc))
+                self._connect()
+        except BaseException:
+            self.close()
+            raise
+
+    def _take_lock(self) -> None:
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _lock_holder(fd)
+            os.close(fd)
+            raise JournalLocked(
+                f"the journal {self.path} is in use by another fleetd (pid {holder}, holding {self.lock_path}); "
+                "stop it, or give this one its own [journal] path"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def _connect(self) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=0.2)
+        try:
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect on a new file only
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise sqlite3.DatabaseError(f"cannot use WAL mode (journal_mode is {mode})")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            check = conn.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(f"quick_check: {check}")
+            conn.executescript(_SCHEMA)
+            row = conn.execute("SELECT version FROM schema_version").fetchone()
+            if row is None:
+                conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            elif row[0] > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"the journal {self.path} has schema version {row[0]}, newer than this fleetd's "
+                    f"{SCHEMA_VERSION}: run the newer fleetd, or give this one another [journal] path"
+                )
+        except BaseException:
+            conn.close()
+            raise
+        self.conn = conn
+
+    def _move_aside(self, now: float) -> Path:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+        moved = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        n = 1
+        while moved.exists():
+            n += 1
+            moved = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{n}")
+        os.replace(self.path, moved)
+        for suffix in ("-wal", "-shm"):
+            side = Path(f"{self.path}{suffix}")
+            if side.exists():
+                os.replace(side, Path(f"{moved}{suffix}"))
+        return moved
+
+    def close(self) -> None:
+        with self._lock:
+            if self.conn is not None:
+                try:
+                    self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                except sqlite3.Error:
+                    pass
+                self.conn.close()
+                self.conn = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
+
+    # -- writes -----------------------------------------------------------------------
+
+    def write_flush(self, rollups: dict[tuple[str, int], Rollup], rigs: list[RigRecord], kv: dict[str, str]) -> None:
+        """Minute rollups merged into what is there, rig records replaced: one transaction."""
+        with self._lock, self._transaction() as conn:
+            for (rig, start), rollup in rollups.items():
+                _add_rollup(conn, rig, MINUTE, start, rollup)
+            conn.executemany(
+                f"INSERT OR REPLACE INTO rigs ({', '.join(_RIG_COLUMNS)}) VALUES ({', '.join('?' * len(_RIG_COLUMNS))})",
+                [record.row() for record in rigs],
+            )
+            conn.executemany("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", list(kv.items()))
+
+    def write_block(self, block: BlockRecord) -> None:
+        """One found block, on the disk when this returns (``synchronous=FULL``)."""
+        with self._lock:
+            conn = self._conn()
+            conn.execute("PRAGMA synchronous=FULL")
+            try:
+                with self._transaction():
+                    conn.execute(
+                        "INSERT INTO blocks (hash, time, worker, job_id, height, accepted, reason, block_hex) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (hash) DO UPDATE SET "
+                        "resubmits = resubmits + 1, time = excluded.time, accepted = max(accepted, excluded.accepted), "
+                        "reason = excluded.reason, block_hex = coalesce(excluded.block_hex, block_hex)",
+                        (block.hash, block.time, block.worker, block.job_id, block.height, int(block.accepted),
+                         block.reason, block.block_hex),  # fmt: skip
+                    )
+            finally:
+                conn.execute("PRAGMA synchronous=NORMAL")
+
+    def prune(self, now: float, retention_days: float, compact_after_days: float) -> tuple[int, int]:
+        """Delete rollups older than the retention; compact minute rollups older than
+        ``compact_after_days`` into hours. Returns (deleted, compacted) row counts."""
+        deleted_before = int(now - retention_days * 86400)
+        compact_before = int(now - compact_after_days * 86400) // HOUR * HOUR  # whole hours only
+        with self._lock, self._transaction() as conn:
+            deleted = conn.execute("DELETE FROM rollups WHERE start < ?", (deleted_before,)).rowcount
+            rows = conn.execute(
+                f"SELECT rig, start, {', '.join(_ROLLUP_COLUMNS)} FROM rollups WHERE seconds=? AND start < ? "
+                "ORDER BY start",
+                (MINUTE, compact_before),
+            ).fetchall()
+            hours: dict[tuple[str, int], Rollup] = {}
+            for rig, start, *values in rows:
+                key = (rig, start // HOUR * HOUR)
+                hours.setdefault(key, Rollup()).merge(Rollup.from_row(values))
+            for (rig, start), rollup in hours.items():
+                _add_rollup(conn, rig, HOUR, start, rollup)
+            conn.execute("DELETE FROM rollups WHERE seconds=? AND start < ?", (MINUTE, compact_before))
+        with self._lock:
+            conn = self._conn()
+            conn.execute("PRAGMA incremental_vacuum")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return deleted, len(rows)
+
+    # -- reads ------------------------------------------------------------------------
+
+    def rigs(self) -> list[RigRecord]:
+        with self._lock:
+            rows = self._conn().execute(f"SELECT {', '.join(_RIG_COLUMNS)} FROM rigs").fetchall()
+        return [RigRecord.from_row(row) for row in rows]
+
+    def rollups(self, since: float, seconds: int = MINUTE) -> list[tuple[str, int, Rollup]]:
+        """(rig, start, rollup) of one interval length since ``since``, oldest first."""
+        with self._lock:
+            rows = self._conn().execute(
+                f"SELECT rig, start, {', '.join(_ROLLUP_COLUMNS)} FROM rollups WHERE seconds=? AND start >= ? "
+                "ORDER BY start, rig",
+                (seconds, int(since)),
+            ).fetchall()
+        return [(rig, start, Rollup.from_row(values)) for rig, start, *values in rows]
+
+    def blocks(self) -> list[dict]:
+        with self._lock:
+            conn = self._conn()
+            cursor = conn.execute("SELECT * FROM blocks ORDER BY time")
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            row = self._conn().execute("SELECT value FROM kv WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def file_bytes(self) -> int:
+        """The database and its write-ahead log on the disk."""
+        total = 0
+        for name in (self.path, Path(f"{self.path}-wal")):
+            try:
+                total += name.stat().st_size
+            except OSError:
+                pass
+        return total
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        if self.conn is None:
+            raise sqlite3.ProgrammingError(f"the journal {self.path} is closed")
+        return self.conn
+
+    def _transaction(self):
+        return _Transaction(self._conn())
+
+
+def _add_rollup(conn: sqlite3.Connection, rig: str, seconds: int, start: int, rollup: Rollup) -> None:
+    """``rollup`` merged into the row of that rig and interval, made if there is none."""
+    old = conn.execute(
+        f"SELECT {', '.join(_ROLLUP_COLUMNS)} FROM rollups WHERE rig=? AND seconds=? AND start=?", (rig, seconds, start)
+    ).fetchone()
+    if old is not None:
+        merged = Rollup.from_row(old)
+        merged.merge(rollup)
+        rollup = merged
+    conn.execute(
+        f"INSERT OR REPLACE INTO rollups (rig, start, seconds, {', '.join(_ROLLUP_COLUMNS)}) "
+        f"VALUES (?, ?, ?{', ?' * len(_ROLLUP_COLUMNS)})",
+        (rig, start, seconds, *rollup.row()),
+    )
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error (a full disk leaves nothing half done)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if kind is None:
+            try:
+                self.conn.execute("COMMIT")
+                return
+            except BaseException:
+                self._rollback()
+                raise
+        self._rollback()
+
+    def _rollback(self) -> None:
+        if self.conn.in_transaction:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+
+
+def read_value(path: str | Path, key: str) -> str | None:
+    """One kv value, read without the lock or any write (before the journal is opened); None
+    when there is no readable journal there."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=0.2)
+        try:
+            row = conn.execute("SELECT value FROM kv WHERE key=?", (key,)).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    return row[0] if row else None

@@ -1,0 +1,335 @@
+"""The journal's writer: group commit of what the rigs did, found blocks at once, restore at start.
+
+The share path never touches the journal. Every ``flush_seconds`` the writer reads the rig
+registry's cumulative counters, turns the change since the last read into per-minute rollups
+(one pending row per rig and minute; rows merge rather than grow while the disk is slow) and
+writes them, with each changed rig's cumulative record, in one transaction off the loop.
+
+A failing disk (full, read-only, locked, corrupt) never stops the daemon: the writer says so
+once, exports ``up 0`` and the writes it could not make, keeps what it collected, and retries
+each flush until one succeeds (and says that once too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections import Counter
+
+from fleetd import log as logging
+from fleetd.clock import SYSTEM_CLOCK, Clock
+from fleetd.journal.store import (
+    HOUR,
+    MINUTE,
+    BlockRecord,
+    JournalLocked,
+    JournalStore,
+    RigRecord,
+    Rollup,
+    default_path,
+)
+from fleetd.rigs.registry import HASHES_PER_DIFFICULTY, RigRegistry
+
+TIP_KEY = "demo_chain_tip"
+PRUNE_SECONDS = 3600.0  # retention and compaction: at start, then hourly
+MAX_PENDING_MINUTES = 60  # per rig; older pending minutes merge into the next one
+SEED_SECONDS = 3600.0  # the history the rate averages are rebuilt from: their longest window
+SEED_STEPS = 12  # each minute's work goes into the averages in this many even steps
+
+__all__ = ["Journal", "JournalLocked", "TIP_KEY"]
+
+
+class Journal:
+    """The writer and what it exports: ``up``, ``dropped_writes``, ``pending_rows``,
+    ``file_bytes()`` and ``last_flush`` (wall time of the newest state on the disk)."""
+
+    def __init__(self, config, rigs: RigRegistry, *, clock: Clock = SYSTEM_CLOCK, environ=None) -> None:
+        import os
+
+        self.config = config
+        self.path = default_path(config.path, os.environ if environ is None else environ)
+        self.rigs = rigs
+        self.clock = clock
+        self.log = logging.get("fleetd.journal")
+        self.store: JournalStore | None = None
+        self.server = None
+        self.source = None
+        self.up = False
+        self.dropped_writes = 0
+        self.last_flush: float | None = None
+        self.restored_upstream: dict[str, RigRecord] = {}
+        self._last: dict[str, RigRecord] = {}  # cumulative as of the last collection, per rig
+        self._last_reading: dict[str, float] = {}
+        self._pending: dict[tuple[str, int], Rollup] = {}
+        self._dirty: dict[str, RigRecord] = {}
+        self._blocks: list[BlockRecord] = []
+        self._kv: dict[str, str] = {}
+        self._kv_written: dict[str, str] = {}
+        self._block_tasks: set[asyncio.Task] = set()
+        self._write = asyncio.Lock()  # one write off the loop at a time
+        self._failing: str | None = None
+        self._pruned_at: float | None = None
+
+    @property
+    def pending_rows(self) -> int:
+        return len(self._pending) + len(self._dirty) + len(self._blocks)
+
+    def file_bytes(self) -> int:
+        return self.store.file_bytes() if self.store is not None else 0
+
+    # -- start and stop ---------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the file (a second fleetd on it: ``JournalLocked``), restore the rigs and
+        their rate history, and prune. A file that cannot be opened for any other reason is
+        retried at each flush; the daemon serves meanwhile."""
+        store = JournalStore(self.path, on_corrupt=self._corrupt)
+        try:
+            await asyncio.to_thread(store.open, self.clock.wall())
+        except JournalLocked:
+            raise
+        except (sqlite3.Error, OSError, RuntimeError) as exc:
+            self._failed("open", exc)
+            return
+        self.store = store
+        try:
+            await self._restore()
+            await self._prune()
+        except (sqlite3.Error, OSError) as exc:
+            self._failed("restore", exc)
+            return
+        self._recovered()
+        self.log.info("journal_opened", path=str(self.path), rigs=len(self._last))
+
+    async def close(self) -> None:
+        """The final flush (the server has stopped), then the file and its lock are let go."""
+        if self._block_tasks:
+            await asyncio.gather(*self._block_tasks, return_exceptions=True)
+        await self.flush()
+        if self.store is not None:
+            await asyncio.to_thread(self.store.close)
+            self.store = None
+
+    def attach(self, server, source=None) -> None:
+        """The Stratum server: found blocks come from it, upstream counts are read from it and
+        the ones restored go back into it."""
+        self.server, self.source = server, source
+        server.on_block = self.block
+        upstream = server.pool.upstream_workers
+        for name, record in self.restored_upstream.items():
+            if name not in upstream and record.upstream_forwarded:
+                stats = server.pool.upstream_stats(name)
+                stats.forwarded = record.upstream_forwarded
+                stats.accepted = record.upstream_accepted
+                stats.accepted_work = record.upstream_accepted_work
+                stats.rejected = Counter(record.upstream_rejected)
+
+    async def run(self) -> None:
+        """Flush every ``flush_seconds``; prune hourly."""
+        while True:
+            await self.clock.sleep(self.config.flush_seconds)
+            await self.flush()
+            if self.store is not None and self.clock.monotonic() - (self._pruned_at or 0.0) >= PRUNE_SECONDS:
+                try:
+                    await self._prune()
+                except (sqlite3.Error, OSError) as exc:
+                    self._failed("prune", exc)
+
+    # -- found blocks -----------------------------------------------------------------
+
+    def block(self, job, outcome, worker: str | None) -> None:
+        """The server's answer from the source: written and fsynced now, off the loop."""
+        record = BlockRecord(
+            time=self.clock.wall(),
+            hash=outcome.hash,
+            height=outcome.height,
+            worker=worker,
+            job_id=getattr(job, "job_id", None),
+            accepted=outcome.accepted,
+            reason=outcome.reason,
+        )
+        self._blocks.append(record)
+        task = asyncio.get_running_loop().create_task(self._write_blocks())
+        self._block_tasks.add(task)
+        task.add_done_callback(self._block_tasks.discard)
+
+    async def _write_blocks(self) -> bool:
+        async with self._write:
+            while self._blocks:
+                if not await self._ensure_open():
+                    return False
+                block = self._blocks[0]
+                try:
+                    await asyncio.to_thread(self.store.write_block, block)
+                except (sqlite3.Error, OSError) as exc:
+                    self._failed("block", exc)
+                    return False
+                self._blocks.pop(0)
+            return True
+
+    # -- group commit -----------------------------------------------------------------
+
+    async def flush(self) -> bool:
+        """Collect the change since the last flush and write it in one transaction. False when
+        the disk refused it (kept, merged and retried at the next flush)."""
+        if not await self._write_blocks():
+            self.collect(self.clock.wall())
+            return False
+        async with self._write:
+            now = self.clock.wall()
+            self.collect(now)
+            if not await self._ensure_open():
+                return False
+            rollups, self._pending = self._pending, {}
+            dirty, self._dirty = self._dirty, {}
+            kv = {k: v for k, v in self._kv.items() if self._kv_written.get(k) != v}
+            try:
+                if rollups or dirty or kv:
+                    await asyncio.to_thread(self.store.write_flush, rollups, list(dirty.values()), kv)
+            except (sqlite3.Error, OSError) as exc:
+                for key, rollup in self._pending.items():  # collected while the write was tried
+                    rollups.setdefault(key, Rollup()).merge(rollup)
+                self._pending = rollups
+                self._dirty = {**dirty, **self._dirty}
+                self._failed("flush", exc)
+                return False
+            self._kv_written.update(kv)
+            self.last_flush = now
+            self._recovered()
+            return True
+
+    def collect(self, now: float) -> None:
+        """The registry's cumulative counters, as changes into this minute's pending rows."""
+        minute = int(now) // MINUTE * MINUTE
+        upstream = self.server.pool.upstream_workers if self.server is not None else {}
+        for rig in self.rigs:
+            stats = upstream.get(rig.name)
+            record = RigRecord(
+                name=rig.name, ip=rig.ip, model=rig.model, firmware=rig.firmware, first_seen=rig.first_seen,
+                last_seen=rig.last_seen, last_share=rig.last_share, accepted=rig.accepted,
+                accepted_work=rig.accepted_work, rejected=dict(rig.rejected), blocks=rig.blocks,
+                energy_joules=rig.energy_joules,
+                upstream_forwarded=stats.forwarded if stats else 0,
+                upstream_accepted=stats.accepted if stats else 0,
+                upstream_accepted_work=stats.accepted_work if stats else 0.0,
+                upstream_rejected=dict(stats.rejected) if stats else {},
+            )  # fmt: skip
+            last = self._last.get(rig.name)
+            if last == record:
+                continue
+            if last is None or record.accepted < last.accepted or record.accepted_work < last.accepted_work:
+                last = RigRecord(rig.name)  # a new record (or one retired and made again): all of it is new
+            delta = Rollup(
+                accepted=record.accepted - last.accepted,
+                accepted_work=record.accepted_work - last.accepted_work,
+                rejected=_minus(record.rejected, last.rejected),
+                blocks=max(0, record.blocks - last.blocks),
+                upstream_forwarded=max(0, record.upstream_forwarded - last.upstream_forwarded),
+                upstream_accepted=max(0, record.upstream_accepted - last.upstream_accepted),
+                upstream_accepted_work=max(0.0, record.upstream_accepted_work - last.upstream_accepted_work),
+                upstream_rejected=_minus(record.upstream_rejected, last.upstream_rejected),
+                energy_joules=max(0.0, record.energy_joules - last.energy_joules),
+            )
+            reading = rig.reading
+            if reading is not None and self._last_reading.get(rig.name) != reading.time:
+                self._last_reading[rig.name] = reading.time
+                delta.watts = rig.power(now)[0]
+                delta.reported_hashrate = reading.hashrate
+                delta.max_chip_celsius = rig.hottest_chip()
+            self._pending.setdefault((rig.name, minute), Rollup()).merge(delta)
+            self._dirty[rig.name] = self._last[rig.name] = record
+        tip = getattr(self.source, "tip", None)
+        if callable(tip):
+            self._kv[TIP_KEY] = json.dumps(tip().to_dict(), sort_keys=True)
+        self._bound()
+
+    def _bound(self) -> None:
+        """At most ``MAX_PENDING_MINUTES`` pending rows per rig: the oldest merge into the next."""
+        if len(self._pending) <= MAX_PENDING_MINUTES * max(1, len(self._last)):
+            return
+        by_rig: dict[str, list[int]] = {}
+        for rig, start in self._pending:
+            by_rig.setdefault(rig, []).append(start)
+        for rig, starts in by_rig.items():
+            starts.sort()
+            while len(starts) > MAX_PENDING_MINUTES:
+                oldest = self._pending.pop((rig, starts.pop(0)))
+                oldest.merge(self._pending[(rig, starts[0])])
+                self._pending[(rig, starts[0])] = oldest
+
+    # -- restore and retention --------------------------------------------------------
+
+    async def _restore(self) -> None:
+        now = self.clock.wall()
+        records = await asyncio.to_thread(self.store.rigs)
+        history = await asyncio.to_thread(self.store.rollups, now - SEED_SECONDS)
+        restored = self.rigs.restore(records)
+        by_name = {record.name: record for record in records}
+        self.restored_upstream = {r.name: r for r in records if r.upstream_forwarded}
+        work: dict[str, list[tuple[float, float]]] = {}
+        for rig, start, rollup in history:
+            # a minute's work spread evenly over it, up to the last share if that came sooner
+            record = by_name.get(rig)
+            end = start + MINUTE
+            if record is not None and record.last_share is not None:
+                end = max(start + 1.0, min(end, record.last_share))
+            piece = rollup.accepted_work * HASHES_PER_DIFFICULTY / SEED_STEPS
+            work.setdefault(rig, []).extend((start + (end - start) * (i + 1) / SEED_STEPS, piece) for i in range(SEED_STEPS))
+        for rig in restored:
+            self._last[rig.name] = by_name[rig.name]
+            if rig.name in work:
+                rig.seed(work[rig.name], min(at for at, _ in work[rig.name]) - MINUTE / SEED_STEPS)
+        tip = await asyncio.to_thread(self.store.get, TIP_KEY)
+        if tip is not None:
+            self._kv_written[TIP_KEY] = tip
+        if restored:
+            self.log.info("journal_restored", rigs=len(restored), path=str(self.path))
+
+    async def _prune(self) -> None:
+        self._pruned_at = self.clock.monotonic()
+        deleted, compacted = await asyncio.to_thread(
+            self.store.prune, self.clock.wall(), self.config.retention_days, self.config.compact_after_days
+        )
+        if deleted or compacted:
+            self.log.info("journal_pruned", deleted=deleted, compacted_minutes=compacted)
+
+    # -- faults -----------------------------------------------------------------------
+
+    async def _ensure_open(self) -> bool:
+        if self.store is not None:
+            return True
+        store = JournalStore(self.path, on_corrupt=self._corrupt)
+        try:
+            await asyncio.to_thread(store.open, self.clock.wall())
+        except (sqlite3.Error, OSError, RuntimeError) as exc:  # JournalLocked included: retried
+            self._failed("open", exc)
+            return False
+        self.store = store
+        return True
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        self.dropped_writes += 1
+        self.up = False
+        if self._failing is None:
+            self._failing = what
+            self.log.error(
+                "journal_unavailable", path=str(self.path), during=what, error=f"{type(exc).__name__}: {exc}",
+                pending_rows=self.pending_rows, detail="serving on; retrying each flush",
+            )  # fmt: skip
+
+    def _recovered(self) -> None:
+        self.up = True
+        if self._failing is not None:
+            self._failing = None
+            self.log.warning("journal_recovered", path=str(self.path), dropped_writes=self.dropped_writes)
+
+    def _corrupt(self, path, moved, error: str) -> None:
+        self.log.error(
+            "journal_corrupt", path=str(path), moved_to=str(moved), error=error,
+            detail="the damaged file is kept as moved_to; a fresh journal starts at path",
+        )  # fmt: skip
+
+
+def _minus(now: dict[str, int], before: dict[str, int]) -> Counter:
+    return Counter({k: v - before.get(k, 0) for k, v in now.items() if v > before.get(k, 0)})
