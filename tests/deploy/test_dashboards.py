@@ -214,6 +214,7 @@ def live_site(tmp_path):
                 [sys.executable, "-m", "fleetd", "demo", "--rigs", str(RIGS), "--stratum", stratum, "--http", http,
                  "--duration", "150", "--fault", "3:invalid=0.2", "--fault", "5:overheat=25@5"],
                 cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                env={**os.environ, "STATE_DIRECTORY": str(tmp_path)},  # its journal: not in the checkout
             )  # fmt: skip
         started = time.monotonic()
         with prom_log.open("w") as out:

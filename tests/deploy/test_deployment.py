@@ -123,6 +123,16 @@ def _systemd_analyze() -> str:
     return found
 
 
+def _unit_settings() -> dict[str, list[str]]:
+    """The unit's settings, each key with its values in order."""
+    settings: dict[str, list[str]] = {}
+    for line in UNIT.read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            settings.setdefault(key.strip(), []).append(value.strip())
+    return settings
+
+
 def test_unit_passes_systemd_analyze_verify(tmp_path):
     unit = _unit_with_stub_exec(tmp_path)
     result = subprocess.run(
@@ -134,11 +144,7 @@ def test_unit_passes_systemd_analyze_verify(tmp_path):
 
 def test_unit_is_hardened(tmp_path):
     """Settings the issue asks for, and systemd's own exposure score at 2.5 or below ("OK")."""
-    settings: dict[str, list[str]] = {}
-    for line in UNIT.read_text().splitlines():
-        if "=" in line and not line.startswith("#"):
-            key, value = line.split("=", 1)
-            settings.setdefault(key.strip(), []).append(value.strip())
+    settings = _unit_settings()
     expected = {
         "DynamicUser": "yes", "ProtectSystem": "strict", "ProtectHome": "yes", "NoNewPrivileges": "yes",
         "PrivateTmp": "yes", "Restart": "on-failure", "LimitNOFILE": "1048576", "CapabilityBoundingSet": "",
@@ -428,3 +434,72 @@ def test_compose_refers_to_files_in_the_repo():
     assert prometheus["rule_files"] == ["rules/*.yml"]
     assert "alertmanager:9093" in prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
     assert any(str(port).startswith("3333") or ":3333:" in str(port) for port in services["fleetd"]["ports"])
+
+
+# --- the journal's state directory --------------------------------------------------------
+
+JOURNAL_DEFAULTS = {"enabled": True, "path": "", "flush_seconds": 1.0, "retention_days": 400.0,
+                    "compact_after_days": 35.0}  # fmt: skip
+
+
+def _runtime_stage() -> list[str]:
+    """The runtime stage's instructions, continuation lines joined, comments dropped."""
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    instructions = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    last_from = max(i for i, line in enumerate(instructions) if line.upper().startswith("FROM "))
+    return instructions[last_from:]
+
+
+def _image_state_directory() -> str:
+    env: dict[str, str] = {}
+    for line in _runtime_stage():
+        if line.upper().startswith("ENV "):
+            env.update(item.split("=", 1) for item in shlex.split(line[4:]))
+    assert "STATE_DIRECTORY" in env, "the image sets no STATE_DIRECTORY: the journal would land in WORKDIR"
+    return env["STATE_DIRECTORY"]
+
+
+def test_example_documents_the_journal_defaults():
+    assert tomllib.loads((DEPLOY / "fleetd.example.toml").read_text())["journal"] == JOURNAL_DEFAULTS
+
+
+def test_unit_gives_the_journal_its_state_directory():
+    """systemd sets $STATE_DIRECTORY from StateDirectory=, the only place ProtectSystem=strict
+    leaves writable; nothing may point the journal elsewhere."""
+    settings = _unit_settings()
+    assert settings.get("StateDirectory") == ["fleetd"]
+    assert settings.get("DynamicUser") == ["yes"]  # /var/lib/fleetd -> /var/lib/private/fleetd
+    assert "WorkingDirectory" not in settings, "the journal follows $STATE_DIRECTORY, not the working directory"
+    assert not any("STATE_DIRECTORY" in value for value in settings.get("Environment", [])), "systemd sets it"
+    assert not {"ReadOnlyPaths", "InaccessiblePaths", "TemporaryFileSystem"} & set(settings)
+    # what the installer writes and the container bakes in leave [journal] path to the state dir
+    for config in (SITE_TEMPLATE, DEPLOY / "fleetd.example.toml", DEPLOY / "container" / "fleetd.toml"):
+        assert tomllib.loads(config.read_text()).get("journal", {}).get("path", "") == "", config
+
+
+def test_image_has_a_state_directory_volume_owned_by_its_user():
+    runtime = _runtime_stage()
+    state = _image_state_directory()
+    volume_at = [i for i, line in enumerate(runtime)
+                 if line.upper().startswith("VOLUME ") and state in yaml.safe_load(line[len("VOLUME "):])]  # fmt: skip
+    assert volume_at, f"no VOLUME [{state!r}]: the journal would die with the container"
+    # created, owned by the user the image runs as, before the VOLUME (later changes are discarded)
+    (user,) = [line.split()[1].split(":")[0] for line in runtime if line.upper().startswith("USER ")]
+    creates = [(i, m.group(1)) for i, line in enumerate(runtime)
+               if (m := re.search(rf"install -d -o (\S+) .*{re.escape(state)}(\s|$)", line))]  # fmt: skip
+    assert creates, f"{state} is not created in the runtime stage"
+    (created_at, owner), = creates
+    assert created_at < volume_at[0]
+    uid = re.search(rf"useradd [^&]*--uid (\d+)[^&]* {re.escape(owner)}(\s|$)", " ".join(runtime))
+    assert user == owner or (uid is not None and uid.group(1) == user), f"{state} is {owner}'s, not {user}'s"
+
+
+def test_compose_keeps_the_journal_in_a_named_volume():
+    compose = yaml.safe_load(COMPOSE.read_text())
+    state = _image_state_directory()
+    mounts = {}
+    for volume in compose["services"]["fleetd"].get("volumes", []):
+        source, target = volume.split(":")[:2]
+        mounts[target] = source
+    assert state in mounts, f"nothing mounted on {state}: the journal would die with the container"
+    assert mounts[state] in (compose.get("volumes") or {}), f"{mounts[state]} is not a named volume"
