@@ -17,12 +17,13 @@ import secrets
 import statistics
 import struct
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from fleetd import log as logging
-from fleetd.chain.byteorder import hash_to_display, pack_header
+from fleetd.chain.byteorder import hash_from_display, hash_to_display, pack_header
 from fleetd.chain.hashes import sha256d
-from fleetd.chain.network import EpochBlockTimes, NetworkState, epoch_start_height
+from fleetd.chain.network import RETARGET_INTERVAL_BLOCKS, EpochBlockTimes, NetworkState, epoch_start_height
 from fleetd.chain.serialize import Transaction, TxIn, TxOut
 from fleetd.chain.target import bits_to_target, difficulty_to_target, target_to_bits
 from fleetd.clock import SYSTEM_CLOCK, Clock
@@ -52,6 +53,9 @@ DEFAULT_PAYOUT_SCRIPT = bytes((OP_TRUE,))  # what Core's functional tests pay re
 DEFAULT_POOL_TAG = "/fleetd/"
 MAX_SYNTHETIC_TRANSACTIONS = 1000
 GENESIS_AGE = 600  # the synthetic genesis is dated one target block time before start-up
+MAX_HEIGHT = 0x7FFFFFFF - 1  # the highest block the demo mines (BIP34 heights are signed 32-bit)
+TIP_FOUND_BLOCKS = 16  # found-block records a tip carries (the journal keeps every block in full)
+TIP_FORMAT = 1  # DemoTip.to_dict's "format"; from_dict refuses any other
 
 @dataclass(frozen=True, slots=True)
 class FoundBlock:
@@ -61,7 +65,121 @@ class FoundBlock:
     hash: str  # display hex
     worker: str
     time: float  # wall time it was accepted
-    raw: bytes = field(repr=False)  # the assembled block, as submitblock would receive it
+    raw: bytes = field(repr=False)  # the assembled block, as submitblock would receive it; b"" once resumed
+
+
+@dataclass(frozen=True, slots=True)
+class FoundRecord:
+    """What a ``DemoTip`` keeps of a found block: all of ``FoundBlock`` but the block itself."""
+
+    height: int
+    hash: str  # display hex
+    worker: str
+    time: float
+
+    def __post_init__(self) -> None:
+        _count("found.height", self.height, 1, MAX_HEIGHT)
+        _hex32("found.hash", self.hash)
+        if not isinstance(self.worker, str):
+            raise ValueError(f"found.worker = {self.worker!r}: must be text")
+        _finite("found.time", self.time)
+
+
+@dataclass(frozen=True, slots=True)
+class DemoTip:
+    """Everything the demo chain needs to continue exactly where it stopped.
+
+    ``DemoChain.tip()`` makes one; ``DemoChain(resume=tip)`` continues from it. ``to_dict`` and
+    ``from_dict`` carry it as plain JSON types (hashes as display hex); ``from_dict`` checks
+    every field and raises ValueError naming the one at fault, since a stored row may be corrupt.
+    """
+
+    height: int  # of the tip (0: the genesis); the next block is height + 1
+    hash: bytes  # the tip's block hash, internal byte order: the next block's prevhash
+    times: tuple[int, ...]  # header times of up to the last 11 blocks, oldest first, ending with the tip's
+    since: float  # wall time the tip was reached (the interval timer runs from it)
+    economics_height: int  # height of the modelled network's tip (its block being mined is one above)
+    economics_times: tuple[float, ...]  # the modelled epoch's block times, ending at economics_height
+    found_total: int  # blocks rigs found on this chain, all told
+    found: tuple[FoundRecord, ...]  # the last few of them, oldest first
+
+    def __post_init__(self) -> None:
+        _count("height", self.height, 0, MAX_HEIGHT - 1)
+        if not isinstance(self.hash, bytes) or len(self.hash) != 32:
+            raise ValueError(f"hash = {self.hash!r}: must be 32 bytes")
+        _sequence("times", self.times, 1, min(MEDIAN_TIME_SPAN, self.height + 1))
+        for t in self.times:
+            _count("times", t, 0, 0xFFFFFFFF)
+        _finite("since", self.since)
+        _count("economics_height", self.economics_height, 0, MAX_HEIGHT - 1)
+        epoch_blocks = self.economics_height - epoch_start_height(self.economics_height) + 1
+        _sequence("economics_times", self.economics_times, 1, min(epoch_blocks, RETARGET_INTERVAL_BLOCKS))
+        for t in self.economics_times:
+            _finite("economics_times", t)
+        _sequence("found", self.found, 0, TIP_FOUND_BLOCKS)
+        for record in self.found:
+            if not isinstance(record, FoundRecord):
+                raise ValueError(f"found = {record!r}: must hold FoundRecord entries")
+        _count("found_total", self.found_total, len(self.found), MAX_HEIGHT)
+        heights = [record.height for record in self.found]
+        if heights != sorted(set(heights)) or (heights and heights[-1] > self.height):
+            raise ValueError(f"found: heights {heights} must rise and end at or below the tip's {self.height}")
+        if heights and heights[-1] == self.height and self.found[-1].hash != hash_to_display(self.hash):
+            raise ValueError(f"found: the block at the tip's height {self.height} is not the tip's hash")
+
+    @property
+    def time(self) -> int:
+        """The tip's header time."""
+        return self.times[-1]
+
+    @property
+    def median_time_past(self) -> int:
+        return int(statistics.median_low(self.times))
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "format": TIP_FORMAT,
+            "height": self.height,
+            "hash": hash_to_display(self.hash),
+            "times": list(self.times),
+            "since": self.since,
+            "economics_height": self.economics_height,
+            "economics_times": list(self.economics_times),
+            "found_total": self.found_total,
+            "found": [
+                {"height": r.height, "hash": r.hash, "worker": r.worker, "time": r.time} for r in self.found
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> DemoTip:
+        if not isinstance(data, Mapping):
+            raise ValueError(f"demo tip = {data!r}: must be a JSON object")
+        fmt = _field(data, "format")
+        if isinstance(fmt, bool) or fmt != TIP_FORMAT:
+            raise ValueError(f"format = {fmt!r}: this fleetd reads demo tips of format {TIP_FORMAT}")
+        found = []
+        for i, entry in enumerate(_list(data, "found")):
+            if not isinstance(entry, Mapping):
+                raise ValueError(f"found[{i}] = {entry!r}: must be a JSON object")
+            found.append(
+                FoundRecord(
+                    _field(entry, "height", f"found[{i}]."),
+                    _field(entry, "hash", f"found[{i}]."),
+                    _field(entry, "worker", f"found[{i}]."),
+                    _field(entry, "time", f"found[{i}]."),
+                )
+            )
+        return cls(
+            height=_field(data, "height"),
+            hash=hash_from_display(_hex32("hash", _field(data, "hash"))),
+            times=tuple(_list(data, "times")),
+            since=_field(data, "since"),
+            economics_height=_field(data, "economics_height"),
+            economics_times=tuple(_list(data, "economics_times")),
+            found_total=_field(data, "found_total"),
+            found=tuple(found),
+        )
 
 
 def block_subsidy(height: int) -> int:
@@ -144,8 +262,19 @@ class DemoChain:
         max_found_blocks: int = 100,
         start_height: int = 1,
         economics_network: EconomicsNetwork | None = None,
+        resume: DemoTip | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        """``resume``: continue from a tip ``tip()`` made (``start_height`` then does not apply).
+
+        The next block is the tip's height + 1 on the tip's hash, its ntime above the tip's
+        median time past; the interval timer runs on from when the tip was reached, so a chain
+        stopped longer than the interval gets another miner's block as soon as it runs. The
+        modelled network's height and epoch go on from the tip's (its difficulty and block
+        time are the configured ones). A tip that does not fit the clock (a header time more
+        than 2 hours ahead, as Core refuses, or a clock reading later than now) raises
+        ValueError; the caller may start fresh instead.
+        """
         self.extranonce = ExtranonceLayout(extranonce1_size, extranonce2_size)
         self.network_difficulty = _positive_number("network_difficulty", network_difficulty)
         self.nbits = target_to_bits(difficulty_to_target(self.network_difficulty))
@@ -162,22 +291,28 @@ class DemoChain:
         self.log = logging.get("fleetd.demo")
 
         now = clock.wall()
-        genesis_time = int(now) - GENESIS_AGE  # so the first job's ntime is simply the clock
-        self._height = _count("start_height", start_height, 1, 0x7FFFFFFF - 1)  # the block being mined
-        genesis_root = sha256d(b"fleetd demo genesis")
-        self._prevhash = sha256d(pack_header(1, bytes(32), genesis_root, genesis_time, self.nbits, 0))
-        self._recent_times: deque[int] = deque([genesis_time], maxlen=MEDIAN_TIME_SPAN)
-        self._tip_since = clock.monotonic()
-        self._template = self._build_template()
+        self.economics_network = economics_network or EconomicsNetwork()
         self._found: deque[FoundBlock] = deque(maxlen=max_found_blocks)
+        if resume is None:
+            genesis_time = int(now) - GENESIS_AGE  # so the first job's ntime is simply the clock
+            self._height = _count("start_height", start_height, 1, MAX_HEIGHT)  # the block being mined
+            genesis_root = sha256d(b"fleetd demo genesis")
+            self._prevhash = sha256d(pack_header(1, bytes(32), genesis_root, genesis_time, self.nbits, 0))
+            self._recent_times: deque[int] = deque([genesis_time], maxlen=MEDIAN_TIME_SPAN)
+            self._tip_since = clock.monotonic()
+            self._tip_wall = now
+            self._found_total = 0
+            # the modelled network's height minus ours: both advance together
+            self._economics_offset = self.economics_network.height - self._height
+            self._epoch = self.economics_network.history(now)
+        else:
+            self._resume(resume, now)
+        self._template = self._build_template()
         self._job_counter = secrets.randbits(32)  # ids from a restarted daemon do not collide with old ones
         self._last_job: Job | None = None
         self._last_job_time: float | None = None  # wall time, for health
         self._last_job_at: float | None = None  # monotonic time, for the refresh timer
         self._publish: Publish | None = None
-        self.economics_network = economics_network or EconomicsNetwork()
-        self._economics_start_height = self._height
-        self._epoch = self.economics_network.history(now)
 
     # -- the JobSource interface -------------------------------------------------------
 
@@ -208,6 +343,7 @@ class DemoChain:
             self.log.warning("block_refused", job_id=job.job_id, hash=claimed, reason=exc.reason, error=str(exc))
             return BlockOutcome(False, claimed, job.height, exc.reason)
         self._found.append(FoundBlock(job.height, claimed, block.worker, self._clock.wall(), raw))
+        self._found_total += 1
         self._advance(block.hash, block.ntime)
         if self._publish is not None:
             self._emit(clean=True)
@@ -217,7 +353,7 @@ class DemoChain:
         running = self._publish is not None
         detail = (
             f"mining height {self._height} at network difficulty {self.network_difficulty:g}; "
-            f"{len(self._found)} blocks found"
+            f"{self._found_total} blocks found"
         )
         return SourceHealth(self.kind, running, self._last_job_time, detail if running else "not running; " + detail)
 
@@ -226,10 +362,27 @@ class DemoChain:
         model = self.economics_network
         return NetworkState(
             difficulty=model.difficulty,
-            height=model.height + self._height - self._economics_start_height,
+            height=self._height + self._economics_offset,
             fees_btc_per_block=None,
             block_times_seconds=self._epoch.times(),
             block_times_origin="modelled",
+        )
+
+    def tip(self) -> DemoTip:
+        """The state to continue this chain from after a restart: ``DemoChain(resume=...)``."""
+        epoch_tip = self._epoch.tip_height
+        assert epoch_tip == self._height + self._economics_offset - 1, "the modelled epoch ends at its tip"
+        return DemoTip(
+            height=self._height - 1,
+            hash=self._prevhash,
+            times=tuple(self._recent_times),
+            since=self._tip_wall,
+            economics_height=epoch_tip,
+            economics_times=self._epoch.times(),
+            found_total=self._found_total,
+            found=tuple(
+                FoundRecord(b.height, b.hash, b.worker, b.time) for b in list(self._found)[-TIP_FOUND_BLOCKS:]
+            ),
         )
 
     # -- read-only views ----------------------------------------------------------------
@@ -254,6 +407,34 @@ class DemoChain:
         return tuple(self._found)
 
     # -- internals ------------------------------------------------------------------------
+
+    def _resume(self, tip: DemoTip, now: float) -> None:
+        if not isinstance(tip, DemoTip):
+            raise ValueError(f"resume = {tip!r}: must be a DemoTip (DemoTip.from_dict reads a stored one)")
+        if tip.time > now + MAX_FUTURE_BLOCK_TIME:  # a header time may run ahead, as far as Core allows
+            raise ValueError(
+                f"resume: the tip's header time {tip.time} is more than 2 hours ahead of the clock ({now:.0f}); "
+                "the clock went back or the tip is not this chain's"
+            )
+        for name, value in (("since", tip.since), ("economics_times", max(tip.economics_times))):
+            if value > now:  # readings of this clock: later than now means it went back
+                raise ValueError(
+                    f"resume: the tip's {name} {value:.3f} is ahead of the clock ({now:.3f}); "
+                    "the clock went back or the tip is not this chain's"
+                )
+        self._height = tip.height + 1
+        self._prevhash = tip.hash
+        self._recent_times = deque(tip.times, maxlen=MEDIAN_TIME_SPAN)
+        self._tip_wall = tip.since
+        # the interval timer goes on from when the tip was reached (a long stop makes it due at once)
+        self._tip_since = self._clock.monotonic() - max(0.0, now - tip.since)
+        self._found_total = tip.found_total
+        self._found.extend(FoundBlock(r.height, r.hash, r.worker, r.time, b"") for r in tip.found)
+        self._economics_offset = tip.economics_height + 1 - self._height
+        self._epoch = EpochBlockTimes()
+        first = tip.economics_height - len(tip.economics_times) + 1
+        for i, t in enumerate(tip.economics_times):
+            self._epoch.record(first + i, t)
 
     def _validated_block(self, block: SolvedBlock) -> bytes:
         """The block ``block`` makes on the current tip, as Core would check it; BlockRejected otherwise."""
@@ -301,9 +482,9 @@ class DemoChain:
         self._height += 1
         self._recent_times.append(ntime)
         self._tip_since = self._clock.monotonic()
+        self._tip_wall = self._clock.wall()
         self._template = self._build_template()
-        model = self.economics_network
-        self._epoch.record(model.height + self._height - self._economics_start_height - 1, self._clock.wall())
+        self._epoch.record(self._height + self._economics_offset - 1, self._tip_wall)
 
     def _other_miners_block(self) -> bytes:
         """Hash of the block "someone else" found on the current tip: header-shaped, not mined."""
@@ -336,6 +517,38 @@ def _positive_number(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} = {value!r}: must be a positive, finite number (for example 0.01)")
     return float(value)
+
+
+def _finite(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} = {value!r}: must be a finite number, 0 or more")
+    return float(value)
+
+
+def _hex32(name: str, value: object) -> str:
+    if not isinstance(value, str) or len(value) != 64 or any(c not in "0123456789abcdefABCDEF" for c in value):
+        raise ValueError(f"{name} = {value!r}: must be a 32-byte hash as 64 hex digits")
+    return value
+
+
+def _sequence(name: str, value: object, low: int, high: int) -> None:
+    if not isinstance(value, tuple):
+        raise ValueError(f"{name} = {value!r}: must be a tuple")
+    if not low <= len(value) <= high:  # the count, not the values: an epoch holds up to 2016 of them
+        raise ValueError(f"{name} has {len(value)} entries: must hold from {low} to {high}")
+
+
+def _field(data: Mapping, name: str, prefix: str = "") -> object:
+    if name not in data:
+        raise ValueError(f"{prefix}{name}: missing from the demo tip")
+    return data[name]
+
+
+def _list(data: Mapping, name: str) -> list:
+    value = _field(data, name)
+    if not isinstance(value, list):
+        raise ValueError(f"{name} = {value!r}: must be a JSON array")
+    return value
 
 
 def _optional_interval(name: str, value: object) -> float | None:

@@ -1,10 +1,11 @@
-"""The demo chain: real templates, blocks found by real shares, timers driven by a fake clock."""
+"""The demo chain: real templates, blocks found by real shares, timers driven by a fake clock, resuming from a tip."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import hashlib
+import json
 import re
 import statistics
 
@@ -15,13 +16,24 @@ from fleetd.chain.byteorder import hash_to_display, hash_to_int
 from fleetd.chain.coinbase import bip34_height, encode_height
 from fleetd.chain.hashes import sha256d
 from fleetd.chain.merkle import fold_branch, merkle_root
+from fleetd.chain.network import epoch_start_height
 from fleetd.chain.serialize import parse_block, parse_transaction
 from fleetd.chain.target import bits_to_target, difficulty_to_target, target_to_bits
 from fleetd.stratum.job import Job
 from fleetd.sources.base import JobSource, SolvedBlock
 from fleetd.sources.coinbase_builder import find_witness_commitment
-from fleetd.sources.demo import DEFAULT_PAYOUT_SCRIPT, GENESIS_AGE, REGTEST_HALVING_INTERVAL, DemoChain, block_subsidy
-from fake_clock import FakeClock, settle
+from fleetd.sources.demo import (
+    DEFAULT_PAYOUT_SCRIPT,
+    GENESIS_AGE,
+    MAX_FUTURE_BLOCK_TIME,
+    REGTEST_HALVING_INTERVAL,
+    DemoChain,
+    DemoTip,
+    EconomicsNetwork,
+    FoundRecord,
+    block_subsidy,
+)
+from fake_clock import START_WALL, FakeClock, settle
 from sources_support import EN1, EN2, WORKER, miss, solve
 
 TINY = 1e-5  # about 430 nonces per block on average
@@ -30,8 +42,8 @@ TINY = 1e-5  # about 430 nonces per block on average
 class Running:
     """A DemoChain whose run() task is live, with every published job recorded."""
 
-    def __init__(self, **kwargs) -> None:
-        self.time = FakeClock()
+    def __init__(self, time: FakeClock | None = None, **kwargs) -> None:
+        self.time = time or FakeClock()
         kwargs.setdefault("network_difficulty", TINY)
         self.chain = DemoChain(clock=self.time, **kwargs)
         self.jobs: list[Job] = []
@@ -324,3 +336,259 @@ def test_solved_block_checks_its_fields():
     with pytest.raises(TypeError, match="bytes"):
         SolvedBlock(job, EN1.hex(), EN2, 0, 0, 0x20000000, bytes(32), WORKER)
     assert SolvedBlock(job, EN1, EN2, 0, 0, 0x20000000, bytes(32), WORKER).job_id == "j"
+
+
+# -- resuming from a stored tip (DemoChain.tip(), DemoTip's JSON form, resume=) -------------
+
+
+async def mined(blocks: int = 3, **kwargs) -> tuple[DemoTip, FakeClock, list]:
+    """A chain on which rigs found ``blocks`` blocks, stopped; its tip, clock and solved blocks."""
+    time = FakeClock()
+    solved = []
+    async with Running(time, **kwargs) as r:
+        for _ in range(blocks):
+            time.tick(7)
+            block = solve(r.jobs[-1])
+            assert (await r.chain.submit_block(block)).accepted
+            solved.append(block)
+        tip = r.chain.tip()
+    return tip, time, solved
+
+
+def later(time: FakeClock, seconds: float) -> FakeClock:
+    """The clock of a restarted process: wall time ran on, monotonic time starts afresh."""
+    return FakeClock(wall=time.wall() + seconds, monotonic=50.0)
+
+
+def stored(tip: DemoTip) -> DemoTip:
+    return DemoTip.from_dict(json.loads(json.dumps(tip.to_dict())))
+
+
+async def test_a_restored_chain_mines_the_next_block_on_the_old_tip():
+    tip, time, solved = await mined(3)
+    assert (tip.height, tip.hash, tip.found_total) == (3, solved[-1].hash, 3)
+    assert [r.height for r in tip.found] == [1, 2, 3] and tip.found[-1].hash == hash_to_display(solved[-1].hash)
+    assert tip.time == solved[-1].ntime and tip.since == time.wall()
+
+    async with Running(later(time, 5), resume=stored(tip)) as r:
+        (job,) = r.jobs
+        assert job.clean_jobs and job.height == 4 == r.chain.height and job.prevhash == tip.hash
+        assert job.ntime > tip.median_time_past and job.ntime == int(r.time.wall())
+        assert bip34_height(parse_transaction(job.coinb1 + EN1 + EN2 + job.coinb2).inputs[0].script_sig) == 4
+
+        block = solve(job)
+        outcome = await r.chain.submit_block(block)
+        assert outcome.accepted and (outcome.height, outcome.hash) == (4, hash_to_display(block.hash))
+        found = r.chain.found_blocks
+        assert [(b.height, b.worker) for b in found] == [(1, WORKER), (2, WORKER), (3, WORKER), (4, WORKER)]
+        assert [b.hash for b in found[:3]] == [hash_to_display(b.hash) for b in solved]
+        assert all(b.raw == b"" for b in found[:3])  # the journal keeps the blocks themselves
+        parsed = parse_block(found[-1].raw)
+        assert parsed.hash == block.hash and parsed.prevhash == tip.hash
+        assert r.jobs[-1].height == 5 and r.jobs[-1].prevhash == block.hash
+        assert "4 blocks found" in r.chain.health().detail
+
+        # a share on the last block before the restart is stale, as it would have been then
+        stale = solve(solved[-1].job, en2=b"\xee" * 8)
+        assert (await r.chain.submit_block(stale)).reason == "stale-prevblk"
+
+        again = r.chain.tip()
+        assert (again.height, again.found_total) == (4, 4) and [f.height for f in again.found] == [1, 2, 3, 4]
+
+
+async def test_the_tip_round_trips_through_json():
+    tip, _, _ = await mined(3)
+    text = json.dumps(tip.to_dict())
+    data = json.loads(text)
+    assert isinstance(data["hash"], str) and len(data["hash"]) == 64
+    assert data["hash"] == hash_to_display(tip.hash)  # display order, as explorers print it
+    assert DemoTip.from_dict(data) == tip
+    assert json.dumps(DemoTip.from_dict(data).to_dict()) == text
+
+
+async def test_a_fresh_chains_tip_resumes_on_its_genesis():
+    time = FakeClock()
+    first = DemoChain(network_difficulty=TINY, clock=time)
+    tip = first.tip()
+    assert (tip.height, tip.found_total, tip.found) == (0, 0, ())
+    async with Running(later(time, 1), resume=stored(tip)) as r:
+        assert r.jobs[0].height == 1 and r.jobs[0].prevhash == first.prevhash
+        assert (await r.chain.submit_block(solve(r.jobs[0]))).accepted
+
+
+async def test_economics_network_state_continues_its_epoch():
+    model = EconomicsNetwork(height=975_000, block_time_seconds=627.0)
+    time = FakeClock()
+    async with Running(time, economics_network=model) as r:
+        for _ in range(3):
+            time.tick(600)
+            assert (await r.chain.submit_block(solve(r.jobs[-1]))).accepted
+        before = r.chain.network_state()
+        tip = r.chain.tip()
+    assert before.height == 975_003 and tip.economics_height == 975_002
+    assert len(before.block_times_seconds) == 975_002 - epoch_start_height(975_002) + 1
+
+    clock = later(time, 60)
+    async with Running(clock, economics_network=model, resume=stored(tip)) as r:
+        after = r.chain.network_state()
+        assert after.height == before.height
+        assert after.block_times_seconds == before.block_times_seconds
+        clock.tick(600)
+        assert (await r.chain.submit_block(solve(r.jobs[-1]))).accepted
+        moved = r.chain.network_state()
+        assert moved.height == before.height + 1
+        assert moved.block_times_seconds == (*before.block_times_seconds, clock.wall())
+
+
+async def test_economics_epoch_rolls_over_after_resume():
+    boundary = 2016 * 500
+    model = EconomicsNetwork(height=boundary - 1)  # the modelled tip is the epoch's last but one block
+    time = FakeClock()
+    async with Running(time, economics_network=model) as r:
+        assert (await r.chain.submit_block(solve(r.jobs[-1]))).accepted  # modelled tip: the epoch's last
+        tip = r.chain.tip()
+    assert tip.economics_height == boundary - 1 and len(tip.economics_times) == 2016
+    async with Running(later(time, 1), economics_network=model, resume=stored(tip)) as r:
+        assert len(r.chain.network_state().block_times_seconds) == 2016
+        assert (await r.chain.submit_block(solve(r.jobs[-1]))).accepted
+        state = r.chain.network_state()
+        assert state.height == boundary + 1 and state.block_times_seconds == (r.time.wall(),)
+
+
+async def test_ntime_never_goes_below_the_tips_median_time_past():
+    tip, time, _ = await mined(3)
+    ahead = [int(time.wall()) + 3600 + i for i in range(4)]  # blocks rolled an hour ahead: Core allows 2
+    tip = DemoTip(**{**_fields(tip), "times": (*tip.times[:-4], *ahead)})
+    async with Running(later(time, 1), resume=tip) as r:
+        job = r.jobs[0]
+        mtp = int(statistics.median_low(tip.times))
+        assert job.ntime == max(int(r.time.wall()), mtp + 1) and job.ntime > mtp
+        assert (await r.chain.submit_block(solve(job))).accepted
+
+
+async def test_the_interval_timer_runs_on_from_when_the_tip_was_reached():
+    tip, time, _ = await mined(3)
+    clock = later(time, 590)
+    async with Running(clock, resume=tip, block_interval_seconds=600, refresh_seconds=None) as r:
+        assert [j.height for j in r.jobs] == [4]
+        await clock.advance(9.9)
+        assert r.chain.height == 4
+        await clock.advance(0.1)
+        assert r.chain.height == 5 and r.jobs[-1].clean_jobs and r.chain.found_blocks[-1].height == 3
+
+    # stopped longer than the interval: another miner's block comes at once, then the timer restarts
+    clock = later(time, 1_000)
+    async with Running(clock, resume=tip, block_interval_seconds=600, refresh_seconds=None) as r:
+        assert [(j.height, j.clean_jobs) for j in r.jobs] == [(4, True), (5, True)]
+        assert r.jobs[1].prevhash != tip.hash and r.chain.tip().found_total == 3
+        await clock.advance(599)
+        assert r.chain.height == 5
+
+
+async def test_a_tip_ahead_of_the_clock_is_refused():
+    tip, time, _ = await mined(3)
+    behind = FakeClock(wall=time.wall() - 1)  # the clock went back since the tip was reached
+    with pytest.raises(ValueError, match=r"resume: the tip's since .* is ahead of the clock"):
+        DemoChain(network_difficulty=TINY, clock=behind, resume=tip)
+
+    far = int(time.wall()) + MAX_FUTURE_BLOCK_TIME + 60
+    future = DemoTip(**{**_fields(tip), "times": (*tip.times[:-1], far)})
+    with pytest.raises(ValueError, match=r"resume: the tip's header time .* more than 2 hours ahead"):
+        DemoChain(network_difficulty=TINY, clock=later(time, 1), resume=future)
+
+    with pytest.raises(ValueError, match=r"resume = .*: must be a DemoTip"):
+        DemoChain(clock=later(time, 1), resume=tip.to_dict())
+
+
+def _fields(tip: DemoTip) -> dict:
+    return {name: getattr(tip, name) for name in DemoTip.__dataclass_fields__}
+
+
+def _good() -> dict:
+    time = FakeClock()
+    return {
+        "format": 1,
+        "height": 3,
+        "hash": "00" * 31 + "ab",
+        "times": [int(START_WALL) - 600, int(START_WALL), int(START_WALL) + 1, int(START_WALL) + 2],
+        "since": time.wall(),
+        "economics_height": 975_002,
+        "economics_times": [START_WALL - 627.0, START_WALL],
+        "found_total": 5,
+        "found": [{"height": 3, "hash": "00" * 31 + "ab", "worker": "acct.rig1", "time": START_WALL}],
+    }
+
+
+def test_the_good_dict_is_good():
+    tip = DemoTip.from_dict(_good())
+    assert tip.height == 3 and tip.hash == bytes.fromhex("ab" + "00" * 31)
+    assert tip.found == (FoundRecord(3, "00" * 31 + "ab", "acct.rig1", START_WALL),)
+
+
+def _without(name):
+    data = _good()
+    del data[name]
+    return data
+
+
+def _with(**changes):
+    return {**_good(), **changes}
+
+
+def _found(**changes):
+    data = _good()
+    data["found"] = [{**data["found"][0], **changes}]
+    return data
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        *[
+            (_without(name), rf"^{name}: missing from the demo tip")
+            for name in ("format", "height", "hash", "times", "since", "economics_height", "economics_times",
+                         "found_total", "found")  # fmt: skip
+        ],
+        ([], r"^demo tip = \[\]: must be a JSON object"),
+        (_with(format=2), r"^format = 2: this fleetd reads demo tips of format 1"),
+        (_with(format=True), r"^format = True"),
+        (_with(height=-1), r"^height = -1: must be an integer"),
+        (_with(height="3"), r"^height = '3': must be an integer"),
+        (_with(height=3.0), r"^height = 3.0: must be an integer"),
+        (_with(height=True), r"^height = True"),
+        (_with(hash="zz" * 32), r"^hash = 'zz+': must be a 32-byte hash as 64 hex digits"),
+        (_with(hash="ab" * 31), r"^hash = .*: must be a 32-byte hash"),
+        (_with(hash=7), r"^hash = 7: must be a 32-byte hash"),
+        (_with(times="now"), r"^times = 'now': must be a JSON array"),
+        (_with(times=[]), r"^times has 0 entries: must hold from 1 to 4"),
+        (_with(times=[1] * 12, height=20), r"^times has 12 entries: must hold from 1 to 11"),
+        (_with(times=[1, "2"]), r"^times = '2': must be an integer"),
+        (_with(times=[1, -2]), r"^times = -2: must be an integer"),
+        (_with(since="now"), r"^since = 'now': must be a finite number"),
+        (_with(since=float("nan")), r"^since = nan"),
+        (_with(economics_height=-5), r"^economics_height = -5"),
+        (_with(economics_times=[]), r"^economics_times has 0 entries: must hold from 1"),
+        (_with(economics_times=[1.0, None]), r"^economics_times = None"),
+        (_with(economics_times=[1.0] * 4, economics_height=2016 * 500 + 1), r"^economics_times has 4 entries: must hold from 1 to 2$"),
+        (_with(found_total=-1), r"^found_total = -1"),
+        (_with(found_total=0), r"^found_total = 0: must be an integer from 1"),  # fewer than it lists
+        (_with(found={}), r"^found = \{\}: must be a JSON array"),
+        (_with(found=[3]), r"^found\[0\] = 3: must be a JSON object"),
+        (_found(worker=None), r"^found.worker = None: must be text"),
+        (_found(height=0), r"^found.height = 0"),
+        (_found(hash="xyz"), r"^found.hash = 'xyz'"),
+        (_found(time="today"), r"^found.time = 'today'"),
+        (_found(height=4), r"^found: heights \[4\] must rise and end at or below the tip's 3"),
+        (_found(hash="cd" * 32), r"^found: the block at the tip's height 3 is not the tip's hash"),
+    ],
+)
+def test_corrupt_dicts_raise_a_value_error_naming_the_field(data, message):
+    with pytest.raises(ValueError, match=message):
+        DemoTip.from_dict(data)
+
+
+def test_a_missing_found_field_is_named():
+    data = _good()
+    del data["found"][0]["worker"]
+    with pytest.raises(ValueError, match=r"^found\[0\]\.worker: missing from the demo tip"):
+        DemoTip.from_dict(data)
