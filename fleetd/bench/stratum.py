@@ -215,9 +215,13 @@ def running_server(
     except ConfigError as exc:  # a key this version does not know: say which, do not start
         raise BenchError(f"the benchmark's server configuration is refused: {exc}") from None
     log_path = workdir / f"fleetd-{stratum_port}.log"
+    # Each server keeps its journal in a state directory of its own, as systemd would give it.
+    state = workdir / f"state-{stratum_port}"
+    state.mkdir()
     command = [options.python, "-m", "fleetd", "serve", "--config", str(config_path)]
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, "STATE_DIRECTORY": str(state)})  # fmt: skip
     try:
         _wait_for_port(proc, stratum_port, options.startup_timeout, log_path)
         if upstream is not None:  # the proxy listens at once; it has work once the upstream answered
