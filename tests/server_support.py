@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
+import tempfile
 from dataclasses import dataclass, field, replace
 
 import aiohttp
@@ -56,9 +58,18 @@ class RunningFleetd:
         return self.app[fleetd_app.CLOCK_KEY]
 
 
+def own_journal(config: Config) -> Config:
+    """``config`` with a journal of its own, unless it names one: one fleetd per journal, and a
+    test may run several (a proxy and its upstream)."""
+    if config.journal.path:
+        return config
+    state = tempfile.mkdtemp(prefix="journal-", dir=os.environ.get("STATE_DIRECTORY"))
+    return replace(config, journal=replace(config.journal, path=os.path.join(state, "journal.sqlite3")))
+
+
 async def start_fleetd(config: Config, *, clock: Clock = SYSTEM_CLOCK) -> RunningFleetd:
     """fleetd on loopback; ``clock`` is the one its server, source, API and feeds all read."""
-    config = replace(config, http=replace(config.http, listen=HostPort("127.0.0.1", 0)))
+    config = own_journal(replace(config, http=replace(config.http, listen=HostPort("127.0.0.1", 0))))
     app = fleetd_app.build_app(config, clock=clock)
     runner = await fleetd_app.start_http(app)  # as `fleetd serve` listens: timeouts, JSON errors, auth
     port = runner.addresses[0][1]

@@ -33,6 +33,7 @@ from fleetd.sources.upstream import UpstreamConfig, UpstreamSource
 from fleetd.stratum.events import Authorized, SubmitReceived, Subscribed
 from fleetd.stratum.rejects import Reject
 from fleetd.stratum.session import Session, SessionConfig
+from server_support import own_journal
 
 UPSTREAM_DIFFICULTY = 1e-6  # what the upstream fleetd pins the proxy at
 RIG_DIFFICULTY = 1e-7  # what the proxy pins its rigs at: about one share in ten goes upstream
@@ -97,7 +98,7 @@ class Running:
 
 
 async def start_fleetd(config: Config, source=None) -> Running:
-    app = fleetd_app.build_app(config, source)
+    app = fleetd_app.build_app(own_journal(config), source)
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
