@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 from dataclasses import replace
 
@@ -113,19 +114,52 @@ def build_source(config: Config, clock: Clock = SYSTEM_CLOCK) -> JobSource:
 
     s = config.stratum
     options = {"payout_script": src.payout_script} if src.payout_script else {}
-    return DemoChain(
-        network_difficulty=src.network_difficulty,
-        extranonce1_size=s.extranonce1_size,
-        extranonce2_size=s.extranonce2_size,
-        pool_tag=src.pool_tag,
-        block_interval_seconds=src.block_interval_seconds,
-        refresh_seconds=src.refresh_seconds,
-        economics_network=EconomicsNetwork(
-            src.economics_difficulty, src.economics_height, src.economics_block_time_seconds
-        ),
-        clock=clock,
-        **options,
-    )
+
+    def chain(resume=None) -> DemoChain:
+        return DemoChain(
+            network_difficulty=src.network_difficulty,
+            extranonce1_size=s.extranonce1_size,
+            extranonce2_size=s.extranonce2_size,
+            pool_tag=src.pool_tag,
+            block_interval_seconds=src.block_interval_seconds,
+            refresh_seconds=src.refresh_seconds,
+            economics_network=EconomicsNetwork(
+                src.economics_difficulty, src.economics_height, src.economics_block_time_seconds
+            ),
+            clock=clock,
+            resume=resume,
+            **options,
+        )
+
+    tip = _journaled_demo_tip(config)
+    if tip is not None:
+        try:
+            resumed = chain(tip)
+        except ValueError as exc:  # e.g. the clock went back since: a fresh chain, said once
+            logging.get("fleetd").error("demo_chain_not_resumed", error=str(exc), height=tip.height)
+        else:
+            logging.get("fleetd").info("demo_chain_resumed", height=tip.height)
+            return resumed
+    return chain()
+
+
+def _journaled_demo_tip(config: Config):
+    """The demo chain's tip as the journal last kept it; None without one (or a journal)."""
+    if not config.journal.enabled:
+        return None
+    from fleetd.journal.store import default_path, read_value
+    from fleetd.journal.writer import TIP_KEY
+    from fleetd.sources.demo import DemoTip
+
+    path = default_path(config.journal.path)
+    saved = read_value(path, TIP_KEY)
+    if saved is None:
+        return None
+    try:
+        return DemoTip.from_dict(json.loads(saved))
+    except (ValueError, TypeError) as exc:  # a damaged row: start afresh, and say which file
+        logging.get("fleetd").error("demo_tip_unreadable", journal=str(path), error=str(exc))
+        return None
 
 
 def build_app(config: Config, source: JobSource | None = None, *, clock: Clock = SYSTEM_CLOCK) -> web.Application:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -169,3 +170,37 @@ async def test_retention_deletes_old_rollups_and_compacts_minutes_into_hours(tmp
     assert 8 * 24 * 6 <= kept <= 10 * 24 * 6 + 6
     assert store.rigs()[0].accepted == 12 * 24 * 6  # the counters are not rollups: never pruned
     await journal.close()
+
+
+def _demo_config(journal_path):
+    return parse(f'[journal]\npath = "{journal_path}"\n[source]\nkind = "demo"\n', "test")
+
+
+@pytest.mark.parametrize("saved", ['{"height": "three"}', "not json", '{"format": 1}'])
+def test_an_unreadable_demo_tip_starts_a_fresh_chain_and_says_so(tmp_path, saved, capsys):
+    from fleetd.app import build_source
+    from fleetd.journal.writer import TIP_KEY
+
+    path = tmp_path / "journal.sqlite3"
+    store = JournalStore(path)
+    store.open(0.0)
+    store.write_flush({}, [], {TIP_KEY: saved})
+    store.close()
+    chain = build_source(_demo_config(path))
+    assert chain.tip().height == 0  # genesis: the next block is height 1
+    assert "demo_tip_unreadable" in capsys.readouterr().out
+
+
+def test_a_saved_demo_tip_resumes_the_chain(tmp_path):
+    from fleetd.app import build_source
+    from fleetd.journal.writer import TIP_KEY
+
+    path = tmp_path / "journal.sqlite3"
+    first = build_source(_demo_config(tmp_path / "other.sqlite3"))
+    saved = {**first.tip().to_dict(), "height": 7}  # a chain that went on since its genesis
+    store = JournalStore(path)
+    store.open(0.0)
+    store.write_flush({}, [], {TIP_KEY: json.dumps(saved)})
+    store.close()
+    resumed = build_source(_demo_config(path))
+    assert resumed.tip().to_dict() == saved and resumed.tip().height == 7

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
+import sqlite3
 import sys
 
 import aiohttp
@@ -22,7 +23,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _config(tmp_path, journal) -> tuple:
+def _config(tmp_path, journal, network_difficulty: float = 1e9) -> tuple:
     stratum_port, http_port = _free_port(), _free_port()
     config = tmp_path / f"fleetd-{stratum_port}.toml"
     config.write_text(
@@ -30,7 +31,8 @@ def _config(tmp_path, journal) -> tuple:
         "max_difficulty = 1e-6\nshutdown_grace_seconds = 1.0\n"
         f'[http]\nlisten = "127.0.0.1:{http_port}"\n[rigs]\npoll = false\n'
         f'[journal]\npath = "{journal}"\nflush_seconds = {FLUSH_SECONDS}\n'
-        '[source]\nkind = "demo"\nnetwork_difficulty = 1e9\n[log]\nformat = "json"\n'
+        '[source]\nkind = "demo"\n'
+        f'network_difficulty = {network_difficulty!r}\n[log]\nformat = "json"\n'
     )
     return config, stratum_port, f"http://127.0.0.1:{http_port}"
 
@@ -131,3 +133,45 @@ async def test_a_second_fleetd_on_one_journal_refuses_to_start_naming_it(tmp_pat
         assert "journal_in_use" in text and str(journal) in text and f"pid {first.pid}" in text
     finally:
         await _kill(first)
+
+
+async def _health(base: str) -> dict:
+    async with aiohttp.ClientSession() as http, http.get(base + "/healthz") as response:
+        return await response.json()
+
+
+async def test_after_kill_9_the_demo_chain_continues_from_its_height_and_no_found_block_is_missing(tmp_path):
+    journal = tmp_path / "journal.sqlite3"
+    config, port, base = _config(tmp_path, journal, network_difficulty=2e-6)  # about one share in two is a block
+    process = await _start(config)
+    try:
+        await _until_healthy(process, base)
+        client = await RawClient.connect(("127.0.0.1", port))
+        await client.login("acct.finder")
+        nonce = 0
+        async with asyncio.timeout(WAIT):
+            while (await scrape(base))[0].get(("fleetd_blocks_found_total", ()), 0) < 3:
+                params = grind(client, start_nonce=nonce)
+                nonce = int(params[4], 16) + 1
+                await client.request("mining.submit", params)  # a share on a job a block just ended is stale
+        client.close()
+        found = (await scrape(base))[0][("fleetd_blocks_found_total", ())]
+        height = (await _health(base))["stratum"]["height"]
+        async with asyncio.timeout(WAIT):  # a flush after the last block: its tip and rows are in
+            while (await scrape(base))[0].get(("fleetd_journal_last_flush_timestamp_seconds", ()), 0) < (
+                await _rigs(base)
+            )["acct.finder"]["last_share"]:
+                await asyncio.sleep(FLUSH_SECONDS / 2)
+    finally:
+        await _kill(process)
+    with sqlite3.connect(journal) as db:  # every found block is a row, fsynced when the source answered
+        assert db.execute("SELECT count(*) FROM blocks WHERE accepted").fetchone()[0] == found
+
+    config, port, base = _config(tmp_path, journal, network_difficulty=2e-6)
+    process = await _start(config)
+    try:
+        await _until_healthy(process, base)
+        assert height >= 4 and (await _health(base))["stratum"]["height"] >= height  # not height 1 again
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), timeout=30)
