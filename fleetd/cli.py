@@ -52,6 +52,7 @@ def _bench_stratum(args: argparse.Namespace) -> int:
         rate=args.rate,
         idle_connections=args.idle_connections,
         proxy=args.proxy,
+        journal=args.journal,
         loadgen_processes=args.loadgen_processes,
     )
     try:
@@ -258,10 +259,16 @@ def build_parser() -> argparse.ArgumentParser:
     stratum.add_argument(
         "--idle-connections", type=_non_negative, default=10_000, help="idle connections for the RSS figure (0: skip)"
     )
-    stratum.add_argument(
+    mode = stratum.add_mutually_exclusive_group()
+    mode.add_argument(
         "--proxy",
         action="store_true",
         help="also run the load through a proxy fleetd (upstream source): its submits per CPU-second and added p99",
+    )
+    mode.add_argument(
+        "--journal",
+        action="store_true",
+        help="the same load on a fleetd with the journal on and one with it off: submits per CPU-second of each, on/off",
     )
     stratum.set_defaults(handler=_bench_stratum)
 

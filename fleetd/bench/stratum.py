@@ -19,6 +19,13 @@ third fleetd pinning it at ``UPSTREAM_FACTOR`` times the rigs' difficulty, so on
 share in that many is forwarded. It reports the proxy's answered submits per proxy
 CPU-second and the p99 latency the proxy adds over the direct connection. Direct and
 proxied runs alternate, so drift in the machine's load hits both alike.
+
+``--journal`` runs the same load, in the same run, against two ``fleetd serve`` whose
+configurations differ only in ``[journal] enabled``, alternating between them (the first of
+each pair swaps each repeat), and reports each one's answered submits per server CPU-second,
+their ratio against ``JOURNAL_TARGET``, and the "on" server's ``fleetd_journal_*`` figures
+from /metrics at the end. Each connection logs in as a worker name of its own, so each is a
+rig the journal rolls up every flush.
 """
 
 from __future__ import annotations
@@ -50,6 +57,9 @@ IDLE_CONNECTIONS = 10_000
 DIFFICULTY = 1e-9  # fleetd's floor: ~4 hashes per share for the load generator
 NETWORK_DIFFICULTY = 1e12  # a share meeting it would be a block and move the demo chain
 UPSTREAM_FACTOR = 8  # --proxy: the upstream's difficulty over the rigs'; one share in 8 is forwarded
+JOURNAL_TARGET = 0.90  # --journal: submits per CPU-second with the journal on over off (a cost under 10 %)
+JOURNAL_METRICS = ("fleetd_journal_up", "fleetd_journal_file_bytes", "fleetd_journal_pending_rows",
+                   "fleetd_journal_dropped_writes_total")  # fmt: skip
 _FD_HEADROOM = 256
 _LOADGEN_BUSY = 0.85  # of a core per load-generator process: past it the generator may set the pace
 
@@ -71,6 +81,7 @@ class BenchOptions:
     python: str = sys.executable
     startup_timeout: float = 30.0
     proxy: bool = False  # also run the load through a proxy fleetd (upstream source)
+    journal: bool = False  # the same load on a fleetd with the journal on and one with it off
     loadgen_processes: int | None = None  # None: one per CPU the server is not pinned to
     pin: bool = True  # server on one CPU, the load generator on the others, where the OS allows
 
@@ -151,10 +162,16 @@ class Summary:
         return None if self.idle is None else self.idle["server_rss_kib_per_connection"]
 
 
-def server_config(stratum_port: int, http_port: int, difficulty: float = DIFFICULTY, upstream_port: int | None = None) -> str:
+def server_config(
+    stratum_port: int, http_port: int, difficulty: float = DIFFICULTY, upstream_port: int | None = None,
+    journal: bool | None = None, one_address: int | None = None,
+) -> str:
     """The TOML ``fleetd serve`` runs with: loopback only, difficulty pinned, a chain that stays put.
 
-    With ``upstream_port``, the server is a proxy mining through the fleetd listening there.
+    With ``upstream_port``, the server is a proxy mining through the fleetd listening there; with
+    ``journal``, ``[journal] enabled`` says so (None: fleetd's default); with ``one_address``, the
+    per-address limits admit that many connections from the one loopback address at once
+    (None: fleetd's defaults, whose new-connection burst of 500 turns the rest away for a while).
     """
     source = (
         f'kind = "upstream"\n\n[source.upstream]\npools = ["stratum+tcp://127.0.0.1:{upstream_port}"]\n'
@@ -163,6 +180,14 @@ def server_config(stratum_port: int, http_port: int, difficulty: float = DIFFICU
         else f'kind = "demo"\nnetwork_difficulty = {NETWORK_DIFFICULTY!r}\n'
         "block_interval_seconds = 86400.0\nrefresh_seconds = 86400.0\n"
     )
+    journal_section = "" if journal is None else f"[journal]\nenabled = {str(journal).lower()}\n\n"
+    limits = (
+        ""
+        if one_address is None
+        else "".join(f"{key} = {max(one_address + _FD_HEADROOM, default)}\n" for key, default in (
+            ("max_connections_per_ip", 1_000), ("new_connections_burst_per_ip", 500),
+            ("new_connections_per_ip_per_second", 50), ("max_workers_per_ip", 2_000)))
+    )  # fmt: skip
     return f"""\
 [stratum]
 listen = "127.0.0.1:{stratum_port}"
@@ -171,13 +196,13 @@ max_difficulty = {difficulty!r}  # pinned: vardiff must not raise it under a flo
 start_difficulty = {difficulty!r}
 login_timeout_seconds = 600.0
 shutdown_grace_seconds = 2.0
-
+{limits}
 [http]
 listen = "127.0.0.1:{http_port}"
 
 [source]
 {source}
-[log]
+{journal_section}[log]
 level = "warning"
 format = "json"
 """
@@ -292,6 +317,8 @@ def report(options: BenchOptions | None = None) -> str:
     options = options or BenchOptions()
     if options.proxy:
         return format_proxy_report(options, measure_proxy(options))
+    if options.journal:
+        return format_journal_report(options, measure_journal(options))
     summary = measure(options)
     return format_report(options, summary)
 
@@ -386,6 +413,114 @@ def format_proxy_report(options: BenchOptions, summary: ProxySummary) -> str:
     if problems:
         lines += ["", *(f"warning: {p}" for p in problems)]
     return "\n".join(lines)
+
+
+# -- --journal ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JournalSummary:
+    on: Summary  # the server with [journal] enabled = true
+    off: Summary  # the same configuration with enabled = false
+    on_metrics: dict[str, float]  # fleetd_journal_* on the "on" server's /metrics at the end
+    off_metrics: dict[str, float]  # the same names on the "off" server's: none expected
+
+    @property
+    def ratio(self) -> float:
+        """Answered submits per server CPU-second, journal on over off (medians)."""
+        off = self.off.answered_per_server_cpu_second
+        return self.on.answered_per_server_cpu_second / off if off else 0.0
+
+    def pair_ratios(self) -> list[float]:
+        """On over off for each repeat's pair of runs, back to back."""
+        key = "answered_per_server_cpu_second"
+        return [(a[key] or 0.0) / b[key] if b[key] else 0.0 for a, b in zip(self.on.throughput_runs, self.off.throughput_runs)]
+
+
+def journal_config(journal: bool, connections: int) -> Callable[[int, int], str]:
+    """``server_config`` with ``[journal] enabled`` set, admitting every connection of the load
+    generator at once: the on and off servers differ in nothing else."""
+    return lambda stratum_port, http_port: server_config(stratum_port, http_port, journal=journal, one_address=connections)
+
+
+def measure_journal(options: BenchOptions) -> JournalSummary:
+    plan = CpuPlan.for_machine(options)  # both servers on the server's CPU: only one is loaded at a time
+    common, bound = (*_load_args(options), *plan.loadgen_args()), options.warmup + options.seconds + 90
+    runs: dict[bool, list[dict]] = {True: [], False: []}
+    with tempfile.TemporaryDirectory(prefix="fleetd-bench-") as tmp:
+        workdir = Path(tmp)
+        with (
+            running_server(options, workdir, cpus=plan.server, config=journal_config(True, options.connections)) as on,
+            running_server(options, workdir, cpus=plan.server, config=journal_config(False, options.connections)) as off,
+        ):
+            servers = {True: on, False: off}
+            for i in range(options.repeats):  # alternate, and swap which goes first, so drift hits both alike
+                for enabled in (True, False) if i % 2 == 0 else (False, True):
+                    runs[enabled].append(run_loadgen(options, servers[enabled], *common, bound=bound))
+            on_metrics, off_metrics = _journal_metrics(on.http_port), _journal_metrics(off.http_port)
+    return JournalSummary(
+        on=Summary(tuple(runs[True]), (), None, plan.server),
+        off=Summary(tuple(runs[False]), (), None, plan.server),
+        on_metrics=on_metrics,
+        off_metrics=off_metrics,
+    )
+
+
+def _journal_metrics(http_port: int) -> dict[str, float]:
+    """The ``JOURNAL_METRICS`` samples on a server's /metrics (a name it does not export is absent)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=10) as response:
+            text = response.read().decode()
+    except (OSError, ValueError) as exc:
+        raise BenchError(f"could not read /metrics on 127.0.0.1:{http_port}: {exc}") from None
+    found = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in JOURNAL_METRICS:
+            found[name] = float(value)
+    return found
+
+
+def format_journal_report(options: BenchOptions, summary: JournalSummary) -> str:
+    on, off = summary.on, summary.off
+    first = on.throughput_runs[0]
+    on_cpu, off_cpu, ratio = on.answered_per_server_cpu_second, off.answered_per_server_cpu_second, summary.ratio
+    header = f"{'':41}{'journal on':>12}   {'journal off':>12}"
+    lines = [
+        "fleetd bench stratum --journal: the same load on two fleetd serve whose configurations differ only in"
+        f" [journal] enabled (demo source, difficulty {DIFFICULTY:g}, flush every second);"
+        f" load generator ({'uvloop' if first['uvloop'] else 'asyncio'}) on loopback, {os.cpu_count()} CPUs",
+        "",
+        f"throughput: {options.connections:,} connections, each a rig of its own (one worker name each),"
+        f" {options.window} submits in flight each, {_runs(options)} on each server, on and off alternating",
+        header,
+        _row("answered submits/s", f"{on.answered_per_second:,.0f}", f"{off.answered_per_second:,.0f}"),
+        _row("answered submits per server CPU-second", f"{on_cpu:,.0f}", f"{off_cpu:,.0f}"),
+        _row("  each run", _spread(on.throughput_runs, "answered_per_server_cpu_second"),
+             _spread(off.throughput_runs, "answered_per_server_cpu_second")),
+        _row("server CPU in use (cores)", f"{on.server_cores:.2f}", f"{off.server_cores:.2f}") + _pinned(on),
+        _row("server CPU per answered submit (µs)", f"{on.server_us_per_submit:.1f}", f"{off.server_us_per_submit:.1f}"),
+        _row("load generator (cores)", f"{on.loadgen_cores:.2f}", f"{off.loadgen_cores:.2f}")
+        + f"   ({on.loadgen_us_per_submit:.1f} / {off.loadgen_us_per_submit:.1f} µs per submit)",
+        _row("accepted / rejected", f"{_sum(on.throughput_runs, 'accepted'):,} / {_sum(on.throughput_runs, 'rejected'):,}",
+             f"{_sum(off.throughput_runs, 'accepted'):,} / {_sum(off.throughput_runs, 'rejected'):,}"),
+        f"  {'on/off (medians)':<39}{ratio:>12.3f}   (journal cost {1 - ratio:+.1%}; "
+        + _verdict(ratio >= JOURNAL_TARGET, f"target cost < {1 - JOURNAL_TARGET:.0%}, on/off >= {JOURNAL_TARGET:.2f}") + ")",
+        f"  {'  each pair':<39}{', '.join(f'{r:.3f}' for r in summary.pair_ratios()):>12}",
+        "",
+        "journal on the \"on\" server's /metrics at the end:",
+        *(f"  {name:<39}{_metric(summary.on_metrics.get(name)):>12}" for name in JOURNAL_METRICS),
+        "journal on the \"off\" server's /metrics at the end: "
+        + (", ".join(f"{k} {_metric(v)}" for k, v in summary.off_metrics.items()) or "no fleetd_journal_* (journal off)"),
+    ]  # fmt: skip
+    problems = [f"journal on: {p}" for p in _problems(on, options)] + [f"journal off: {p}" for p in _problems(off, options)]
+    if problems:
+        lines += ["", *(f"warning: {p}" for p in problems)]
+    return "\n".join(lines)
+
+
+def _metric(value: float | None) -> str:
+    return "absent" if value is None else f"{value:,.0f}"
 
 
 def _row(label: str, direct: str, proxied: str) -> str:

@@ -71,6 +71,42 @@ def test_a_tiny_proxy_bench_measures_direct_and_proxied_in_one_run(capsys):
     assert not re.search(r"^warning: (?!(proxy )?latency runs could not offer|the load generator's processes)", out, re.M)
 
 
+def test_a_tiny_journal_bench_measures_the_journal_on_and_off_in_one_run(capsys):
+    argv = ["bench", "stratum", "--journal", *TINY]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("fleetd bench stratum --journal: the same load on two fleetd serve whose configurations differ only")
+    assert "median of 1 run of 3,000 submits on each server" in out
+    match = re.search(rf"^  answered submits per server CPU-second\s+{NUMBER}\s+{NUMBER}$", out, re.M)
+    assert match, out
+    on, off = (float(g.replace(",", "")) for g in match.groups())
+    assert on > 0 and off > 0
+    ratio = number(rf"^  on/off \(medians\)\s+{NUMBER}   \(journal cost [+-][\d.]+%; ", out)
+    assert ratio == pytest.approx(on / off, abs=0.001)
+    assert re.search(r"target cost < 10%, on/off >= 0.90: (met|NOT met)\)$", out, re.M)
+    # both servers answered every submit and rejected none
+    match = re.search(rf"^  accepted / rejected\s+{NUMBER} / {NUMBER}\s+{NUMBER} / {NUMBER}$", out, re.M)
+    assert match, out
+    on_accepted, on_rejected, off_accepted, off_rejected = (float(g.replace(",", "")) for g in match.groups())
+    assert on_accepted > 0 and off_accepted > 0 and on_rejected == off_rejected == 0
+    # the journal is up on the "on" server and absent on the "off" one
+    assert number(r"^  fleetd_journal_up\s+(\d+)$", out) == 1
+    assert number(rf"^  fleetd_journal_file_bytes\s+{NUMBER}$", out) > 0
+    assert number(rf"^  fleetd_journal_dropped_writes_total\s+{NUMBER}$", out) == 0
+    assert re.search(rf"^  fleetd_journal_pending_rows\s+{NUMBER}$", out, re.M)
+    assert 'the "off" server\'s /metrics at the end: no fleetd_journal_* (journal off)' in out
+    assert not re.search(r"^warning: (?!journal (on|off): the load generator's processes)", out, re.M)
+
+
+def test_the_journal_servers_differ_only_in_whether_the_journal_is_enabled():
+    on, off = stratum.journal_config(True, 1000)(3333, 9550), stratum.journal_config(False, 1000)(3333, 9550)
+    assert on.replace("enabled = true", "enabled = false") == off
+    assert parse(on).journal.enabled and not parse(off).journal.enabled
+    # every connection of the load generator, all from one loopback address, is let in at once
+    s = parse(on).stratum
+    assert min(s.max_connections_per_ip, s.new_connections_burst_per_ip, s.max_workers_per_ip) >= 1000
+
+
 def test_the_server_configuration_is_loopback_pinned_and_valid():
     config = parse(stratum.server_config(3333, 9550))
     s = config.stratum
@@ -87,7 +123,9 @@ def test_a_server_that_does_not_start_is_reported_with_its_log(tmp_path: Path):
 
 
 @pytest.mark.parametrize(
-    "argv", [["--seconds", "0"], ["--connections", "0"], ["--idle-connections", "-1"], ["--submits", "0"], ["--warmup", "-1"]]
+    "argv",
+    [["--seconds", "0"], ["--connections", "0"], ["--idle-connections", "-1"], ["--submits", "0"], ["--warmup", "-1"],
+     ["--proxy", "--journal"]],
 )
 def test_bad_options_exit_with_usage(argv, capsys):
     with pytest.raises(SystemExit) as exc:
