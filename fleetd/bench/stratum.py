@@ -232,7 +232,10 @@ def running_server(
     if config is not None:
         text = config(stratum_port, http_port)
     else:
-        text = server_config(stratum_port, http_port, difficulty, upstream.port if upstream else None)
+        # The load comes from one loopback address: the per-address limits must let all of it in.
+        everyone = max(options.connections, options.idle_connections)
+        text = server_config(stratum_port, http_port, difficulty, upstream.port if upstream else None,
+                             one_address=everyone)  # fmt: skip
     config_path = workdir / f"fleetd-{stratum_port}.toml"
     config_path.write_text(text)
     try:

@@ -33,6 +33,7 @@ from fleetd.rigs.registry import HASHES_PER_DIFFICULTY, RigRegistry
 
 TIP_KEY = "demo_chain_tip"
 PRUNE_SECONDS = 3600.0  # retention and compaction: at start, then hourly
+COLLECT_CHUNK = 100  # rigs read between two turns of the event loop (about 1 ms of work)
 MAX_PENDING_MINUTES = 60  # per rig; older pending minutes merge into the next one
 SEED_SECONDS = 3600.0  # the history the rate averages are rebuilt from: their longest window
 SEED_STEPS = 12  # each minute's work goes into the averages in this many even steps
@@ -178,7 +179,8 @@ class Journal:
             return False
         async with self._write:
             now = self.clock.wall()
-            self.collect(now)
+            for _ in self._collecting(now):  # a site's rigs in chunks: the loop serves shares between them
+                await asyncio.sleep(0)
             if not await self._ensure_open():
                 return False
             rollups, self._pending = self._pending, {}
@@ -201,9 +203,16 @@ class Journal:
 
     def collect(self, now: float) -> None:
         """The registry's cumulative counters, as changes into this minute's pending rows."""
+        for _ in self._collecting(now):
+            pass
+
+    def _collecting(self, now: float):
+        """``collect``, pausing (a yield) after every ``COLLECT_CHUNK`` rigs."""
         minute = int(now) // MINUTE * MINUTE
         upstream = self.server.pool.upstream_workers if self.server is not None else {}
-        for rig in self.rigs:
+        for count, rig in enumerate(self.rigs, 1):  # the registry hands out a list: rigs may come meanwhile
+            if count % COLLECT_CHUNK == 0:
+                yield
             stats = upstream.get(rig.name)
             record = RigRecord(
                 name=rig.name, ip=rig.ip, model=rig.model, firmware=rig.firmware, first_seen=rig.first_seen,
