@@ -204,3 +204,23 @@ def test_a_saved_demo_tip_resumes_the_chain(tmp_path):
     store.close()
     resumed = build_source(_demo_config(path))
     assert resumed.tip().to_dict() == saved and resumed.tip().height == 7
+
+
+async def test_a_flush_builds_no_record_for_a_rig_that_has_not_moved(tmp_path, monkeypatch):
+    from fleetd.journal import writer
+
+    clock = FakeClock()
+    rigs = RigRegistry()
+    for i in range(50):
+        rigs.share(f"acct.rig{i}", 1.0, clock.wall())
+    journal = _journal(tmp_path / "journal.sqlite3", rigs, clock)
+    await journal.open()
+    assert await journal.flush()
+    built = []
+    real = writer.RigRecord
+    monkeypatch.setattr(writer, "RigRecord", lambda *args, **kwargs: built.append(1) or real(*args, **kwargs))
+    clock.tick(1.0)
+    rigs.share("acct.rig7", 1.0, clock.wall())
+    assert await journal.flush()
+    assert len(built) == 1  # the one rig that mined; 49 skipped on a tuple compare
+    await journal.close()
