@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import signal
-from dataclasses import replace
 
 from aiohttp import web
 
@@ -56,6 +55,8 @@ def session_config(config: Config) -> SessionConfig:
         max_difficulty=s.max_difficulty,
         max_line_bytes=s.max_line_bytes,
         max_bad_requests=s.max_garbage_requests,
+        max_workers=s.max_workers_per_connection,
+        max_auth_failures=s.max_auth_failures,
     )
 
 
@@ -69,9 +70,7 @@ def server_settings(config: Config) -> ServerSettings:
     return ServerSettings(
         host=s.listen.host,
         port=s.listen.port,
-        session=replace(
-            session_config(config), max_workers=s.max_workers_per_connection, max_auth_failures=s.max_auth_failures
-        ),
+        session=session_config(config),
         vardiff=VardiffConfig(
             target_interval=s.share_interval_seconds,
             start_difficulty=s.start_difficulty,
