@@ -64,6 +64,11 @@ def stat(title, unit, targets, **kw):
     return panel("stat", title, unit, targets, **kw)
 
 
+def row(title: str) -> dict:
+    """A row header (expanded): the panels after it, up to the next row, belong to it."""
+    return {"type": "row", "title": title, "collapsed": False, "gridPos": {"w": 24, "h": 1}, "panels": []}
+
+
 def layout(panels: list[dict]) -> list[dict]:
     """Place panels left to right, wrapping at 24 columns; give each an id."""
     x = y = row_h = 0
@@ -267,6 +272,18 @@ def rig_detail() -> dict:
 # --------------------------------------------------------------------------- Pool and daemon
 
 
+UP_DOWN = [{"type": "value", "options": {"0": {"text": "DOWN", "color": "red"}, "1": {"text": "UP", "color": "green"}}}]
+
+
+def up_down(p: dict) -> dict:
+    """A stat of a 0/1 "up" gauge: DOWN on red, UP on green (mappings live in the field config)."""
+    p["options"] = {"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "background", "graphMode": "none"}
+    return with_overrides(p, mappings=UP_DOWN, thresholds=thresholds("red", (1, "green")))
+
+
+JOURNAL_STALE_SECONDS = 180  # alert FleetdJournalStale (deploy/prometheus/rules/fleetd-alerts.yml)
+
+
 def pool_daemon() -> dict:
     bucket = f"fleetd_share_validation_seconds_bucket{{{SITE}}}"
     panels = [
@@ -295,12 +312,9 @@ def pool_daemon() -> dict:
         timeseries("Template age", "s", [
             target(f"time() - fleetd_source_last_job_timestamp_seconds{{{SITE}}}", "{{kind}}"),
         ], w=8, description="Time since the job source last produced a new job."),
-        stat("Job source", "none", [
+        up_down(stat("Job source", "none", [
             target(f"fleetd_source_up{{{SITE}}}", "{{kind}}", instant=True),
-        ], w=8, description="1 when the job source (bitcoind, upstream pool or demo chain) is up.",
-            options={"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "background", "graphMode": "none"},
-            mappings=[{"type": "value", "options": {"0": {"text": "DOWN", "color": "red"},
-                                                    "1": {"text": "UP", "color": "green"}}}]),
+        ], w=8, description="1 when the job source (bitcoind, upstream pool or demo chain) is up.")),
         stat("Blocks", "none", [
             target(f"sum(fleetd_blocks_submitted_total{{{SITE}}})", "submitted", instant=True),
             target(f"sum(fleetd_blocks_found_total{{{SITE}}})", "found (accepted)", instant=True),
@@ -315,9 +329,32 @@ def pool_daemon() -> dict:
             target(f'process_open_fds{{job="fleetd",{SITE}}} / process_max_fds{{job="fleetd",{SITE}}}',
                    "{{instance}}"),
         ], w=6, description="Of the limit (LimitNOFILE); every rig holds one connection."),
+        # [journal]: with enabled = false fleetd exports no fleetd_journal_* series and these panels are empty.
+        row("Journal"),
+        up_down(stat("Journal", "none", [
+            target(f"fleetd_journal_up{{{SITE}}}", "{{instance}}", instant=True),
+        ], w=6, description="UP while the journal file takes writes; DOWN while it refuses them (alert "
+                            "FleetdJournalDown after 5 m). The rigs are served either way.")),
+        with_overrides(stat("Since last journal flush", "s", [
+            target(f"time() - fleetd_journal_last_flush_timestamp_seconds{{{SITE}}}", "{{instance}}", instant=True),
+        ], w=6, description=f"Age of the newest rig state in the journal. The writer flushes every [journal] "
+                            f"flush_seconds (1 s by default); red from {JOURNAL_STALE_SECONDS} s, where alert "
+                            f"FleetdJournalStale starts counting. No value until the first flush."),
+            thresholds=thresholds("green", (JOURNAL_STALE_SECONDS, "red"))),
+        timeseries("Journal pending rows", "short", [
+            target(f"fleetd_journal_pending_rows{{{SITE}}}", "{{instance}}"),
+        ], w=12, description="Rows waiting for the next flush; it grows while writes fail."),
+        timeseries("Journal dropped writes", "wps", [
+            target(f"rate(fleetd_journal_dropped_writes_total{{{SITE}}}[5m])", "{{instance}}"),
+        ], w=12, description="Failed journal writes (flushes, found blocks, opens) per second, 5 m; what they "
+                             "carried is kept and retried. Alert FleetdJournalDroppingWrites on any in 10 m."),
+        timeseries("Journal file size", "bytes", [
+            target(f"fleetd_journal_file_bytes{{{SITE}}}", "{{instance}}"),
+        ], w=24, description="The journal file and its write-ahead log. Alert FleetdJournalFileLarge above 10 GB "
+                             "for an hour: retention and compaction do not keep up."),
     ]  # fmt: skip
     return dashboard("fleetd-pool-daemon", "fleetd / Pool and daemon",
-                     "Stratum connections, submits, validation time, jobs, job source and the process.",
+                     "Stratum connections, submits, validation time, jobs, job source, the process and the journal.",
                      panels, rig=False)
 
 

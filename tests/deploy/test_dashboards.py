@@ -22,9 +22,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
+
+from fleetd.journal.metrics import JournalCollector
 
 REPO = Path(__file__).resolve().parents[2]
 GRAFANA = REPO / "grafana"
@@ -48,6 +51,19 @@ def _panels(dashboard: dict):
             yield from p.get("panels", [])
         else:
             yield p
+
+
+def _row_panels(dashboard: dict, title: str) -> list[dict]:
+    """The panels of the row titled `title`: nested when it is collapsed, else those after it up to the next row."""
+    panels, inside = [], False
+    for p in dashboard["panels"]:
+        if p.get("type") == "row":
+            if p["title"] == title:
+                panels.extend(p.get("panels", []))
+            inside = p["title"] == title
+        elif inside:
+            panels.append(p)
+    return panels
 
 
 def _queries(dashboard: dict):
@@ -117,6 +133,28 @@ def test_hash_rate_panels_use_hash_rate_unit():
         for p in _panels(_load(path)):
             if "hash rate" in p["title"].lower():
                 assert p["fieldConfig"]["defaults"]["unit"] == "Hs", f"{path.name}: {p['title']}"
+
+
+def _journal_metrics() -> set[str]:
+    """The sample names fleetd's journal collector exports (last_flush set: that one is absent until the first flush)."""
+    journal = SimpleNamespace(up=True, dropped_writes=0, pending_rows=0, file_bytes=lambda: 0, last_flush=0.0)
+    return {sample.name for family in JournalCollector(journal).collect() for sample in family.samples}
+
+
+def test_journal_panels_use_metrics_fleetd_exports():
+    exported = _journal_metrics()
+    assert "fleetd_journal_up" in exported and "fleetd_journal_dropped_writes_total" in exported
+    used = {}
+    for path in DASHBOARDS:
+        for title, ref, expr, _instant in _queries(_load(path)):
+            for name in re.findall(r"\bfleetd_journal_\w+", expr):
+                used.setdefault(name, []).append(f"{path.name} / {title} [{ref}]")
+    unknown = {name: where for name, where in used.items() if name not in exported}
+    assert not unknown, f"fleetd exports no such journal metric: {unknown}"
+    # The daemon dashboard's Journal row shows every journal metric fleetd exports.
+    row = _row_panels(_load(GRAFANA / "dashboards" / "pool-daemon.json"), "Journal")
+    shown = {name for p in row for t in p["targets"] for name in re.findall(r"\bfleetd_journal_\w+", t["expr"])}
+    assert sorted(exported - shown) == [], "journal metrics with no panel in pool-daemon.json's Journal row"
 
 
 def test_provisioning():
