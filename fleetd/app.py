@@ -184,7 +184,7 @@ def build_app(config: Config, source: JobSource | None = None, *, clock: Clock =
         from fleetd.journal.metrics import JournalCollector
         from fleetd.journal.writer import Journal
 
-        app[JOURNAL_KEY] = Journal(config.journal, rigs, clock=clock)
+        app[JOURNAL_KEY] = Journal(config.journal, rigs, clock=clock, economics=site_economics)
         app[api.METRICS_REGISTRY_KEY].register(JournalCollector(app[JOURNAL_KEY]))
         app.cleanup_ctx.append(_journal)
     app.cleanup_ctx.append(_stratum_and_source)

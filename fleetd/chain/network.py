@@ -44,7 +44,7 @@ class NetworkState:
     height: int
     fees_btc_per_block: float | None = None  # averaged from templates; None: not known to the source
     block_times_seconds: tuple[float, ...] = ()
-    block_times_origin: str = "observed"  # "headers" | "observed" | "modelled"
+    block_times_origin: str = "observed"  # "headers" | "observed" | "modelled" | "restored" (by the journal)
     subsidy_btc: float | None = None  # None: mainnet's schedule at ``height`` (a test chain halves sooner)
 
     @property

@@ -34,7 +34,7 @@ import fnmatch
 import math
 import re
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,18 +91,24 @@ class PowerPrices:
         return price_at(self.config.power_schedule, now, self._tz)
 
     def for_rigs(self, rigs: list[str], now: float) -> dict[str, float]:
+        price = self.at(now)
+        return {rig: price(rig) for rig in rigs}
+
+    def at(self, now: float) -> Callable[[str], float]:
+        """Each rig's $/kWh at ``now``: the schedules are read once, the rig's match from the cache."""
         site = self.site(now)
         by_override = [price_at(o.schedule, now, self._tz) for o in self.config.overrides]
-        prices = {}
-        for rig in rigs:
+
+        def price(rig: str) -> float:
             index = self._override_of.get(rig, -1)
             if index == -1:
                 index = next((i for i, o in enumerate(self.config.overrides) if o.matches(rig)), None)
                 if len(self._override_of) > 100_000:  # names churn on a misconfigured site: stay bounded
                     self._override_of.clear()
                 self._override_of[rig] = index
-            prices[rig] = site if index is None else by_override[index]
-        return prices
+            return site if index is None else by_override[index]
+
+        return price
 
 
 def parse(values: Mapping[str, Any], problems: list[str]) -> EconomicsConfig | None:

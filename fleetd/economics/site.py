@@ -7,7 +7,7 @@ the demo table all render, so they can never disagree.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from fleetd.economics.curtailment import CurtailmentPlan, curtail_for_reduction, losing
@@ -34,6 +34,27 @@ class BtcQuote:
     origin: str  # "configured" | "feed"
     fetched_at: float | None = None  # None: a configured price, which never ages
     max_age_seconds: float | None = None
+
+    def stale(self, now: float) -> bool:
+        return self.fetched_at is not None and price_is_stale(self.fetched_at, now, self.max_age_seconds or 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkPrices:
+    """What work and energy are worth at one moment, for the journal to value each minute with."""
+
+    btc_per_work: float | None  # expected BTC per unit of accepted work (difficulty 1): reward / difficulty
+    btc_usd: float | None  # None while unknown or stale
+    usd_per_kwh: Callable[[str], float]  # a rig's power price
+
+
+def block_fees_btc(network: NetworkState, configured_fees_btc: float | None) -> tuple[float | None, str | None]:
+    """(fees per block, where they come from): the node's templates, else the configured figure."""
+    if network.fees_btc_per_block is not None:
+        return network.fees_btc_per_block, "template"
+    if configured_fees_btc is not None:
+        return configured_fees_btc, "configured"
+    return None, None
 
 
 @dataclass(frozen=True)
@@ -91,10 +112,7 @@ def site_economics(
     if network is not None and network.difficulty > 0:
         hashrate = network_hashrate_hashes_per_second(network.difficulty)
         subsidy = network.block_subsidy_btc
-        if network.fees_btc_per_block is not None:
-            fees, fees_origin = network.fees_btc_per_block, "template"
-        elif configured_fees_btc is not None:
-            fees, fees_origin = configured_fees_btc, "configured"
+        fees, fees_origin = block_fees_btc(network, configured_fees_btc)
         if fees is not None:
             hashprice_btc = hashprice_btc_per_ph_day(network.difficulty, subsidy, fees)
         projection = projected_difficulty_change(network.block_times_seconds, network.tip_height)
@@ -104,7 +122,7 @@ def site_economics(
     if quote is not None:
         if quote.fetched_at is not None:
             age = price_age_seconds(quote.fetched_at, now)
-            stale = price_is_stale(quote.fetched_at, now, quote.max_age_seconds or 0.0)
+        stale = quote.stale(now)
         btc_usd = None if stale else quote.usd
     hashprice_usd = None if hashprice_btc is None or btc_usd is None else hashprice_btc * btc_usd
 

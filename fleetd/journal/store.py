@@ -16,13 +16,13 @@ import os
 import sqlite3
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MINUTE = 60
 HOUR = 3600
+POOL, UPSTREAM = "pool", "upstream"  # whose rejects: fleetd's own, or the upstream pool's
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -36,29 +36,47 @@ CREATE TABLE IF NOT EXISTS blocks (
     height INTEGER,
     accepted INTEGER NOT NULL,
     reason TEXT NOT NULL,
-    block_hex TEXT,               -- the whole block, when the source exposes it
-    resubmits INTEGER NOT NULL DEFAULT 0
+    block_hex TEXT,               -- the whole block as submitted (none in upstream mode: the pool has it)
+    resubmits INTEGER NOT NULL DEFAULT 0,
+    header_hex TEXT,              -- the 80-byte header, serialized
+    coinbase_hex TEXT             -- the coinbase transaction as the miner completed it
 );
--- per rig per interval (60 s; compacted to 3600 s with age): changes, and the latest samples
+-- per rig per interval (60 s; compacted to 3600 s with age): what it did, what that was worth
+-- and what it cost at the prices of the moment, and the latest samples
 CREATE TABLE IF NOT EXISTS rollups (
     rig TEXT NOT NULL,
     start INTEGER NOT NULL,       -- Unix seconds, a multiple of seconds
     seconds INTEGER NOT NULL,     -- 60 or 3600
     accepted INTEGER NOT NULL DEFAULT 0,
     accepted_work REAL NOT NULL DEFAULT 0,  -- sum of difficulties; x 2^32 is hashes
-    rejected TEXT NOT NULL DEFAULT '{}',    -- JSON {reason: count}
+    rejected INTEGER NOT NULL DEFAULT 0,    -- by reason in rejects
     blocks INTEGER NOT NULL DEFAULT 0,
     upstream_forwarded INTEGER NOT NULL DEFAULT 0,
     upstream_accepted INTEGER NOT NULL DEFAULT 0,
     upstream_accepted_work REAL NOT NULL DEFAULT 0,
-    upstream_rejected TEXT NOT NULL DEFAULT '{}',
+    upstream_rejected INTEGER NOT NULL DEFAULT 0,
     energy_joules REAL NOT NULL DEFAULT 0,
-    watts REAL,                   -- latest samples within the interval
+    revenue_btc REAL NOT NULL DEFAULT 0,    -- accepted work x block reward / network difficulty
+    revenue_usd REAL NOT NULL DEFAULT 0,    -- ... x the BTC price of the moment
+    cost_usd REAL NOT NULL DEFAULT 0,       -- energy x the rig's power price of the moment
+    unvalued_work REAL NOT NULL DEFAULT 0,  -- work done while its USD value was unknown
+    unpriced_energy_joules REAL NOT NULL DEFAULT 0,  -- energy drawn while no power price was known
+    watts REAL,                   -- latest samples within the interval (hours: their mean)
     reported_hashrate REAL,
     max_chip_celsius REAL,
     PRIMARY KEY (rig, seconds, start)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS rollups_by_time ON rollups (seconds, start);
+CREATE TABLE IF NOT EXISTS rejects (
+    rig TEXT NOT NULL,
+    start INTEGER NOT NULL,
+    seconds INTEGER NOT NULL,
+    side TEXT NOT NULL,           -- pool: fleetd's answer; upstream: the upstream pool's
+    reason TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (rig, seconds, start, side, reason)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rejects_by_time ON rejects (seconds, start);
 -- each rig's identity and cumulative counters as of the last flush: what a restart restores
 CREATE TABLE IF NOT EXISTS rigs (
     name TEXT PRIMARY KEY,
@@ -77,15 +95,54 @@ CREATE TABLE IF NOT EXISTS rigs (
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 """
 
-_ROLLUP_COLUMNS = (
+# Version 1 kept rejects as JSON in each rollup and no prices: its rows move over as work of
+# unknown value.
+_FROM_VERSION_1 = """
+ALTER TABLE rollups RENAME TO rollups_v1;
+DROP INDEX IF EXISTS rollups_by_time;
+""" + _SCHEMA + """
+INSERT INTO rollups (rig, start, seconds, accepted, accepted_work, rejected, blocks, upstream_forwarded,
+    upstream_accepted, upstream_accepted_work, upstream_rejected, energy_joules, unvalued_work,
+    unpriced_energy_joules, watts, reported_hashrate, max_chip_celsius)
+SELECT rig, start, seconds, accepted, accepted_work, (SELECT coalesce(sum(value), 0) FROM json_each(rejected)),
+    blocks, upstream_forwarded, upstream_accepted, upstream_accepted_work,
+    (SELECT coalesce(sum(value), 0) FROM json_each(upstream_rejected)), energy_joules, accepted_work,
+    energy_joules, watts, reported_hashrate, max_chip_celsius FROM rollups_v1;
+INSERT INTO rejects SELECT rig, start, seconds, 'pool', key, value FROM rollups_v1, json_each(rollups_v1.rejected);
+INSERT INTO rejects SELECT rig, start, seconds, 'upstream', key, value
+    FROM rollups_v1, json_each(rollups_v1.upstream_rejected);
+DROP TABLE rollups_v1;
+ALTER TABLE blocks ADD COLUMN header_hex TEXT;
+ALTER TABLE blocks ADD COLUMN coinbase_hex TEXT;
+UPDATE schema_version SET version = 2;
+"""
+
+_SUMMED = (
     "accepted", "accepted_work", "rejected", "blocks", "upstream_forwarded", "upstream_accepted",
-    "upstream_accepted_work", "upstream_rejected", "energy_joules", "watts", "reported_hashrate", "max_chip_celsius",
+    "upstream_accepted_work", "upstream_rejected", "energy_joules", "revenue_btc", "revenue_usd", "cost_usd",
+    "unvalued_work", "unpriced_energy_joules",
 )  # fmt: skip
+_SAMPLED = ("watts", "reported_hashrate", "max_chip_celsius")
+_ROLLUP_COLUMNS = _SUMMED + _SAMPLED
+# A rollup written again for the same rig and interval adds to what is there; samples keep the newest.
+_UPSERT_ROLLUP = (
+    f"INSERT INTO rollups (rig, start, seconds, {', '.join(_ROLLUP_COLUMNS)}) "
+    f"VALUES (?, ?, ?{', ?' * len(_ROLLUP_COLUMNS)}) ON CONFLICT (rig, seconds, start) DO UPDATE SET "
+    + ", ".join(f"{c} = {c} + excluded.{c}" for c in _SUMMED)
+    + ", watts = coalesce(excluded.watts, watts), reported_hashrate = coalesce(excluded.reported_hashrate, reported_hashrate)"
+    ", max_chip_celsius = max(coalesce(excluded.max_chip_celsius, max_chip_celsius), "
+    "coalesce(max_chip_celsius, excluded.max_chip_celsius))"
+)
+_UPSERT_REJECTS = (
+    "INSERT INTO rejects (rig, start, seconds, side, reason, count) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (rig, seconds, start, side, reason) DO UPDATE SET count = count + excluded.count"
+)
 _RIG_COLUMNS = (
     "name", "ip", "model", "firmware", "first_seen", "last_seen", "last_share", "accepted", "accepted_work",
     "rejected", "blocks", "energy_joules", "upstream_forwarded", "upstream_accepted", "upstream_accepted_work",
     "upstream_rejected",
 )  # fmt: skip
+_NO_REJECTS: dict[str, int] = {}  # shared, never written to: most rollups and rigs have none
 
 
 class JournalLocked(RuntimeError):
@@ -94,17 +151,24 @@ class JournalLocked(RuntimeError):
 
 @dataclass(slots=True)
 class Rollup:
-    """What one rig did in one interval: changes summed, samples the latest."""
+    """What one rig did in one interval: changes summed, samples the latest. ``rejected`` and
+    ``upstream_rejected`` count by reason; an empty one may be the shared ``_NO_REJECTS``, so
+    ``merge`` replaces rather than updates them."""
 
     accepted: int = 0
     accepted_work: float = 0.0
-    rejected: Counter = field(default_factory=Counter)
+    rejected: dict[str, int] = field(default_factory=lambda: _NO_REJECTS)
     blocks: int = 0
     upstream_forwarded: int = 0
     upstream_accepted: int = 0
     upstream_accepted_work: float = 0.0
-    upstream_rejected: Counter = field(default_factory=Counter)
+    upstream_rejected: dict[str, int] = field(default_factory=lambda: _NO_REJECTS)
     energy_joules: float = 0.0
+    revenue_btc: float = 0.0
+    revenue_usd: float = 0.0
+    cost_usd: float = 0.0
+    unvalued_work: float = 0.0
+    unpriced_energy_joules: float = 0.0
     watts: float | None = None
     reported_hashrate: float | None = None
     max_chip_celsius: float | None = None
@@ -113,13 +177,18 @@ class Rollup:
         """Take ``later`` in: its changes added, its samples where it has them."""
         self.accepted += later.accepted
         self.accepted_work += later.accepted_work
-        self.rejected.update(later.rejected)
+        self.rejected = _add_counts(self.rejected, later.rejected)
         self.blocks += later.blocks
         self.upstream_forwarded += later.upstream_forwarded
         self.upstream_accepted += later.upstream_accepted
         self.upstream_accepted_work += later.upstream_accepted_work
-        self.upstream_rejected.update(later.upstream_rejected)
+        self.upstream_rejected = _add_counts(self.upstream_rejected, later.upstream_rejected)
         self.energy_joules += later.energy_joules
+        self.revenue_btc += later.revenue_btc
+        self.revenue_usd += later.revenue_usd
+        self.cost_usd += later.cost_usd
+        self.unvalued_work += later.unvalued_work
+        self.unpriced_energy_joules += later.unpriced_energy_joules
         self.watts = later.watts if later.watts is not None else self.watts
         self.reported_hashrate = later.reported_hashrate if later.reported_hashrate is not None else self.reported_hashrate
         if later.max_chip_celsius is not None:
@@ -127,18 +196,20 @@ class Rollup:
 
     def row(self) -> tuple:
         return (
-            self.accepted, self.accepted_work, json.dumps(dict(self.rejected), sort_keys=True), self.blocks,
-            self.upstream_forwarded, self.upstream_accepted, self.upstream_accepted_work,
-            json.dumps(dict(self.upstream_rejected), sort_keys=True), self.energy_joules, self.watts,
-            self.reported_hashrate, self.max_chip_celsius,
+            self.accepted, self.accepted_work, sum(self.rejected.values()), self.blocks, self.upstream_forwarded,
+            self.upstream_accepted, self.upstream_accepted_work, sum(self.upstream_rejected.values()),
+            self.energy_joules, self.revenue_btc, self.revenue_usd, self.cost_usd, self.unvalued_work,
+            self.unpriced_energy_joules, self.watts, self.reported_hashrate, self.max_chip_celsius,
         )  # fmt: skip
 
-    @classmethod
-    def from_row(cls, row) -> Rollup:
-        values = dict(zip(_ROLLUP_COLUMNS, row))
-        values["rejected"] = Counter(json.loads(values["rejected"]))
-        values["upstream_rejected"] = Counter(json.loads(values["upstream_rejected"]))
-        return cls(**values)
+
+def _add_counts(counts: dict[str, int], more: dict[str, int]) -> dict[str, int]:
+    if not more:
+        return counts
+    added = dict(counts)
+    for reason, count in more.items():
+        added[reason] = added.get(reason, 0) + count
+    return added
 
 
 @dataclass(slots=True)
@@ -163,11 +234,12 @@ class RigRecord:
     upstream_rejected: dict[str, int] = field(default_factory=dict)
 
     def row(self) -> tuple:
-        values = [getattr(self, name) for name in _RIG_COLUMNS]
-        for i, name in enumerate(_RIG_COLUMNS):
-            if name in ("rejected", "upstream_rejected"):
-                values[i] = json.dumps(dict(values[i]), sort_keys=True)
-        return tuple(values)
+        return (
+            self.name, self.ip, self.model, self.firmware, self.first_seen, self.last_seen, self.last_share,
+            self.accepted, self.accepted_work, _counts_json(self.rejected), self.blocks, self.energy_joules,
+            self.upstream_forwarded, self.upstream_accepted, self.upstream_accepted_work,
+            _counts_json(self.upstream_rejected),
+        )  # fmt: skip
 
     @classmethod
     def from_row(cls, row) -> RigRecord:
@@ -175,6 +247,10 @@ class RigRecord:
         values["rejected"] = json.loads(values["rejected"])
         values["upstream_rejected"] = json.loads(values["upstream_rejected"])
         return cls(**values)
+
+
+def _counts_json(counts: dict[str, int]) -> str:
+    return json.dumps(counts, sort_keys=True) if counts else "{}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +263,8 @@ class BlockRecord:
     accepted: bool
     reason: str
     block_hex: str | None = None
+    header_hex: str | None = None
+    coinbase_hex: str | None = None
 
 
 def default_path(configured: str, environ=os.environ) -> Path:
@@ -261,15 +339,17 @@ class JournalStore:
             check = conn.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
                 raise sqlite3.DatabaseError(f"quick_check: {check}")
-            conn.executescript(_SCHEMA)
-            row = conn.execute("SELECT version FROM schema_version").fetchone()
-            if row is None:
-                conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-            elif row[0] > SCHEMA_VERSION:
+            row = conn.execute("SELECT version FROM schema_version").fetchone() if _has_table(conn, "schema_version") else None
+            if row is not None and row[0] > SCHEMA_VERSION:
                 raise RuntimeError(
                     f"the journal {self.path} has schema version {row[0]}, newer than this fleetd's "
                     f"{SCHEMA_VERSION}: run the newer fleetd, or give this one another [journal] path"
                 )
+            if row is not None and row[0] == 1:
+                conn.executescript(f"BEGIN IMMEDIATE; {_FROM_VERSION_1} COMMIT;")
+            conn.executescript(_SCHEMA)
+            if row is None:
+                conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
         except BaseException:
             conn.close()
             raise
@@ -305,10 +385,10 @@ class JournalStore:
     # -- writes -----------------------------------------------------------------------
 
     def write_flush(self, rollups: dict[tuple[str, int], Rollup], rigs: list[RigRecord], kv: dict[str, str]) -> None:
-        """Minute rollups merged into what is there, rig records replaced: one transaction."""
+        """Minute rollups added to what is there, rig records replaced: one transaction."""
         with self._lock, self._transaction() as conn:
-            for (rig, start), rollup in rollups.items():
-                _add_rollup(conn, rig, MINUTE, start, rollup)
+            conn.executemany(_UPSERT_ROLLUP, [(rig, start, MINUTE, *r.row()) for (rig, start), r in rollups.items()])
+            conn.executemany(_UPSERT_REJECTS, _reject_rows(rollups))
             conn.executemany(
                 f"INSERT OR REPLACE INTO rigs ({', '.join(_RIG_COLUMNS)}) VALUES ({', '.join('?' * len(_RIG_COLUMNS))})",
                 [record.row() for record in rigs],
@@ -323,12 +403,14 @@ class JournalStore:
             try:
                 with self._transaction():
                     conn.execute(
-                        "INSERT INTO blocks (hash, time, worker, job_id, height, accepted, reason, block_hex) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (hash) DO UPDATE SET "
-                        "resubmits = resubmits + 1, time = excluded.time, accepted = max(accepted, excluded.accepted), "
-                        "reason = excluded.reason, block_hex = coalesce(excluded.block_hex, block_hex)",
+                        "INSERT INTO blocks (hash, time, worker, job_id, height, accepted, reason, block_hex, "
+                        "header_hex, coinbase_hex) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (hash) DO UPDATE "
+                        "SET resubmits = resubmits + 1, time = excluded.time, accepted = max(accepted, excluded.accepted), "
+                        "reason = excluded.reason, block_hex = coalesce(excluded.block_hex, block_hex), "
+                        "header_hex = coalesce(excluded.header_hex, header_hex), "
+                        "coinbase_hex = coalesce(excluded.coinbase_hex, coinbase_hex)",
                         (block.hash, block.time, block.worker, block.job_id, block.height, int(block.accepted),
-                         block.reason, block.block_hex),  # fmt: skip
+                         block.reason, block.block_hex, block.header_hex, block.coinbase_hex),  # fmt: skip
                     )
             finally:
                 conn.execute("PRAGMA synchronous=NORMAL")
@@ -340,23 +422,30 @@ class JournalStore:
         compact_before = int(now - compact_after_days * 86400) // HOUR * HOUR  # whole hours only
         with self._lock, self._transaction() as conn:
             deleted = conn.execute("DELETE FROM rollups WHERE start < ?", (deleted_before,)).rowcount
-            rows = conn.execute(
-                f"SELECT rig, start, {', '.join(_ROLLUP_COLUMNS)} FROM rollups WHERE seconds=? AND start < ? "
-                "ORDER BY start",
-                (MINUTE, compact_before),
-            ).fetchall()
-            hours: dict[tuple[str, int], Rollup] = {}
-            for rig, start, *values in rows:
-                key = (rig, start // HOUR * HOUR)
-                hours.setdefault(key, Rollup()).merge(Rollup.from_row(values))
-            for (rig, start), rollup in hours.items():
-                _add_rollup(conn, rig, HOUR, start, rollup)
-            conn.execute("DELETE FROM rollups WHERE seconds=? AND start < ?", (MINUTE, compact_before))
+            conn.execute("DELETE FROM rejects WHERE start < ?", (deleted_before,))
+            old = (MINUTE, compact_before)
+            compacted = conn.execute("SELECT count(*) FROM rollups WHERE seconds=? AND start < ?", old).fetchone()[0]
+            sums = ", ".join(f"sum({c})" for c in _SUMMED)
+            conn.execute(
+                f"{_UPSERT_ROLLUP.split(' VALUES ')[0]} SELECT rig, start / {HOUR} * {HOUR}, {HOUR}, {sums}, "
+                "avg(watts), avg(reported_hashrate), max(max_chip_celsius) FROM rollups "
+                "WHERE seconds=? AND start < ? GROUP BY rig, start / 3600 "
+                f"ON CONFLICT {_UPSERT_ROLLUP.split(' ON CONFLICT ')[1]}",
+                old,
+            )
+            conn.execute(
+                f"INSERT INTO rejects (rig, start, seconds, side, reason, count) SELECT rig, start / {HOUR} * {HOUR}, "
+                f"{HOUR}, side, reason, sum(count) FROM rejects WHERE seconds=? AND start < ? "
+                f"GROUP BY rig, start / {HOUR}, side, reason ON CONFLICT {_UPSERT_REJECTS.split(' ON CONFLICT ')[1]}",
+                old,
+            )
+            conn.execute("DELETE FROM rollups WHERE seconds=? AND start < ?", old)
+            conn.execute("DELETE FROM rejects WHERE seconds=? AND start < ?", old)
         with self._lock:
             conn = self._conn()
             conn.execute("PRAGMA incremental_vacuum")
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return deleted, len(rows)
+        return deleted, compacted
 
     # -- reads ------------------------------------------------------------------------
 
@@ -368,12 +457,26 @@ class JournalStore:
     def rollups(self, since: float, seconds: int = MINUTE) -> list[tuple[str, int, Rollup]]:
         """(rig, start, rollup) of one interval length since ``since``, oldest first."""
         with self._lock:
-            rows = self._conn().execute(
+            conn = self._conn()
+            rows = conn.execute(
                 f"SELECT rig, start, {', '.join(_ROLLUP_COLUMNS)} FROM rollups WHERE seconds=? AND start >= ? "
                 "ORDER BY start, rig",
                 (seconds, int(since)),
             ).fetchall()
-        return [(rig, start, Rollup.from_row(values)) for rig, start, *values in rows]
+            rejects = conn.execute(
+                "SELECT rig, start, side, reason, count FROM rejects WHERE seconds=? AND start >= ?", (seconds, int(since))
+            ).fetchall()
+        by_key = {}
+        for rig, start, *values in rows:
+            fields = dict(zip(_ROLLUP_COLUMNS, values))
+            fields["rejected"] = fields["upstream_rejected"] = _NO_REJECTS  # the totals; by reason below
+            by_key[(rig, start)] = Rollup(**fields)
+        for rig, start, side, reason, count in rejects:
+            rollup = by_key.get((rig, start))
+            if rollup is not None:
+                name = "rejected" if side == POOL else "upstream_rejected"
+                setattr(rollup, name, _add_counts(getattr(rollup, name), {reason: count}))
+        return [(rig, start, rollup) for (rig, start), rollup in by_key.items()]
 
     def blocks(self) -> list[dict]:
         with self._lock:
@@ -408,20 +511,16 @@ class JournalStore:
         return _Transaction(self._conn())
 
 
-def _add_rollup(conn: sqlite3.Connection, rig: str, seconds: int, start: int, rollup: Rollup) -> None:
-    """``rollup`` merged into the row of that rig and interval, made if there is none."""
-    old = conn.execute(
-        f"SELECT {', '.join(_ROLLUP_COLUMNS)} FROM rollups WHERE rig=? AND seconds=? AND start=?", (rig, seconds, start)
-    ).fetchone()
-    if old is not None:
-        merged = Rollup.from_row(old)
-        merged.merge(rollup)
-        rollup = merged
-    conn.execute(
-        f"INSERT OR REPLACE INTO rollups (rig, start, seconds, {', '.join(_ROLLUP_COLUMNS)}) "
-        f"VALUES (?, ?, ?{', ?' * len(_ROLLUP_COLUMNS)})",
-        (rig, start, seconds, *rollup.row()),
-    )
+def _reject_rows(rollups: dict[tuple[str, int], Rollup]) -> list[tuple]:
+    rows = []
+    for (rig, start), rollup in rollups.items():
+        for side, counts in ((POOL, rollup.rejected), (UPSTREAM, rollup.upstream_rejected)):
+            rows.extend((rig, start, MINUTE, side, reason, count) for reason, count in counts.items())
+    return rows
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
 
 
 class _Transaction:

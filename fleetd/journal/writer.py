@@ -32,6 +32,8 @@ from fleetd.journal.store import (
 from fleetd.rigs.registry import HASHES_PER_DIFFICULTY, RigRegistry
 
 TIP_KEY = "demo_chain_tip"
+ECONOMICS_KEY = "economics_inputs"
+JOULES_PER_KWH = 3.6e6
 PRUNE_SECONDS = 3600.0  # retention and compaction: at start, then hourly
 COLLECT_CHUNK = 100  # rigs read between two turns of the event loop (about 1 ms of work)
 MAX_PENDING_MINUTES = 60  # per rig; older pending minutes merge into the next one
@@ -45,13 +47,16 @@ class Journal:
     """The writer and what it exports: ``up``, ``dropped_writes``, ``pending_rows``,
     ``file_bytes()`` and ``last_flush`` (wall time of the newest state on the disk)."""
 
-    def __init__(self, config, rigs: RigRegistry, *, clock: Clock = SYSTEM_CLOCK, environ=None) -> None:
+    def __init__(
+        self, config, rigs: RigRegistry, *, clock: Clock = SYSTEM_CLOCK, economics=None, environ=None
+    ) -> None:
         import os
 
         self.config = config
         self.path = default_path(config.path, os.environ if environ is None else environ)
         self.rigs = rigs
         self.clock = clock
+        self.economics = economics  # a SiteEconomicsView: values each minute, and its inputs survive a restart
         self.log = logging.get("fleetd.journal")
         self.store: JournalStore | None = None
         self.server = None
@@ -150,6 +155,9 @@ class Journal:
             job_id=getattr(job, "job_id", None),
             accepted=outcome.accepted,
             reason=outcome.reason,
+            block_hex=getattr(outcome, "block_hex", None),
+            header_hex=getattr(outcome, "header_hex", None),
+            coinbase_hex=getattr(outcome, "coinbase_hex", None),
         )
         self._blocks.append(record)
         task = asyncio.get_running_loop().create_task(self._write_blocks())
@@ -211,20 +219,23 @@ class Journal:
         """``collect``, pausing (a yield) after every ``COLLECT_CHUNK`` rigs."""
         minute = int(now) // MINUTE * MINUTE
         upstream = self.server.pool.upstream_workers if self.server is not None else {}
+        prices = self.economics.work_prices(now) if self.economics is not None else None
+        btc_per_work = prices.btc_per_work if prices is not None else None
+        btc_usd = prices.btc_usd if prices is not None else None
         for count, rig in enumerate(self.rigs, 1):  # the registry hands out a list: rigs may come meanwhile
             if count % COLLECT_CHUNK == 0:
                 yield
-            stats = upstream.get(rig.name)
+            name, stats = rig.name, upstream.get(rig.name)
             # Most rigs have not moved since the last flush: a tuple says so for a fraction of
             # what building their record would cost.
             seen = (rig.last_seen, rig.accepted, rig.accepted_work, rig.blocks, rig.energy_joules,
                     rig.rejected.total(), rig.ip, rig.model, rig.firmware,
                     (stats.forwarded, stats.accepted, stats.rejected.total()) if stats else None)  # fmt: skip
-            if self._seen.get(rig.name) == seen:
+            if self._seen.get(name) == seen:
                 continue
-            self._seen[rig.name] = seen
+            self._seen[name] = seen
             record = RigRecord(
-                name=rig.name, ip=rig.ip, model=rig.model, firmware=rig.firmware, first_seen=rig.first_seen,
+                name=name, ip=rig.ip, model=rig.model, firmware=rig.firmware, first_seen=rig.first_seen,
                 last_seen=rig.last_seen, last_share=rig.last_share, accepted=rig.accepted,
                 accepted_work=rig.accepted_work, rejected=dict(rig.rejected), blocks=rig.blocks,
                 energy_joules=rig.energy_joules,
@@ -233,33 +244,52 @@ class Journal:
                 upstream_accepted_work=stats.accepted_work if stats else 0.0,
                 upstream_rejected=dict(stats.rejected) if stats else {},
             )  # fmt: skip
-            last = self._last.get(rig.name)
+            last = self._last.get(name)
             if last == record:
                 continue
             if last is None or record.accepted < last.accepted or record.accepted_work < last.accepted_work:
-                last = RigRecord(rig.name)  # a new record (or one retired and made again): all of it is new
+                last = RigRecord(name)  # a new record (or one retired and made again): all of it is new
+            work = record.accepted_work - last.accepted_work
+            energy = max(0.0, record.energy_joules - last.energy_joules)
             delta = Rollup(
                 accepted=record.accepted - last.accepted,
-                accepted_work=record.accepted_work - last.accepted_work,
+                accepted_work=work,
                 rejected=_minus(record.rejected, last.rejected),
                 blocks=max(0, record.blocks - last.blocks),
                 upstream_forwarded=max(0, record.upstream_forwarded - last.upstream_forwarded),
                 upstream_accepted=max(0, record.upstream_accepted - last.upstream_accepted),
                 upstream_accepted_work=max(0.0, record.upstream_accepted_work - last.upstream_accepted_work),
                 upstream_rejected=_minus(record.upstream_rejected, last.upstream_rejected),
-                energy_joules=max(0.0, record.energy_joules - last.energy_joules),
+                energy_joules=energy,
             )
+            # valued at the prices of this moment, so a later price or contract never rewrites the past
+            if btc_per_work is not None:
+                delta.revenue_btc = work * btc_per_work
+            if btc_per_work is not None and btc_usd is not None:
+                delta.revenue_usd = delta.revenue_btc * btc_usd
+            else:
+                delta.unvalued_work = work
+            if prices is not None:
+                delta.cost_usd = energy / JOULES_PER_KWH * prices.usd_per_kwh(name)
+            else:
+                delta.unpriced_energy_joules = energy
             reading = rig.reading
-            if reading is not None and self._last_reading.get(rig.name) != reading.time:
-                self._last_reading[rig.name] = reading.time
+            if reading is not None and self._last_reading.get(name) != reading.time:
+                self._last_reading[name] = reading.time
                 delta.watts = rig.power(now)[0]
                 delta.reported_hashrate = reading.hashrate
                 delta.max_chip_celsius = rig.hottest_chip()
-            self._pending.setdefault((rig.name, minute), Rollup()).merge(delta)
-            self._dirty[rig.name] = self._last[rig.name] = record
+            pending = self._pending.get((name, minute))
+            if pending is None:
+                self._pending[(name, minute)] = delta
+            else:
+                pending.merge(delta)
+            self._dirty[name] = self._last[name] = record
         tip = getattr(self.source, "tip", None)
         if callable(tip):
             self._kv[TIP_KEY] = json.dumps(tip().to_dict(), sort_keys=True)
+        if self.economics is not None:
+            self._kv[ECONOMICS_KEY] = json.dumps(self.economics.inputs(), sort_keys=True)
         self._bound()
 
     def _bound(self) -> None:
@@ -301,6 +331,13 @@ class Journal:
         tip = await asyncio.to_thread(self.store.get, TIP_KEY)
         if tip is not None:
             self._kv_written[TIP_KEY] = tip
+        inputs = await asyncio.to_thread(self.store.get, ECONOMICS_KEY)
+        if inputs is not None and self.economics is not None:
+            self._kv_written[ECONOMICS_KEY] = inputs
+            try:
+                self.economics.restore(json.loads(inputs))
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:  # a damaged row: the next flush replaces it
+                self.log.error("journal_economics_unreadable", path=str(self.path), error=f"{type(exc).__name__}: {exc}")
         if restored:
             self.log.info("journal_restored", rigs=len(restored), path=str(self.path))
 
@@ -349,5 +386,7 @@ class Journal:
         )  # fmt: skip
 
 
-def _minus(now: dict[str, int], before: dict[str, int]) -> Counter:
-    return Counter({k: v - before.get(k, 0) for k, v in now.items() if v > before.get(k, 0)})
+def _minus(now: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    if now == before:
+        return {}
+    return {k: v - before.get(k, 0) for k, v in now.items() if v > before.get(k, 0)}

@@ -10,7 +10,15 @@ from collections import OrderedDict
 from fleetd.economics.profitability import RigPower
 from fleetd.chain.network import NetworkState
 from fleetd.economics.settings import EconomicsConfig, PowerPrices
-from fleetd.economics.site import BtcQuote, SiteEconomics, site_economics, with_curtail_target
+from fleetd.economics.price_feed import PriceQuote
+from fleetd.economics.site import (
+    BtcQuote,
+    SiteEconomics,
+    WorkPrices,
+    block_fees_btc,
+    site_economics,
+    with_curtail_target,
+)
 from fleetd.rigs.registry import RigRegistry
 from fleetd.telemetry.exposition import escape, tidy, value
 
@@ -43,13 +51,17 @@ class SiteEconomicsView:
         self.feed = feed  # a PriceFeed when [economics.price_feed] is set
         self.interval = interval
         self._prices = PowerPrices(config) if config is not None else None
+        # the last inputs the journal kept: used until the source and the feed report again
+        self.restored_network: NetworkState | None = None
+        self.restored_quote: PriceQuote | None = None
         self._latest: SiteEconomics | None = None
         self._quote: BtcQuote | None = None  # the quote _latest was priced at
         self._plans: OrderedDict[float, SiteEconomics] = OrderedDict()  # by target kW, for _latest
 
     def network(self) -> NetworkState | None:
         report = getattr(self.source, "network_state", None)
-        return report() if report is not None else None
+        network = report() if report is not None else None
+        return network if network is not None else self.restored_network
 
     def quote(self) -> BtcQuote | None:
         config = self.config
@@ -58,9 +70,47 @@ class SiteEconomicsView:
         if config.price_feed is None:
             return BtcQuote(config.btc_price_usd, "configured")
         latest = self.feed.latest() if self.feed is not None else None
+        latest = latest if latest is not None else self.restored_quote  # its age says if it still counts
         if latest is None:
             return None
         return BtcQuote(latest.usd, "feed", latest.fetched_at, config.price_feed.max_age_seconds)
+
+    def work_prices(self, now: float) -> WorkPrices | None:
+        """What a unit of work and a kWh are worth now; None without [economics]."""
+        config = self.config
+        if config is None:
+            return None
+        network, quote = self.network(), self.quote()
+        btc_per_work = None
+        if network is not None and network.difficulty > 0:
+            fees, _ = block_fees_btc(network, config.fees_btc_per_block)
+            if fees is not None:
+                btc_per_work = (network.block_subsidy_btc + fees) / network.difficulty
+        btc_usd = None if quote is None or quote.stale(now) else quote.usd
+        return WorkPrices(btc_per_work, btc_usd, self._prices.at(now))
+
+    def inputs(self) -> dict:
+        """The network and the fetched BTC price, as the journal keeps them for a restart."""
+        network = self.network()
+        latest = self.feed.latest() if self.feed is not None else self.restored_quote
+        return {
+            "network": None if network is None else {
+                "difficulty": network.difficulty, "height": network.height,
+                "fees_btc_per_block": network.fees_btc_per_block, "subsidy_btc": network.subsidy_btc,
+            },
+            "btc_quote": None if latest is None else {"usd": latest.usd, "fetched_at": latest.fetched_at},
+        }  # fmt: skip
+
+    def restore(self, inputs: dict) -> None:
+        """``inputs`` as ``inputs()`` gave them before a restart (a bad entry is ValueError or TypeError)."""
+        network, quote = inputs.get("network"), inputs.get("btc_quote")
+        if network is not None:
+            self.restored_network = NetworkState(
+                float(network["difficulty"]), int(network["height"]), network.get("fees_btc_per_block"),
+                subsidy_btc=network.get("subsidy_btc"), block_times_origin="restored",
+            )  # fmt: skip
+        if quote is not None:
+            self.restored_quote = PriceQuote(float(quote["usd"]), float(quote["fetched_at"]))
 
     def snapshot(self, now: float, curtail_target_kw: float | None = None) -> SiteEconomics:
         """The shared snapshot, taken at most ``interval`` seconds before ``now`` (a clock that
