@@ -32,9 +32,17 @@ def header_hash(
 
     prevhash and branch hashes in internal byte order; integers as numbers.
     """
-    coinbase_txid = sha256d(b"".join((coinb1, extranonce1, extranonce2, coinb2)))
-    root = fold_branch(coinbase_txid, merkle_branch)
-    return sha256d(pack_header(version, prevhash, root, ntime, nbits, nonce))
+    coinbase = b"".join((coinb1, extranonce1, extranonce2, coinb2))
+    return sha256d(share_header(coinbase, merkle_branch, version, prevhash, ntime, nbits, nonce))
+
+
+def share_header(
+    coinbase: bytes, merkle_branch: Sequence[bytes], version: int, prevhash: bytes, ntime: int, nbits: int, nonce: int
+) -> bytes:
+    """The 80-byte header over ``coinbase`` (the bytes a miner hashes: coinb1 ‖ extranonce1 ‖
+    extranonce2 ‖ coinb2, no witness), its branch folded up to the merkle root."""
+    root = fold_branch(sha256d(coinbase), merkle_branch)
+    return pack_header(version, prevhash, root, ntime, nbits, nonce)
 
 
 @dataclass(frozen=True, slots=True)

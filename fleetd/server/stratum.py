@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 
 from fleetd import log as logging
 from fleetd.chain.byteorder import hash_to_display
+from fleetd.chain.share import share_header
 from fleetd.clock import SYSTEM_CLOCK, Clock
 from fleetd.rigs.registry import Rig, RigRegistry
 from fleetd.server.admission import (
@@ -487,8 +488,16 @@ class StratumServer:
 
 
 async def _block_outcome(future: asyncio.Future, forwarded: ShareForwarded) -> BlockOutcome:
+    """The pool's answer to a forwarded block, with the header and coinbase the rig completed
+    (the pool's transactions, hence the block itself, are the pool's alone)."""
     outcome: ShareOutcome = await future
-    return BlockOutcome(outcome.accepted, hash_to_display(forwarded.hash), forwarded.job.height, outcome.reason)
+    job, share = forwarded.job, forwarded.share
+    coinbase = b"".join((job.coinb1, share.extranonce1, share.extranonce2, job.coinb2))
+    header = share_header(coinbase, job.merkle_branch, share.version, job.prevhash, share.ntime, job.nbits, share.nonce)
+    return BlockOutcome(
+        outcome.accepted, hash_to_display(forwarded.hash), job.height, outcome.reason,
+        header_hex=header.hex(), coinbase_hex=coinbase.hex(),
+    )  # fmt: skip
 
 
 class MinerConnection(asyncio.Protocol):

@@ -100,12 +100,26 @@ class BlockOutcome:
 
     ``reason`` is "accepted" or a BIP22-style reject reason ("high-hash", "stale-work",
     "duplicate", ...) that logs and metrics can count as is.
+
+    The block's bytes, as hex, for whoever keeps found blocks; None where there are none: a
+    block refused before it was assembled has no bytes, and a block forwarded to an upstream
+    pool has a header and a coinbase but no ``block_hex`` (the pool holds its transactions).
+
+    * ``block_hex``: the whole serialized block, exactly as the source submitted it;
+    * ``header_hex``: the 80-byte header in serialization order (its sha256d, reversed, is ``hash``);
+    * ``coinbase_hex``: the coinbase as the miner completed it. A source that builds the block
+      gives it as it stands in ``block_hex`` (witness included when the block commits to
+      one); a forwarded block gives coinb1 ‖ extranonce1 ‖ extranonce2 ‖ coinb2, the bytes
+      the miner hashed (the pool adds any witness).
     """
 
     accepted: bool
     hash: str  # display hex, as explorers and RPC print it
     height: int | None
     reason: str
+    block_hex: str | None = None
+    header_hex: str | None = None
+    coinbase_hex: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,6 +62,7 @@ from .base import BlockOutcome, BlockRejected, ExtranonceLayout, Publish, Solved
 from .bitcoind_rpc import RpcClient, RpcError, RpcFailure, RpcTimeout, RpcUnavailable, snippet
 from .coinbase_builder import (
     MAX_MONEY,
+    AssembledBlock,
     BlockTemplate,
     TemplateTx,
     assemble_solved_block,
@@ -483,13 +484,13 @@ class BitcoindSource:
                 raise BlockRejected("unknown-work", "the job carries no template of this source")
             if current is not None and template.prevhash != current.prevhash:
                 raise BlockRejected("stale-prevblk", "the node's tip has moved past the job's parent")
-            raw = assemble_solved_block(template, block, self.extranonce)
+            assembled = assemble_solved_block(template, block, self.extranonce)
         except BlockRejected as exc:
             log.error("block_refused", reason=exc.reason, error=str(exc))
             return self._count(BlockOutcome(False, claimed, job.height, exc.reason))
         self._submitting += 1
         try:
-            outcome = await self._submit(raw, block.hash, template, block.worker)
+            outcome = await self._submit(assembled, block.hash, template, block.worker)
         finally:
             self._submitting -= 1
             if self._publish is None and not self._submitting:
@@ -845,22 +846,21 @@ class BitcoindSource:
 
     # -- blocks ----------------------------------------------------------------------------
 
-    async def _submit(self, raw: bytes, digest: bytes, template: BlockTemplate, worker: str) -> BlockOutcome:
+    async def _submit(self, block: AssembledBlock, digest: bytes, template: BlockTemplate, worker: str) -> BlockOutcome:
         """submitblock until the node gives a verdict or its tip has moved past our parent."""
         display = hash_to_display(digest)
         height = template.height
         log = self.log.bind(hash=display, height=height, worker=worker)
-        log.info("block_found", transactions=len(template.transactions) + 1, bytes=len(raw))
+        log.info("block_found", transactions=len(template.transactions) + 1, bytes=len(block.raw))
         started = self._clock.monotonic()
         timeout = max(self.config.rpc_timeout_seconds, SUBMIT_TIMEOUT_FLOOR)
-        block_hex = raw.hex()
         for attempt in itertools.count(1):
             try:
-                result = await self._rpc.call("submitblock", [block_hex], timeout=timeout)
+                result = await self._rpc.call("submitblock", [block.block_hex], timeout=timeout)
             except RpcError as exc:
                 if exc.code not in TRANSIENT_RPC_ERRORS:
                     log.error("block_rejected", reason=f"rpc-error({exc.code})", error=exc.message, attempt=attempt)
-                    return BlockOutcome(False, display, height, f"rpc-error({exc.code})")
+                    return block.outcome(False, display, height, f"rpc-error({exc.code})")
                 error: str = str(exc)
             except RpcUnavailable as exc:
                 error = str(exc)
@@ -870,19 +870,19 @@ class BitcoindSource:
                 ):  # an earlier attempt got through before its answer was lost
                     log.info("block_accepted", attempt=attempt, submit_ms=self._ms_since(started))
                     self._wake.set()  # the next job builds on our block: fetch it now
-                    return BlockOutcome(True, display, height, "accepted")
+                    return block.outcome(True, display, height, "accepted")
                 if isinstance(result, str):
                     log.error("block_rejected", reason=result, attempt=attempt, submit_ms=self._ms_since(started))
-                    return BlockOutcome(False, display, height, result)
+                    return block.outcome(False, display, height, result)
                 error = f"submitblock returned {snippet(orjson.dumps(result))}, not null or a reason"
             tip = await self._best_block()
             if tip == digest:
                 log.info("block_accepted", attempt=attempt, via="tip", submit_ms=self._ms_since(started))
                 self._wake.set()
-                return BlockOutcome(True, display, height, "accepted")
+                return block.outcome(True, display, height, "accepted")
             if tip is not None and tip != template.prevhash:
                 log.error("block_stale", error=error, attempt=attempt, tip=hash_to_display(tip))
-                return BlockOutcome(False, display, height, "stale-prevblk")
+                return block.outcome(False, display, height, "stale-prevblk")
             base = self.config.submit_retry_seconds
             retry_in = min(max(base, SUBMIT_RETRY_CAP), base * 2 ** min(attempt - 1, 16))
             log.warning("block_submit_retry", error=error, attempt=attempt, retry_in=retry_in)

@@ -14,12 +14,12 @@ plain data push, so explorers decode it, and the slot sits where Stratum's coinb
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
-from fleetd.chain.byteorder import HASH_SIZE, hash_to_display, hash_to_int, pack_header
+from fleetd.chain.byteorder import HASH_SIZE, HEADER_SIZE, hash_to_display, hash_to_int
 from fleetd.chain.coinbase import MAX_HEIGHT, encode_height, scriptsig_span, split_coinbase
 from fleetd.chain.hashes import sha256d
-from fleetd.chain.merkle import fold_branch, merkle_branch, merkle_root
+from fleetd.chain.merkle import merkle_branch, merkle_root
 from fleetd.chain.serialize import (
     COINBASE_PREV_INDEX,
     COINBASE_PREV_TXID,
@@ -29,10 +29,11 @@ from fleetd.chain.serialize import (
     parse_transaction,
     write_compact_size,
 )
+from fleetd.chain.share import share_header
 from fleetd.chain.target import bits_to_target
 from fleetd.stratum.job import Job
 
-from .base import BlockRejected, ExtranonceLayout, SolvedBlock
+from .base import BlockOutcome, BlockRejected, ExtranonceLayout, SolvedBlock
 
 MIN_COINBASE_SCRIPTSIG_SIZE = 2  # consensus (CheckTransaction): bad-cb-length
 MAX_COINBASE_SCRIPTSIG_SIZE = 100  # consensus (CheckTransaction): bad-cb-length
@@ -232,11 +233,24 @@ def build_template(
     return BlockTemplate(height, bytes(prevhash), nbits, coinbase, txs, branch)
 
 
+@dataclass(frozen=True, slots=True)
+class AssembledBlock:
+    """A solved block as it is submitted: its bytes, and the hex a ``BlockOutcome`` carries."""
+
+    raw: bytes = field(repr=False)  # header ‖ tx count ‖ coinbase (witness included) ‖ transactions
+    block_hex: str = field(repr=False)  # raw, as submitblock takes it
+    header_hex: str  # the 80-byte header
+    coinbase_hex: str = field(repr=False)  # the coinbase as it stands in the block, witness included
+
+    def outcome(self, accepted: bool, hash: str, height: int | None, reason: str) -> BlockOutcome:
+        """What became of this block, its bytes attached."""
+        return BlockOutcome(accepted, hash, height, reason, self.block_hex, self.header_hex, self.coinbase_hex)
+
+
 def block_header(template: BlockTemplate, extranonce: bytes, version: int, ntime: int, nonce: int) -> bytes:
     """The 80-byte header a solved share describes."""
-    coinbase_txid = sha256d(template.coinbase.coinb1 + bytes(extranonce) + template.coinbase.coinb2)
-    root = fold_branch(coinbase_txid, template.merkle_branch)
-    return pack_header(version, template.prevhash, root, ntime, template.nbits, nonce)
+    coinbase = template.coinbase.coinb1 + bytes(extranonce) + template.coinbase.coinb2
+    return share_header(coinbase, template.merkle_branch, version, template.prevhash, ntime, template.nbits, nonce)
 
 
 def assemble_block(template: BlockTemplate, extranonce: bytes, version: int, ntime: int, nonce: int) -> bytes:
@@ -244,18 +258,24 @@ def assemble_block(template: BlockTemplate, extranonce: bytes, version: int, nti
 
     ``extranonce`` is extranonce1 ‖ extranonce2; ``version`` the header version after rolling.
     """
-    coinbase = template.coinbase.transaction(extranonce)
-    return b"".join(
+    return _assemble(template, extranonce, version, ntime, nonce)[0]
+
+
+def _assemble(template: BlockTemplate, extranonce: bytes, version: int, ntime: int, nonce: int) -> tuple[bytes, bytes]:
+    """(the whole block, its coinbase as serialized in it)."""
+    coinbase = template.coinbase.transaction(extranonce).serialize(with_witness=True)
+    raw = b"".join(
         (
             block_header(template, extranonce, version, ntime, nonce),
             write_compact_size(1 + len(template.transactions)),
-            coinbase.serialize(with_witness=True),
+            coinbase,
             *(tx.data for tx in template.transactions),
         )
     )
+    return raw, coinbase
 
 
-def assemble_solved_block(template: BlockTemplate, block: SolvedBlock, layout: ExtranonceLayout) -> bytes:
+def assemble_solved_block(template: BlockTemplate, block: SolvedBlock, layout: ExtranonceLayout) -> AssembledBlock:
     """The whole block ``block`` solves on ``template``, checked once: its header must hash to
     ``block.hash``, and that hash must meet the template's target.
 
@@ -268,11 +288,13 @@ def assemble_solved_block(template: BlockTemplate, block: SolvedBlock, layout: E
             f"extranonce1 and extranonce2 are {len(block.extranonce1)} + {len(block.extranonce2)} bytes, "
             f"the job's layout is {layout.extranonce1_size} + {layout.extranonce2_size}",
         )
+    extranonce = block.extranonce1 + block.extranonce2
     try:
-        raw = assemble_block(template, block.extranonce1 + block.extranonce2, block.version, block.ntime, block.nonce)
+        raw, coinbase = _assemble(template, extranonce, block.version, block.ntime, block.nonce)
     except ValueError as exc:
         raise BlockRejected("bad-header-fields", str(exc)) from None
-    digest = sha256d(raw[:80])
+    header = raw[:HEADER_SIZE]
+    digest = sha256d(header)
     if digest != block.hash:
         raise BlockRejected(
             "hash-mismatch",
@@ -280,4 +302,4 @@ def assemble_solved_block(template: BlockTemplate, block: SolvedBlock, layout: E
         )
     if hash_to_int(digest) > bits_to_target(template.nbits):
         raise BlockRejected("high-hash", f"{hash_to_display(digest)} is above the network target")
-    return raw
+    return AssembledBlock(raw, raw.hex(), header.hex(), coinbase.hex())

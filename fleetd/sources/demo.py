@@ -32,6 +32,7 @@ from fleetd.stratum.job import Job
 from .base import BlockOutcome, BlockRejected, ExtranonceLayout, Publish, SolvedBlock, SourceHealth
 from .coinbase_builder import (
     MAX_SCRIPT_SIZE,
+    AssembledBlock,
     BlockTemplate,
     TemplateTx,
     assemble_solved_block,
@@ -337,17 +338,21 @@ class DemoChain:
     async def submit_block(self, block: SolvedBlock) -> BlockOutcome:
         job = block.job
         claimed = hash_to_display(block.hash)
+        assembled: AssembledBlock | None = None
         try:
-            raw = self._validated_block(block)
+            assembled = self._assembled_block(block)
+            self._check_header(block)
         except BlockRejected as exc:
             self.log.warning("block_refused", job_id=job.job_id, hash=claimed, reason=exc.reason, error=str(exc))
-            return BlockOutcome(False, claimed, job.height, exc.reason)
-        self._found.append(FoundBlock(job.height, claimed, block.worker, self._clock.wall(), raw))
+            if assembled is None:  # refused before it was built: no bytes to keep
+                return BlockOutcome(False, claimed, job.height, exc.reason)
+            return assembled.outcome(False, claimed, job.height, exc.reason)
+        self._found.append(FoundBlock(job.height, claimed, block.worker, self._clock.wall(), assembled.raw))
         self._found_total += 1
         self._advance(block.hash, block.ntime)
         if self._publish is not None:
             self._emit(clean=True)
-        return BlockOutcome(True, claimed, job.height, "accepted")
+        return assembled.outcome(True, claimed, job.height, "accepted")
 
     def health(self) -> SourceHealth:
         running = self._publish is not None
@@ -436,8 +441,8 @@ class DemoChain:
         for i, t in enumerate(tip.economics_times):
             self._epoch.record(first + i, t)
 
-    def _validated_block(self, block: SolvedBlock) -> bytes:
-        """The block ``block`` makes on the current tip, as Core would check it; BlockRejected otherwise."""
+    def _assembled_block(self, block: SolvedBlock) -> AssembledBlock:
+        """The block ``block`` makes on the current tip; BlockRejected when there is none to make."""
         template = block.job.block_data
         if any(found.hash == hash_to_display(block.hash) for found in self._found):
             raise BlockRejected("duplicate", "this block was found already")
@@ -445,14 +450,16 @@ class DemoChain:
             raise BlockRejected("unknown-work", "the job carries no demo template")
         if template.prevhash != self._prevhash:
             raise BlockRejected("stale-prevblk", "the tip has moved past the job's parent")
-        raw = assemble_solved_block(template, block, self.extranonce)
+        return assemble_solved_block(template, block, self.extranonce)
+
+    def _check_header(self, block: SolvedBlock) -> None:
+        """The header's time and version, as Core would check them; BlockRejected otherwise."""
         if block.ntime <= self._median_time_past():
             raise BlockRejected("time-too-old", f"ntime {block.ntime} is not above the median time past")
         if block.ntime > self._clock.wall() + MAX_FUTURE_BLOCK_TIME:
             raise BlockRejected("time-too-new", f"ntime {block.ntime} is more than 2 hours ahead")
         if block.version < MIN_BLOCK_VERSION:
             raise BlockRejected(f"bad-version(0x{block.version:08x})", "versions below 4 are obsolete (BIP65)")
-        return raw
 
     def _build_template(self) -> BlockTemplate:
         txs = synthetic_transactions(self._height, self.transactions_per_block)

@@ -8,7 +8,9 @@ import json
 import pytest
 
 from fake_clock import FakeClock
-from fleetd.chain.byteorder import hash_to_display
+from fleetd.chain.byteorder import HEADER_SIZE, hash_to_display
+from fleetd.chain.hashes import sha256d
+from fleetd.chain.serialize import parse_block
 from fleetd.server.stratum import IDLE_CHECK_SECONDS
 from server_support import (
     TINY_DIFFICULTY,
@@ -21,6 +23,7 @@ from server_support import (
     scrape,
     start_fleetd,
     submit_params,
+    wait_until,
 )
 
 
@@ -86,6 +89,10 @@ async def test_block_is_submitted_and_older_jobs_become_stale():
     # network difficulty equal to the share difficulty: the first valid share is a block
     running = await start_fleetd(make_config(network_difficulty=1e-6))
     try:
+        server, answers = running.server, []
+        journal_block = server.on_block
+        server.on_block = lambda job, outcome, worker: (answers.append((job, outcome, worker)),
+                                                        journal_block(job, outcome, worker))  # fmt: skip
         client = await RawClient.connect(running.stratum)
         await client.login("acct.lucky")
         first_job = client.job
@@ -97,6 +104,18 @@ async def test_block_is_submitted_and_older_jobs_become_stale():
         assert [(b.height, b.worker) for b in found] == [(1, "acct.lucky")]
         assert hash_to_display(client.job.prevhash) == found[0].hash  # the next job builds on the block just found
         assert running.server.blocks_submitted == 1
+
+        # what the journal is handed carries the block itself
+        await wait_until(lambda: answers)
+        ((job, outcome, worker),) = answers
+        assert (job.job_id, worker) == (first_job.job_id, "acct.lucky")
+        assert (outcome.accepted, outcome.hash, outcome.height) == (True, found[0].hash, 1)
+        assert outcome.block_hex == found[0].raw.hex()
+        header = bytes.fromhex(outcome.header_hex)
+        assert header == found[0].raw[:HEADER_SIZE] and hash_to_display(sha256d(header)) == outcome.hash
+        coinbase = parse_block(found[0].raw).transactions[0]
+        assert outcome.coinbase_hex == coinbase.serialize().hex()
+        assert client.extranonce1 + bytes.fromhex(block_share[2]) in coinbase.inputs[0].script_sig
 
         client.job = first_job  # a share for the previous block's job, sent after the new block
         late = grind(client, extranonce2=b"\x07" * 8)

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from fleetd import native
+from fleetd.chain.byteorder import HEADER_SIZE, hash_to_display
+from fleetd.chain.hashes import sha256d
+from fleetd.chain.serialize import Block, parse_block, write_compact_size
 from fleetd.chain.target import bits_to_target
 from fleetd.stratum.job import Job
-from fleetd.sources.base import SolvedBlock
+from fleetd.sources.base import BlockOutcome, SolvedBlock
 
 EN1 = bytes.fromhex("0badc0de")
 EN2 = bytes.fromhex("0102030405060708")
@@ -40,3 +43,24 @@ def miss(job: Job, en1: bytes = EN1, en2: bytes = EN2) -> tuple[int, bytes]:
         if not meets:
             return nonce, digest
     raise AssertionError("unreachable")
+
+
+def carried_block(outcome: BlockOutcome) -> Block:
+    """The block ``outcome`` carries, checked against itself: its header is the block's first
+    80 bytes and hashes to ``outcome.hash``, its coinbase is the block's first transaction."""
+    raw = bytes.fromhex(outcome.block_hex)
+    block = parse_block(raw)
+    assert block.serialize() == raw
+    header = bytes.fromhex(outcome.header_hex)
+    assert header == raw[:HEADER_SIZE] == block.header
+    assert hash_to_display(sha256d(header)) == outcome.hash
+    coinbase = bytes.fromhex(outcome.coinbase_hex)
+    assert block.transactions[0].serialize() == coinbase and block.transactions[0].is_coinbase
+    start = HEADER_SIZE + len(write_compact_size(len(block.transactions)))
+    assert raw[start : start + len(coinbase)] == coinbase  # the very bytes, where the block has them
+    return block
+
+
+def carries_no_block(outcome: BlockOutcome) -> bool:
+    """True when ``outcome`` has no bytes: a block refused before it was assembled."""
+    return outcome.block_hex is None and outcome.header_hex is None and outcome.coinbase_hex is None

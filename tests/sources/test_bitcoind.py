@@ -19,7 +19,12 @@ from fleetd.chain.serialize import parse_block, parse_transaction
 from fleetd.chain.target import bits_to_target, difficulty_to_target, target_to_bits
 from fleetd.sources.base import JobSource, SolvedBlock
 from fleetd.sources.bitcoind import BitcoindSource, NodeTemplate, parse_template
-from sources_support import EN1, EN2, WORKER, miss, solve
+from sources_support import EN1, EN2, WORKER, carried_block, carries_no_block, miss, solve
+
+
+def submitted_hex(node) -> list[str]:
+    """The hex of every submitblock call the node received, those a fault answered included."""
+    return [params[0] for method, params in node.calls if method == "submitblock"]
 
 
 @pytest.fixture
@@ -79,7 +84,9 @@ async def test_found_block_is_submitted_whole_and_the_node_accepts_it():
             assert outcome.hash == hash_to_display(solved.hash)
 
             (raw,) = node.submitted
-            block = parse_block(raw)
+            assert outcome.block_hex == raw.hex()  # the block exactly as the node received it
+            block = carried_block(outcome)
+            assert block == parse_block(raw)
             assert block.hash == solved.hash and hash_to_int(block.hash) <= bits_to_target(job.nbits)
             assert (block.prevhash, block.nonce, block.ntime, block.version) == (
                 job.prevhash, solved.nonce, solved.ntime, solved.version,
@@ -121,11 +128,11 @@ async def test_share_below_network_target_or_unknown_job_is_not_submitted(node):
         job = await r.first_job()
         nonce, digest = miss(job)
         weak = SolvedBlock(job, EN1, EN2, job.ntime, nonce, job.version, digest, WORKER)
-        assert (await r.source.submit_block(weak)).reason == "high-hash"
         unknown = dataclasses.replace(weak, job=dataclasses.replace(job, block_data=None))
-        assert (await r.source.submit_block(unknown)).reason == "unknown-work"
         short = dataclasses.replace(weak, extranonce2=b"\x01")
-        assert (await r.source.submit_block(short)).reason == "bad-extranonce-size"
+        for block, reason in ((weak, "high-hash"), (unknown, "unknown-work"), (short, "bad-extranonce-size")):
+            outcome = await r.source.submit_block(block)
+            assert outcome.reason == reason and carries_no_block(outcome), outcome  # nothing was submitted
         assert node.submitted == []
         assert r.source.block_results == {"high-hash": 1, "unknown-work": 1, "bad-extranonce-size": 1}
 
@@ -136,7 +143,7 @@ async def test_a_block_whose_header_does_not_hash_to_the_claim_is_never_sent(nod
         good = solve(job)
         for claim in (bytes(32), solve(job, en2=b"\x02" * 8).hash):  # nonsense, and another real block's hash
             outcome = await r.source.submit_block(dataclasses.replace(good, hash=claim))
-            assert (outcome.accepted, outcome.reason) == (False, "hash-mismatch")
+            assert (outcome.accepted, outcome.reason) == (False, "hash-mismatch") and carries_no_block(outcome)
         assert node.submitted == [] and r.source.block_results == {"hash-mismatch": 2}
         assert (await r.source.submit_block(good)).accepted  # the true claim goes through
 
@@ -159,12 +166,16 @@ async def test_rejected_block_reason_is_returned_and_counted(node):
     async with Running(node) as r:
         job = await r.first_job()
         node.fail("submitblock", fake.result("bad-txns-nonfinal"))
-        outcome = await r.source.submit_block(solve(job))
-        assert (outcome.accepted, outcome.reason) == (False, "bad-txns-nonfinal")
+        nonfinal = await r.source.submit_block(solve(job))
+        assert (nonfinal.accepted, nonfinal.reason) == (False, "bad-txns-nonfinal")
         node.fail("submitblock", fake.rpc_error(-22, "Block decode failed"))
-        outcome = await r.source.submit_block(solve(job, en2=b"\x02" * 8))
-        assert (outcome.accepted, outcome.reason) == (False, "rpc-error(-22)")
+        decode = await r.source.submit_block(solve(job, en2=b"\x02" * 8))
+        assert (decode.accepted, decode.reason) == (False, "rpc-error(-22)")
         assert r.source.block_results == {"bad-txns-nonfinal": 1, "rpc-error(-22)": 1}
+        # a refused block keeps the bytes it was refused for
+        assert submitted_hex(node) == [nonfinal.block_hex, decode.block_hex]
+        assert carried_block(decode).transactions[0].inputs[0].script_sig.count(EN1 + b"\x02" * 8) == 1
+        assert carried_block(nonfinal).hash != carried_block(decode).hash
 
 
 # -- the paths that notice a new block -----------------------------------------------------
@@ -380,6 +391,8 @@ async def test_submit_is_retried_through_transient_failures(node):
         # four failures, then the accepted attempt (a loaded machine may add a retry, never a second block)
         assert outcome.accepted and node.methods_called().count("submitblock") >= 4
         assert len(node.accepted) == 1
+        assert set(submitted_hex(node)) == {outcome.block_hex}  # every attempt sent the same block
+        assert carried_block(outcome) == node.accepted[0]
 
 
 async def test_a_lost_reply_is_found_to_be_accepted(node):
@@ -388,6 +401,7 @@ async def test_a_lost_reply_is_found_to_be_accepted(node):
         node.fail("submitblock", fake.drop(after_processing=True))  # the node took it, the answer was lost
         outcome = await r.source.submit_block(solve(job))
         assert outcome.accepted and len(node.accepted) == 1
+        assert set(submitted_hex(node)) == {outcome.block_hex} and carried_block(outcome) == node.accepted[0]
 
 
 async def test_block_found_while_the_node_is_down_is_submitted_when_it_returns(node):
@@ -413,6 +427,8 @@ async def test_retries_stop_when_the_tip_moves_on(node):
         outcome = await asyncio.wait_for(submit, WAIT)
         assert (outcome.accepted, outcome.reason) == (False, "stale-prevblk")
         assert node.accepted == []
+        assert set(submitted_hex(node)) == {outcome.block_hex}  # a stale block keeps the bytes it tried
+        assert carried_block(outcome).prevhash == job.prevhash
 
 
 async def test_health_before_and_after_running(node):

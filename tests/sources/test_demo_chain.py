@@ -34,7 +34,7 @@ from fleetd.sources.demo import (
     block_subsidy,
 )
 from fake_clock import START_WALL, FakeClock, settle
-from sources_support import EN1, EN2, WORKER, miss, solve
+from sources_support import EN1, EN2, WORKER, carried_block, carries_no_block, miss, solve
 
 TINY = 1e-5  # about 430 nonces per block on average
 
@@ -109,6 +109,9 @@ async def test_a_ground_block_is_accepted_assembled_and_moves_the_tip():
 
         (found,) = r.chain.found_blocks
         assert (found.height, found.hash, found.worker, found.time) == (1, outcome.hash, WORKER, r.time.wall())
+        # the outcome carries the block it kept: header, coinbase (the miner's extranonce in it) and all
+        assert outcome.block_hex == found.raw.hex() and carried_block(outcome).hash == solved.hash
+        assert bytes.fromhex(outcome.coinbase_hex) == job.block_data.coinbase.transaction(EN1 + EN2).serialize()
         block = parse_block(found.raw)
         assert block.hash == solved.hash and hash_to_int(block.hash) <= bits_to_target(block.nbits)
         assert block.prevhash == job.prevhash and (block.ntime, block.nonce) == (job.ntime, solved.nonce)
@@ -128,10 +131,12 @@ async def test_a_ground_block_is_accepted_assembled_and_moves_the_tip():
         assert r.chain.height == 2 and r.chain.prevhash == solved.hash
         assert bip34_height(parse_transaction(nxt.coinb1 + EN1 + EN2 + nxt.coinb2).inputs[0].script_sig) == 2
 
-        # the same block again, and any other share on the old tip, are refused
-        assert (await r.chain.submit_block(solved)).reason == "duplicate"
+        # the same block again, and any other share on the old tip, are refused (before being built)
+        again = await r.chain.submit_block(solved)
+        assert again.reason == "duplicate" and carries_no_block(again)
         late = solve(job, en2=b"\xff" * 8)
-        assert (await r.chain.submit_block(late)).reason == "stale-prevblk"
+        stale = await r.chain.submit_block(late)
+        assert stale.reason == "stale-prevblk" and carries_no_block(stale)
         # and the chain goes on: a block on the new job is accepted too
         assert (await r.chain.submit_block(solve(nxt))).accepted
         assert [b.height for b in r.chain.found_blocks] == [1, 2] and r.jobs[-1].height == 3
@@ -156,6 +161,11 @@ async def test_forged_blocks_are_refused_and_change_nothing():
         for block, reason in forged:
             outcome = await r.chain.submit_block(block)
             assert not outcome.accepted and outcome.reason == reason, (reason, outcome)
+            if reason.startswith("time-too-"):  # a real block whose header Core refuses: its bytes are kept
+                carried = carried_block(outcome)
+                assert (carried.hash, carried.ntime) == (block.hash, block.ntime)
+            else:  # never assembled into the block it claims
+                assert carries_no_block(outcome), reason
         assert r.chain.found_blocks == () and r.chain.height == 1 and len(r.jobs) == 1
         assert (await r.chain.submit_block(good)).accepted  # the real one still is
 

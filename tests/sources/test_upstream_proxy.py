@@ -17,9 +17,13 @@ from types import SimpleNamespace
 import pytest
 
 from fake_clock import FakeClock
+from fleetd.chain.byteorder import hash_to_display, unpack_header
+from fleetd.chain.hashes import sha256d
+from fleetd.chain.merkle import fold_branch
 from fleetd.chain.target import bits_to_target
 from fleetd.native import PreparedJob
 from fleetd.sources.upstream import UpstreamSource
+from server_support import RawClient, grind
 from upstream_support import (
     WAIT,
     FakePool,
@@ -209,6 +213,36 @@ async def test_a_block_below_the_pools_difficulty_is_forwarded_all_the_same():
             assert outcome.accepted, outcome
             (forwarded,) = pool.accepted
             assert (forwarded.nonce, forwarded.extranonce2[-len(en1 + en2) :]) == (nonce, en1 + en2)
+
+
+async def test_a_forwarded_block_carries_the_header_and_coinbase_the_pool_was_sent():
+    # the pool builds the block from the share: the proxy's outcome has its header and coinbase, not the block
+    async with FakePool(difficulty=1e9) as pool, daemons() as running:
+        pool.job = dataclasses.replace(make_job(), nbits=0x207FFFFF)  # any share at the rigs' difficulty is a block
+        proxy = await start_proxy(pool.url)
+        running.append(proxy)
+        server, answers = proxy.server, []
+        journal_block = server.on_block
+        server.on_block = lambda job, outcome, worker: (answers.append((outcome, worker)),
+                                                        journal_block(job, outcome, worker))  # fmt: skip
+        client = await RawClient.connect(server.address)
+        await client.login("site.lucky")
+        share = grind(client)
+        assert (await client.request("mining.submit", share))["result"] is True
+        await wait_for(lambda: answers, WAIT)
+
+        ((outcome, worker),) = answers
+        (sent,) = pool.accepted  # what the pool was sent: nothing else met its difficulty
+        job = pool.job
+        coinbase = job.coinb1 + sent.extranonce1 + sent.extranonce2 + job.coinb2  # as the pool rebuilds it
+        assert (worker, outcome.accepted, outcome.reason, outcome.block_hex) == ("site.lucky", True, "accepted", None)
+        assert outcome.coinbase_hex == coinbase.hex()
+        assert client.extranonce1 + bytes.fromhex(share[2]) in coinbase  # the rig's own extranonce
+        header = bytes.fromhex(outcome.header_hex)
+        assert hash_to_display(sha256d(header)) == outcome.hash
+        root = fold_branch(sha256d(coinbase), job.merkle_branch)
+        assert unpack_header(header) == (sent.version, job.prevhash, root, sent.ntime, job.nbits, sent.nonce)
+        client.close()
 
 
 async def test_when_every_pool_is_down_rigs_keep_the_last_job_until_it_is_too_old():
