@@ -348,9 +348,14 @@ def pool_daemon() -> dict:
             target(f"rate(fleetd_journal_dropped_writes_total{{{SITE}}}[5m])", "{{instance}}"),
         ], w=12, description="Failed journal writes (flushes, found blocks, opens) per second, 5 m; what they "
                              "carried is kept and retried. Alert FleetdJournalDroppingWrites on any in 10 m."),
+        timeseries("Journal share of the daemon's CPU", "percentunit", [
+            target(f"rate(fleetd_journal_cpu_seconds_total{{{SITE}}}[$__rate_interval]) / "
+                   f"rate(process_cpu_seconds_total{{{SITE}}}[$__rate_interval])", "{{instance}}"),
+        ], w=12, description="CPU the journal spends collecting each flush on the event loop and writing in its "
+                             "thread, over the whole process's CPU: what keeping the history costs."),
         timeseries("Journal file size", "bytes", [
             target(f"fleetd_journal_file_bytes{{{SITE}}}", "{{instance}}"),
-        ], w=24, description="The journal file and its write-ahead log. Alert FleetdJournalFileLarge above 10 GB "
+        ], w=12, description="The journal file and its write-ahead log. Alert FleetdJournalFileLarge above 10 GB "
                              "for an hour: retention and compaction do not keep up."),
     ]  # fmt: skip
     return dashboard("fleetd-pool-daemon", "fleetd / Pool and daemon",

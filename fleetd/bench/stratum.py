@@ -59,7 +59,8 @@ NETWORK_DIFFICULTY = 1e12  # a share meeting it would be a block and move the de
 UPSTREAM_FACTOR = 8  # --proxy: the upstream's difficulty over the rigs'; one share in 8 is forwarded
 JOURNAL_TARGET = 0.90  # --journal: submits per CPU-second with the journal on over off (a cost under 10 %)
 JOURNAL_METRICS = ("fleetd_journal_up", "fleetd_journal_file_bytes", "fleetd_journal_pending_rows",
-                   "fleetd_journal_dropped_writes_total")  # fmt: skip
+                   "fleetd_journal_dropped_writes_total", "fleetd_journal_cpu_seconds_total",
+                   "process_cpu_seconds_total")  # fmt: skip
 _FD_HEADROOM = 256
 _LOADGEN_BUSY = 0.85  # of a core per load-generator process: past it the generator may set the pace
 
@@ -252,8 +253,9 @@ def running_server(
                                 env={**os.environ, "STATE_DIRECTORY": str(state)})  # fmt: skip
     try:
         _wait_for_port(proc, stratum_port, options.startup_timeout, log_path)
-        if upstream is not None:  # the proxy listens at once; it has work once the upstream answered
-            _wait_for_health(proc, http_port, options.startup_timeout, log_path)
+        # a proxy listens at once and has work once the upstream answered; every server's
+        # /metrics is read, so its HTTP listener must be up too
+        _wait_for_health(proc, http_port, options.startup_timeout, log_path)
         pin(cpus, proc.pid)  # every thread it has started; where affinity is not available, unpinned
         yield Server(proc.pid, stratum_port, log_path, http_port)
     finally:
@@ -427,6 +429,17 @@ class JournalSummary:
     off: Summary  # the same configuration with enabled = false
     on_metrics: dict[str, float]  # fleetd_journal_* on the "on" server's /metrics at the end
     off_metrics: dict[str, float]  # the same names on the "off" server's: none expected
+    on_metrics_before: dict[str, float]  # the "on" server's before the first run
+
+    @property
+    def journal_cpu_share(self) -> float | None:
+        """The journal's own CPU over the "on" server's, across the runs: the cost measured
+        inside the server, free of the run-to-run noise of two throughputs."""
+        def spent(name):
+            return self.on_metrics.get(name, 0.0) - self.on_metrics_before.get(name, 0.0)
+
+        process = spent("process_cpu_seconds_total")
+        return spent("fleetd_journal_cpu_seconds_total") / process if process > 0 else None
 
     @property
     def ratio(self) -> float:
@@ -457,6 +470,7 @@ def measure_journal(options: BenchOptions) -> JournalSummary:
             running_server(options, workdir, cpus=plan.server, config=journal_config(False, options.connections)) as off,
         ):
             servers = {True: on, False: off}
+            on_before = _journal_metrics(on.http_port)
             for i in range(options.repeats):  # alternate, and swap which goes first, so drift hits both alike
                 for enabled in (True, False) if i % 2 == 0 else (False, True):
                     runs[enabled].append(run_loadgen(options, servers[enabled], *common, bound=bound))
@@ -466,6 +480,7 @@ def measure_journal(options: BenchOptions) -> JournalSummary:
         off=Summary(tuple(runs[False]), (), None, plan.server),
         on_metrics=on_metrics,
         off_metrics=off_metrics,
+        on_metrics_before=on_before,
     )
 
 
@@ -510,16 +525,27 @@ def format_journal_report(options: BenchOptions, summary: JournalSummary) -> str
         f"  {'on/off (medians)':<39}{ratio:>12.3f}   (journal cost {1 - ratio:+.1%}; "
         + _verdict(ratio >= JOURNAL_TARGET, f"target cost < {1 - JOURNAL_TARGET:.0%}, on/off >= {JOURNAL_TARGET:.2f}") + ")",
         f"  {'  each pair':<39}{', '.join(f'{r:.3f}' for r in summary.pair_ratios()):>12}",
+        _journal_share_line(summary.journal_cpu_share),
         "",
         "journal on the \"on\" server's /metrics at the end:",
-        *(f"  {name:<39}{_metric(summary.on_metrics.get(name)):>12}" for name in JOURNAL_METRICS),
+        *(f"  {name:<39}{_metric(summary.on_metrics.get(name)):>12}" for name in JOURNAL_METRICS
+          if name.startswith("fleetd_journal_")),
         "journal on the \"off\" server's /metrics at the end: "
-        + (", ".join(f"{k} {_metric(v)}" for k, v in summary.off_metrics.items()) or "no fleetd_journal_* (journal off)"),
+        + (", ".join(f"{k} {_metric(v)}" for k, v in summary.off_metrics.items() if k.startswith("fleetd_journal_"))
+           or "no fleetd_journal_* (journal off)"),
     ]  # fmt: skip
     problems = [f"journal on: {p}" for p in _problems(on, options)] + [f"journal off: {p}" for p in _problems(off, options)]
     if problems:
         lines += ["", *(f"warning: {p}" for p in problems)]
     return "\n".join(lines)
+
+
+def _journal_share_line(share: float | None) -> str:
+    label = "journal's share of the on server's CPU"
+    if share is None:
+        return f"  {label:<39}{'unknown':>12}"
+    verdict = _verdict(share < 1 - JOURNAL_TARGET, f"target < {1 - JOURNAL_TARGET:.0%}")
+    return f"  {label:<39}{share:>12.1%}   (fleetd_journal_cpu_seconds_total over process_cpu_seconds_total; {verdict})"
 
 
 def _metric(value: float | None) -> str:
@@ -548,11 +574,11 @@ def _wait_for_health(proc: subprocess.Popen, http_port: int, timeout: float, log
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise BenchError(f"the proxy exited with status {proc.returncode}{_log_tail(log)}")
+            raise BenchError(f"fleetd serve exited with status {proc.returncode}{_log_tail(log)}")
         if _health(http_port).get("status") == "ok":
             return
         time.sleep(0.05)
-    raise BenchError(f"the proxy had no upstream work within {timeout:g} s{_log_tail(log)}")
+    raise BenchError(f"fleetd serve was not healthy (no work, or no HTTP listener) within {timeout:g} s{_log_tail(log)}")
 
 
 def format_report(options: BenchOptions, summary: Summary) -> str:

@@ -20,6 +20,11 @@ class JournalCollector:
             "Journal writes (flushes, found blocks, opens) that failed; what they carried is kept and retried",
             value=journal.dropped_writes,
         )
+        yield CounterMetricFamily(
+            "fleetd_journal_cpu_seconds",
+            "CPU time the journal spent: collecting each flush on the event loop, writing in its thread",
+            value=journal.cpu_seconds,
+        )
         yield GaugeMetricFamily("fleetd_journal_pending_rows", "Rows waiting for the next journal flush",
                                 value=journal.pending_rows)  # fmt: skip
         yield GaugeMetricFamily("fleetd_journal_file_bytes", "Size of the journal file and its write-ahead log",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from collections import Counter
 
 from fleetd import log as logging
@@ -45,7 +46,7 @@ __all__ = ["Journal", "JournalLocked", "TIP_KEY"]
 
 class Journal:
     """The writer and what it exports: ``up``, ``dropped_writes``, ``pending_rows``,
-    ``file_bytes()`` and ``last_flush`` (wall time of the newest state on the disk)."""
+    ``file_bytes()``, ``cpu_seconds`` and ``last_flush`` (wall time of the newest state on the disk)."""
 
     def __init__(
         self, config, rigs: RigRegistry, *, clock: Clock = SYSTEM_CLOCK, economics=None, environ=None
@@ -63,6 +64,7 @@ class Journal:
         self.source = None
         self.up = False
         self.dropped_writes = 0
+        self.cpu_seconds = 0.0  # what the journal costs: collecting on the loop, writing in its thread
         self.last_flush: float | None = None
         self.restored_upstream: dict[str, RigRecord] = {}
         self._last: dict[str, RigRecord] = {}  # cumulative as of the last collection, per rig
@@ -155,9 +157,9 @@ class Journal:
             job_id=getattr(job, "job_id", None),
             accepted=outcome.accepted,
             reason=outcome.reason,
-            block_hex=getattr(outcome, "block_hex", None),
-            header_hex=getattr(outcome, "header_hex", None),
-            coinbase_hex=getattr(outcome, "coinbase_hex", None),
+            block_hex=outcome.block_hex,
+            header_hex=outcome.header_hex,
+            coinbase_hex=outcome.coinbase_hex,
         )
         self._blocks.append(record)
         task = asyncio.get_running_loop().create_task(self._write_blocks())
@@ -171,7 +173,7 @@ class Journal:
                     return False
                 block = self._blocks[0]
                 try:
-                    await asyncio.to_thread(self.store.write_block, block)
+                    await self._off_loop(self.store.write_block, block)
                 except (sqlite3.Error, OSError) as exc:
                     self._failed("block", exc)
                     return False
@@ -187,9 +189,12 @@ class Journal:
             self.collect(self.clock.wall())
             return False
         async with self._write:
-            now = self.clock.wall()
+            now, started = self.clock.wall(), time.thread_time()
             for _ in self._collecting(now):  # a site's rigs in chunks: the loop serves shares between them
+                self.cpu_seconds += time.thread_time() - started
                 await asyncio.sleep(0)
+                started = time.thread_time()
+            self.cpu_seconds += time.thread_time() - started
             if not await self._ensure_open():
                 return False
             rollups, self._pending = self._pending, {}
@@ -197,7 +202,7 @@ class Journal:
             kv = {k: v for k, v in self._kv.items() if self._kv_written.get(k) != v}
             try:
                 if rollups or dirty or kv:
-                    await asyncio.to_thread(self.store.write_flush, rollups, list(dirty.values()), kv)
+                    await self._off_loop(self.store.write_flush, rollups, list(dirty.values()), kv)
             except (sqlite3.Error, OSError) as exc:
                 for key, rollup in self._pending.items():  # collected while the write was tried
                     rollups.setdefault(key, Rollup()).merge(rollup)
@@ -306,6 +311,22 @@ class Journal:
                 oldest.merge(self._pending[(rig, starts[0])])
                 self._pending[(rig, starts[0])] = oldest
 
+    async def _off_loop(self, write, *args):
+        """``write(*args)`` in a worker thread, its CPU time counted in ``cpu_seconds``."""
+
+        def timed():
+            started = time.thread_time()
+            try:
+                return write(*args)
+            finally:
+                spent.append(time.thread_time() - started)
+
+        spent: list[float] = []
+        try:
+            return await asyncio.to_thread(timed)
+        finally:
+            self.cpu_seconds += sum(spent)
+
     # -- restore and retention --------------------------------------------------------
 
     async def _restore(self) -> None:
@@ -343,7 +364,7 @@ class Journal:
 
     async def _prune(self) -> None:
         self._pruned_at = self.clock.monotonic()
-        deleted, compacted = await asyncio.to_thread(
+        deleted, compacted = await self._off_loop(
             self.store.prune, self.clock.wall(), self.config.retention_days, self.config.compact_after_days
         )
         if deleted or compacted:

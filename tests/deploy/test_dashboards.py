@@ -137,7 +137,8 @@ def test_hash_rate_panels_use_hash_rate_unit():
 
 def _journal_metrics() -> set[str]:
     """The sample names fleetd's journal collector exports (last_flush set: that one is absent until the first flush)."""
-    journal = SimpleNamespace(up=True, dropped_writes=0, pending_rows=0, file_bytes=lambda: 0, last_flush=0.0)
+    journal = SimpleNamespace(up=True, dropped_writes=0, pending_rows=0, file_bytes=lambda: 0, last_flush=0.0,
+                              cpu_seconds=0.0)
     return {sample.name for family in JournalCollector(journal).collect() for sample in family.samples}
 
 

@@ -85,13 +85,16 @@ async def test_a_found_block_is_on_disk_at_once_and_a_resubmit_is_counted(tmp_pa
     clock = FakeClock()
     journal = _journal(tmp_path / "j.sqlite3", clock=clock)
     await journal.open()
-    journal.block(_Job(), BlockOutcome(True, "00" * 31 + "ab", 7, "accepted"), "acct.rig1")
+    block = ("00" * 31 + "ab", 7)
+    journal.block(_Job(), BlockOutcome(True, *block, "accepted", "beef" * 100, "11" * 80, "22" * 60), "acct.rig1")
     await journal._write_blocks()
-    journal.block(_Job(), BlockOutcome(False, "00" * 31 + "ab", 7, "duplicate"), "acct.rig1")
+    journal.block(_Job(), BlockOutcome(False, *block, "duplicate"), "acct.rig1")  # a resubmit without its bytes
     await journal._write_blocks()
     conn = sqlite3.connect(tmp_path / "j.sqlite3")  # another reader sees it: committed
-    rows = conn.execute("SELECT hash, height, worker, job_id, accepted, reason, resubmits FROM blocks").fetchall()
-    assert rows == [("00" * 31 + "ab", 7, "acct.rig1", "j1", 1, "duplicate", 1)]
+    rows = conn.execute(
+        "SELECT hash, height, worker, job_id, accepted, reason, resubmits, block_hex, header_hex, coinbase_hex FROM blocks"
+    ).fetchall()
+    assert rows == [(*block, "acct.rig1", "j1", 1, "duplicate", 1, "beef" * 100, "11" * 80, "22" * 60)]
     conn.close()
     await journal.close()
 

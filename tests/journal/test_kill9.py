@@ -4,6 +4,7 @@ rig and its counters, to the last flush; a second fleetd on the same journal ref
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import signal
 import socket
 import sqlite3
@@ -165,7 +166,11 @@ async def test_after_kill_9_the_demo_chain_continues_from_its_height_and_no_foun
     finally:
         await _kill(process)
     with sqlite3.connect(journal) as db:  # every found block is a row, fsynced when the source answered
-        assert db.execute("SELECT count(*) FROM blocks WHERE accepted").fetchone()[0] == found
+        rows = db.execute("SELECT hash, block_hex, header_hex FROM blocks WHERE accepted").fetchall()
+    assert len(rows) == found
+    for block_hash, block_hex, header_hex in rows:  # with the block as submitted, whose header is its hash
+        assert block_hex.startswith(header_hex) and len(header_hex) == 160
+        assert hashlib.sha256(hashlib.sha256(bytes.fromhex(header_hex)).digest()).digest()[::-1].hex() == block_hash
 
     config, port, base = _config(tmp_path, journal, network_difficulty=2e-6)
     process = await _start(config)
