@@ -253,6 +253,28 @@ def _counts_json(counts: dict[str, int]) -> str:
     return json.dumps(counts, sort_keys=True) if counts else "{}"
 
 
+@dataclass(slots=True)
+class FlushRows:
+    """One flush's statement parameters, built on the event loop (in chunks, between shares) so
+    the writing thread runs SQLite's C code and rarely needs the interpreter."""
+
+    rollups: list[tuple] = field(default_factory=list)
+    rejects: list[tuple] = field(default_factory=list)
+    rigs: list[tuple] = field(default_factory=list)
+    kv: list[tuple[str, str]] = field(default_factory=list)
+
+    def add_rollup(self, rig: str, start: int, rollup: Rollup) -> None:
+        self.rollups.append((rig, start, MINUTE, *rollup.row()))
+        for side, counts in ((POOL, rollup.rejected), (UPSTREAM, rollup.upstream_rejected)):
+            self.rejects.extend((rig, start, MINUTE, side, reason, count) for reason, count in counts.items())
+
+    def add_rig(self, record: RigRecord) -> None:
+        self.rigs.append(record.row())
+
+    def __bool__(self) -> bool:
+        return bool(self.rollups or self.rigs or self.kv)
+
+
 @dataclass(frozen=True, slots=True)
 class BlockRecord:
     time: float
@@ -384,16 +406,16 @@ class JournalStore:
 
     # -- writes -----------------------------------------------------------------------
 
-    def write_flush(self, rollups: dict[tuple[str, int], Rollup], rigs: list[RigRecord], kv: dict[str, str]) -> None:
+    def write_flush(self, rows: FlushRows) -> None:
         """Minute rollups added to what is there, rig records replaced: one transaction."""
         with self._lock, self._transaction() as conn:
-            conn.executemany(_UPSERT_ROLLUP, [(rig, start, MINUTE, *r.row()) for (rig, start), r in rollups.items()])
-            conn.executemany(_UPSERT_REJECTS, _reject_rows(rollups))
+            conn.executemany(_UPSERT_ROLLUP, rows.rollups)
+            conn.executemany(_UPSERT_REJECTS, rows.rejects)
             conn.executemany(
                 f"INSERT OR REPLACE INTO rigs ({', '.join(_RIG_COLUMNS)}) VALUES ({', '.join('?' * len(_RIG_COLUMNS))})",
-                [record.row() for record in rigs],
+                rows.rigs,
             )
-            conn.executemany("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", list(kv.items()))
+            conn.executemany("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", rows.kv)
 
     def write_block(self, block: BlockRecord) -> None:
         """One found block, on the disk when this returns (``synchronous=FULL``)."""
@@ -509,14 +531,6 @@ class JournalStore:
 
     def _transaction(self):
         return _Transaction(self._conn())
-
-
-def _reject_rows(rollups: dict[tuple[str, int], Rollup]) -> list[tuple]:
-    rows = []
-    for (rig, start), rollup in rollups.items():
-        for side, counts in ((POOL, rollup.rejected), (UPSTREAM, rollup.upstream_rejected)):
-            rows.extend((rig, start, MINUTE, side, reason, count) for reason, count in counts.items())
-    return rows
 
 
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:

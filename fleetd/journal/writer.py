@@ -17,6 +17,7 @@ import json
 import sqlite3
 import time
 from collections import Counter
+from collections.abc import Iterator
 
 from fleetd import log as logging
 from fleetd.clock import SYSTEM_CLOCK, Clock
@@ -24,6 +25,7 @@ from fleetd.journal.store import (
     HOUR,
     MINUTE,
     BlockRecord,
+    FlushRows,
     JournalLocked,
     JournalStore,
     RigRecord,
@@ -189,20 +191,18 @@ class Journal:
             self.collect(self.clock.wall())
             return False
         async with self._write:
-            now, started = self.clock.wall(), time.thread_time()
-            for _ in self._collecting(now):  # a site's rigs in chunks: the loop serves shares between them
-                self.cpu_seconds += time.thread_time() - started
-                await asyncio.sleep(0)
-                started = time.thread_time()
-            self.cpu_seconds += time.thread_time() - started
+            now = self.clock.wall()
+            await self._in_chunks(self._collecting(now))
             if not await self._ensure_open():
                 return False
             rollups, self._pending = self._pending, {}
             dirty, self._dirty = self._dirty, {}
             kv = {k: v for k, v in self._kv.items() if self._kv_written.get(k) != v}
+            rows = FlushRows(kv=list(kv.items()))
+            await self._in_chunks(_rows(rows, rollups, dirty.values()))
             try:
-                if rollups or dirty or kv:
-                    await self._off_loop(self.store.write_flush, rollups, list(dirty.values()), kv)
+                if rows:
+                    await self._off_loop(self.store.write_flush, rows)
             except (sqlite3.Error, OSError) as exc:
                 for key, rollup in self._pending.items():  # collected while the write was tried
                     rollups.setdefault(key, Rollup()).merge(rollup)
@@ -214,6 +214,16 @@ class Journal:
             self.last_flush = now
             self._recovered()
             return True
+
+    async def _in_chunks(self, steps) -> None:
+        """Run ``steps`` (a generator that yields between chunks of its work) on the loop,
+        letting shares be served at each yield; its CPU time counted in ``cpu_seconds``."""
+        started = time.thread_time()
+        for _ in steps:
+            self.cpu_seconds += time.thread_time() - started
+            await asyncio.sleep(0)
+            started = time.thread_time()
+        self.cpu_seconds += time.thread_time() - started
 
     def collect(self, now: float) -> None:
         """The registry's cumulative counters, as changes into this minute's pending rows."""
@@ -405,6 +415,18 @@ class Journal:
             "journal_corrupt", path=str(path), moved_to=str(moved), error=error,
             detail="the damaged file is kept as moved_to; a fresh journal starts at path",
         )  # fmt: skip
+
+
+def _rows(rows: FlushRows, rollups: dict[tuple[str, int], Rollup], records) -> Iterator[None]:
+    """``rows`` filled from the pending rollups and rig records, a yield every ``COLLECT_CHUNK``."""
+    for count, ((rig, start), rollup) in enumerate(rollups.items(), 1):
+        rows.add_rollup(rig, start, rollup)
+        if count % COLLECT_CHUNK == 0:
+            yield
+    for count, record in enumerate(records, 1):
+        rows.add_rig(record)
+        if count % COLLECT_CHUNK == 0:
+            yield
 
 
 def _minus(now: dict[str, int], before: dict[str, int]) -> dict[str, int]:

@@ -84,9 +84,10 @@ def test_a_tiny_journal_bench_measures_the_journal_on_and_off_in_one_run(capsys)
     ratio = number(rf"^  on/off \(medians\)\s+{NUMBER}   \(journal cost [+-][\d.]+%; ", out)
     assert ratio == pytest.approx(on / off, abs=0.001)
     assert re.search(r"target cost < 10%, on/off >= 0.90: (met|NOT met)\)$", out, re.M)
-    # the journal's own CPU, measured inside the "on" server, as a share of that server's
+    # the journal's own CPU, measured inside the "on" server, as a share of that server's (a run this
+    # short may end before the journal's next flush: 0 % is a possible answer)
     share = number(r"^  journal's share of the on server's CPU\s+([\d.]+)%   \(fleetd_journal_cpu_seconds_total", out)
-    assert 0 < share < 100
+    assert 0 <= share < 100
     # both servers answered every submit and rejected none
     match = re.search(rf"^  accepted / rejected\s+{NUMBER} / {NUMBER}\s+{NUMBER} / {NUMBER}$", out, re.M)
     assert match, out

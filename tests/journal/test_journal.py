@@ -9,7 +9,7 @@ import pytest
 
 from fake_clock import FakeClock
 from fleetd.config import JournalConfig, parse
-from fleetd.journal.store import JournalLocked, JournalStore, default_path
+from fleetd.journal.store import FlushRows, JournalLocked, JournalStore, default_path
 from fleetd.journal.writer import Journal
 from fleetd.rigs.registry import RigRegistry
 from fleetd.sources.base import BlockOutcome
@@ -47,6 +47,7 @@ async def test_counters_and_rate_windows_survive_a_restart(tmp_path):
         assert await journal.flush()  # every second, as flush_seconds is by default
     rigs.get("acct.rig1").ip = "10.0.0.5"
     assert await journal.flush()
+    assert journal.cpu_seconds > 0  # what collecting and writing took, counted for fleetd_journal_cpu_seconds_total
     before = rigs.get("acct.rig1")
     rate = {w: before.hashrate(w, clock.wall()) for w in ("1m", "5m", "1h")}
     await journal.close()
@@ -187,7 +188,7 @@ def test_an_unreadable_demo_tip_starts_a_fresh_chain_and_says_so(tmp_path, saved
     path = tmp_path / "journal.sqlite3"
     store = JournalStore(path)
     store.open(0.0)
-    store.write_flush({}, [], {TIP_KEY: saved})
+    store.write_flush(FlushRows(kv=[(TIP_KEY, saved)]))
     store.close()
     chain = build_source(_demo_config(path))
     assert chain.tip().height == 0  # genesis: the next block is height 1
@@ -203,7 +204,7 @@ def test_a_saved_demo_tip_resumes_the_chain(tmp_path):
     saved = {**first.tip().to_dict(), "height": 7}  # a chain that went on since its genesis
     store = JournalStore(path)
     store.open(0.0)
-    store.write_flush({}, [], {TIP_KEY: json.dumps(saved)})
+    store.write_flush(FlushRows(kv=[(TIP_KEY, json.dumps(saved))]))
     store.close()
     resumed = build_source(_demo_config(path))
     assert resumed.tip().to_dict() == saved and resumed.tip().height == 7
