@@ -1,0 +1,227 @@
+"""The curtailment controller on numbers alone: confidence, triggers, safety, verification, restarts."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from fleetd.curtailment.controller import Controller, Demand, RigInput, SiteInput
+from fleetd.curtailment.settings import CurtailmentConfig, Window
+
+TH = 1e12
+HASHPRICE = 35.0  # $/PH/day: a 100 TH/s rig earns $3.50 a day
+PRICE = 0.06  # $/kWh
+
+
+def rig(name, *, th=100.0, watts=3000.0, shares=1000.0, spread=0.05, last_share=None, reported=True, price=PRICE):
+    rate = th * TH
+    return RigInput(name, f"10.0.0.{abs(hash(name)) % 250 + 1}", watts, reported, rate, rate * (1 - spread),
+                    rate * (1 + spread), shares, price, last_share, watts / th if th else None)  # fmt: skip
+
+
+def site(price=PRICE, hashprice=HASHPRICE, local=None):
+    return SiteInput(hashprice, price, local)
+
+
+def act(**options):
+    return Controller(CurtailmentConfig(**{"mode": "act", "min_on_seconds": 0.0, "min_off_seconds": 0.0, **options}))
+
+
+def off(name, price=PRICE):
+    """A rig that stopped: no hash rate, idle draw."""
+    return rig(name, th=0.0, watts=60.0, price=price)
+
+
+def by_name(*rigs):
+    return {r.name: r for r in rigs}
+
+
+# A 100 TH/s rig at 3,000 W costs $4.32 a day at 0.06 $/kWh and earns $3.50: it loses money.
+# At 2,000 W it costs $2.88 and earns: it pays.
+
+
+def test_a_losing_rig_is_switched_off_only_when_its_estimate_is_confident():
+    controller = act(min_shares=100)
+    young = rig("a", shares=50)  # loses money by its rate, but on 50 shares
+    assert controller.cycle(0.0, site(), by_name(young)) == []
+    assert "a" not in controller.advice
+    # upper bound 3.50 x 1.3 = 4.55 > 4.32: it might pay, by what the shares can tell
+    uncertain = rig("a", shares=400, spread=0.3)
+    assert controller.cycle(60.0, site(), by_name(uncertain)) == []
+    sure = rig("a", shares=400, spread=0.1)  # upper 3.85 < 4.32: it loses with confidence
+    (action,) = controller.cycle(120.0, site(), by_name(sure))
+    assert (action.rig, action.kind, action.reason, action.attempt) == ("a", "stop", "unprofitable", 1)
+    paying = rig("b", watts=2000.0)
+    assert controller.cycle(180.0, site(), by_name(sure, paying)) == []  # a stays held; b pays
+
+
+def test_a_stop_is_verified_when_shares_stop_and_reported_watts_fall():
+    controller = act()
+    (stop,) = controller.cycle(0.0, site(), by_name(rig("a", last_share=0.0)))
+    controller.done(stop, True, "stop_mining: ok", 1.0)
+    # 30 s later no share came since the stop (one in flight at 10 s is forgiven), watts are idle
+    controller.cycle(60.0, site(), by_name(rig("a", watts=90.0, last_share=10.0)))
+    assert controller.curtailed["a"].state == "off" and controller.shed_kw() == 3.0
+    kinds = [e.kind for e in controller.take_events()]
+    assert kinds == ["stop", "acted", "verified"]
+
+
+def test_a_rig_that_keeps_mining_is_retried_then_failed():
+    controller = act(verify_seconds=120.0, retries=2)
+    (stop,) = controller.cycle(0.0, site(), by_name(rig("a")))
+    controller.done(stop, True, "ok", 0.0)
+    mining = lambda t: by_name(rig("a", last_share=t))  # noqa: E731 - it ignores the stop
+    assert controller.cycle(60.0, site(), mining(60.0)) == []  # not yet due
+    (retry,) = controller.cycle(120.0, site(), mining(120.0))
+    assert (retry.kind, retry.attempt) == ("stop", 2)
+    (retry,) = controller.cycle(240.0, site(), mining(240.0))
+    assert retry.attempt == 3
+    assert controller.cycle(360.0, site(), mining(360.0)) == []
+    held = controller.curtailed["a"]
+    assert held.state == "failed" and controller.shed_kw() == 0.0
+    events = controller.take_events()
+    assert [e.kind for e in events][-1] == "failed" and events[-1].detail["attempts"] == 3
+    assert controller.cycle(480.0, site(), mining(480.0)) == []  # left alone until released
+    assert controller.release("a", 500.0) and "a" not in controller.curtailed
+
+
+def test_a_refused_call_is_retried_at_the_next_cycle():
+    controller = act(retries=1)
+    (stop,) = controller.cycle(0.0, site(), by_name(rig("a")))
+    controller.done(stop, False, "ConnectionRefusedError", 0.5)
+    (retry,) = controller.cycle(60.0, site(), by_name(rig("a")))
+    assert (retry.kind, retry.attempt) == ("stop", 2)
+    controller.done(retry, False, "timeout", 60.5)
+    assert controller.cycle(120.0, site(), by_name(rig("a"))) == [] and controller.curtailed["a"].state == "failed"
+
+
+def test_hysteresis_and_minimum_times_hold_a_rig_off_and_on():
+    controller = Controller(CurtailmentConfig(mode="act", hysteresis=0.1, min_off_seconds=1800, min_on_seconds=3600))
+    (stop,) = controller.cycle(0.0, site(), by_name(rig("a")))
+    controller.cycle(60.0, site(), by_name(rig("a", th=0.0, watts=60.0)))  # verified off
+    assert controller.curtailed["a"].state == "off"
+    # the power price falls to 0.0495: the rig would earn $3.50 against $3.56 -- still held
+    assert controller.cycle(120.0, site(price=0.0495), by_name(rig("a", th=0.0, price=0.0495))) == []
+    # at 0.044 it clears the cost ($3.17) by 10 % -- but only after 30 minutes off
+    assert controller.cycle(1000.0, site(price=0.044), by_name(rig("a", th=0.0, price=0.044))) == []
+    (resume,) = controller.cycle(1800.0, site(price=0.044), by_name(rig("a", th=0.0, price=0.044)))
+    assert (resume.kind, resume.reason) == ("resume", "unprofitable")
+    controller.cycle(1900.0, site(price=0.044), by_name(rig("a", last_share=1850.0, price=0.044)))
+    assert "a" not in controller.curtailed  # shares came back: verified on
+    # the price is back up: it loses again, but it stays on for an hour after a resume
+    assert controller.cycle(2000.0, site(), by_name(rig("a"))) == []
+    (stop,) = controller.cycle(1900.0 + 3600.0, site(), by_name(rig("a")))
+    assert stop.kind == "stop"
+
+
+def test_a_resume_that_brings_no_shares_is_retried_then_failed():
+    controller = act(resume_verify_seconds=300.0, retries=0)
+    controller.cycle(0.0, site(), by_name(rig("a")))
+    controller.cycle(60.0, site(), by_name(rig("a", th=0.0)))
+    cheap = by_name(off("a", price=0.01))
+    (resume,) = controller.cycle(120.0, site(price=0.01), cheap)
+    assert resume.kind == "resume"
+    assert controller.cycle(420.0, site(price=0.01), cheap) == []
+    assert controller.curtailed["a"].state == "failed"
+
+
+def test_the_ramp_limit_and_the_cap_move_the_site_in_steps():
+    rigs = by_name(*(rig(f"r{i}") for i in range(10)))  # ten losing 3 kW rigs
+    controller = act(ramp_kw_per_minute=7.0, cycle_seconds=60.0)
+    assert len(controller.cycle(0.0, site(), rigs)) == 2  # 7 kW a minute: two rigs of 3 kW
+    assert len(controller.cycle(60.0, site(), rigs)) == 2
+    controller = act(ramp_kw_per_minute=1.0)  # smaller than one rig: one rig a cycle, never none
+    assert len(controller.cycle(0.0, site(), rigs)) == 1
+    controller = act(ramp_kw_per_minute=1000.0, max_rigs_per_cycle=3)
+    assert len(controller.cycle(0.0, site(), rigs)) == 3
+
+
+def test_a_demand_response_request_is_met_and_released():
+    paying = by_name(*(rig(f"r{i}", watts=2000.0, th=100.0 + i) for i in range(6)))  # 12 kW, all pay
+    controller = act(ramp_kw_per_minute=1000.0)
+    controller.demand = Demand(kw=5.0, until=600.0, requested_at=0.0)
+    stops = controller.cycle(0.0, site(), paying)
+    assert sorted(a.rig for a in stops) == ["r0", "r1", "r2"] and {a.reason for a in stops} == {"demand"}
+    assert controller.target_kw == 5.0
+    off = {**paying, **{n: rig(n, th=0.0, watts=50.0) for n in ("r0", "r1", "r2")}}
+    assert controller.cycle(60.0, site(), off) == []
+    assert controller.shed_kw() == 6.0  # three 2 kW rigs: at least the 5 kW asked
+    resumes = controller.cycle(600.0, site(), off)  # the request ended
+    assert sorted(a.rig for a in resumes) == ["r0", "r1", "r2"] and controller.demand is None
+    assert any(e.kind == "released" and e.reason == "demand" for e in controller.take_events())
+
+
+def test_a_price_above_the_threshold_curtails_every_rig_but_the_pinned_ones():
+    controller = act(price_above_usd_per_kwh=0.10, hysteresis=0.1, never=("lab-*",), ramp_kw_per_minute=1000.0)
+    rigs = by_name(rig("a", watts=2000.0), rig("b", watts=2000.0), rig("lab-1", watts=2000.0))
+    assert controller.cycle(0.0, site(price=0.09), rigs) == []
+    stops = controller.cycle(60.0, site(price=0.11), rigs)
+    assert sorted(a.rig for a in stops) == ["a", "b"] and {a.reason for a in stops} == {"price"}
+    rigs_off = by_name(rig("a", th=0.0), rig("b", th=0.0), rig("lab-1", watts=2000.0))
+    controller.cycle(120.0, site(price=0.11), rigs_off)
+    assert controller.cycle(180.0, site(price=0.095), rigs_off) == []  # within the hysteresis
+    assert len(controller.cycle(240.0, site(price=0.089), rigs_off)) == 2
+
+
+def test_keep_off_pins_and_scheduled_windows():
+    monday_4pm = dt.datetime(2026, 12, 7, 16, 0)
+    sunday_4pm = dt.datetime(2026, 12, 6, 16, 0)
+    peak = Window(dt.time(15), dt.time(18), frozenset(range(5)), above_joules_per_terahash=25.0)
+    controller = act(keep_off=("rack9-*",), windows=(peak,), ramp_kw_per_minute=1000.0)
+    rigs = by_name(*(rig(n, watts=w, th=th, price=0.03) for n, w, th in
+                     (("rack9-1", 2000.0, 100.0), ("lean", 2000.0, 100.0), ("hungry", 2900.0, 110.0))))
+    stops = controller.cycle(0.0, site(price=0.03, local=sunday_4pm), rigs)
+    assert [(a.rig, a.reason) for a in stops] == [("rack9-1", "pinned")]
+    stops = controller.cycle(60.0, site(price=0.03, local=monday_4pm), rigs)
+    assert [(a.rig, a.reason) for a in stops] == [("hungry", "window")]  # 26.4 J/TH > 25
+
+
+def test_a_window_past_midnight_is_active_after_midnight_on_the_next_day():
+    night = Window(dt.time(22), dt.time(2), frozenset({0}), shed_kw=1.0)  # Monday 22:00 to Tuesday 02:00
+    assert night.active(dt.datetime(2026, 12, 7, 23, 0)) and night.active(dt.datetime(2026, 12, 8, 1, 59))
+    assert not night.active(dt.datetime(2026, 12, 8, 2, 0)) and not night.active(dt.datetime(2026, 12, 8, 23, 0))
+    assert not night.active(dt.datetime(2026, 12, 7, 1, 0))  # Sunday night is not in it
+
+
+def test_a_rig_that_mines_again_while_held_off_is_counted_and_treated_as_running():
+    controller = act(min_on_seconds=3600.0)  # not fought over: it stays on at least that long
+    controller.cycle(0.0, site(), by_name(rig("a")))
+    controller.cycle(60.0, site(), by_name(off("a")))
+    assert controller.curtailed["a"].state == "off"
+    controller.cycle(300.0, site(), by_name(rig("a", last_share=290.0)))  # someone switched it on
+    assert "a" not in controller.curtailed and controller.came_back == 1
+    assert controller.take_events()[-1].kind == "came_back"
+
+
+def test_advise_mode_computes_and_records_the_advice_but_touches_nothing():
+    controller = Controller(CurtailmentConfig(mode="advise"))
+    assert controller.cycle(0.0, site(), by_name(rig("a"), rig("b", watts=2000.0))) == []
+    assert controller.advice == {"a": "unprofitable"} and controller.curtailed == {}
+    controller.cycle(60.0, site(price=0.01), by_name(rig("a", price=0.01), rig("b", watts=2000.0, price=0.01)))
+    assert controller.advice == {}
+    assert [(e.rig, e.kind) for e in controller.take_events()] == [("a", "advise"), ("a", "advise_ended")]
+    off = Controller(CurtailmentConfig(mode="off"))
+    assert off.cycle(0.0, site(), by_name(rig("a"))) == [] and off.take_events() == []
+
+
+def test_a_restart_keeps_the_rigs_held_off_and_why():
+    controller = act(min_off_seconds=600.0, ramp_kw_per_minute=1000.0)
+    controller.demand = Demand(kw=1.0, until=10_000.0, requested_at=0.0)
+    paying = rig("b", watts=2000.0, th=120.0)
+    controller.cycle(0.0, site(), by_name(rig("a"), paying, rig("c")))  # a sheds the 1 kW; c loses money
+    controller.cycle(60.0, site(), by_name(off("a"), paying, off("c")))
+    state = controller.state()
+
+    again = act(min_off_seconds=600.0, ramp_kw_per_minute=1000.0)
+    again.restore(state)
+    assert again.curtailed == controller.curtailed and again.demand == controller.demand
+    assert {n: h.reason for n, h in again.curtailed.items()} == {"a": "demand", "c": "unprofitable"}
+    assert {h.state for h in again.curtailed.values()} == {"off"}
+    assert again.cycle(120.0, site(), by_name(off("a"), paying, off("c"))) == []  # still held
+
+
+@pytest.mark.parametrize("mode", ["off", "advise"])
+def test_only_act_mode_acts(mode):
+    controller = Controller(CurtailmentConfig(mode=mode, min_on_seconds=0))
+    assert controller.cycle(0.0, site(), by_name(rig("a"))) == [] and controller.curtailed == {}
