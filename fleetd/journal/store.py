@@ -93,6 +93,16 @@ CREATE TABLE IF NOT EXISTS rigs (
     upstream_rejected TEXT NOT NULL DEFAULT '{}'
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+-- the audit trail: every curtailment decision and action, its reason and the figures behind it
+CREATE TABLE IF NOT EXISTS events (
+    time REAL NOT NULL,
+    rig TEXT NOT NULL,            -- "*": the whole site (a demand request, its release)
+    kind TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '{}'  -- JSON
+);
+CREATE INDEX IF NOT EXISTS events_by_time ON events (time);
+CREATE INDEX IF NOT EXISTS events_by_rig ON events (rig, time);
 """
 
 # Version 1 kept rejects as JSON in each rollup and no prices: its rows move over as work of
@@ -262,6 +272,7 @@ class FlushRows:
     rejects: list[tuple] = field(default_factory=list)
     rigs: list[tuple] = field(default_factory=list)
     kv: list[tuple[str, str]] = field(default_factory=list)
+    events: list[tuple] = field(default_factory=list)  # (time, rig, kind, reason, detail JSON)
 
     def add_rollup(self, rig: str, start: int, rollup: Rollup) -> None:
         self.rollups.append((rig, start, MINUTE, *rollup.row()))
@@ -272,7 +283,7 @@ class FlushRows:
         self.rigs.append(record.row())
 
     def __bool__(self) -> bool:
-        return bool(self.rollups or self.rigs or self.kv)
+        return bool(self.rollups or self.rigs or self.kv or self.events)
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,6 +427,7 @@ class JournalStore:
                 rows.rigs,
             )
             conn.executemany("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", rows.kv)
+            conn.executemany("INSERT INTO events (time, rig, kind, reason, detail) VALUES (?, ?, ?, ?, ?)", rows.events)
 
     def write_block(self, block: BlockRecord) -> None:
         """One found block, on the disk when this returns (``synchronous=FULL``)."""
@@ -445,6 +457,7 @@ class JournalStore:
         with self._lock, self._transaction() as conn:
             deleted = conn.execute("DELETE FROM rollups WHERE start < ?", (deleted_before,)).rowcount
             conn.execute("DELETE FROM rejects WHERE start < ?", (deleted_before,))
+            conn.execute("DELETE FROM events WHERE time < ?", (deleted_before,))
             old = (MINUTE, compact_before)
             compacted = conn.execute("SELECT count(*) FROM rollups WHERE seconds=? AND start < ?", old).fetchone()[0]
             sums = ", ".join(f"sum({c})" for c in _SUMMED)
@@ -507,10 +520,18 @@ class JournalStore:
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, row)) for row in cursor.fetchall()]
 
-    def get(self, key: str) -> str | None:
+    def events(self, since: float, rig: str | None = None) -> list[dict]:
+        """Audit events since ``since``, oldest first; of one rig (and the site's) when given."""
+        where, args = ("time >= ?", [since]) if rig is None else ("time >= ? AND rig IN (?, '*')", [since, rig])
         with self._lock:
-            row = self._conn().execute("SELECT value FROM kv WHERE key=?", (key,)).fetchone()
-        return row[0] if row else None
+            rows = self._conn().execute(
+                f"SELECT time, rig, kind, reason, detail FROM events WHERE {where} ORDER BY time, rowid", args
+            ).fetchall()
+        return [{"time": t, "rig": r, "kind": k, "reason": why, "detail": json.loads(d)} for t, r, k, why, d in rows]
+
+    def kv(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._conn().execute("SELECT key, value FROM kv").fetchall())
 
     def file_bytes(self) -> int:
         """The database and its write-ahead log on the disk."""

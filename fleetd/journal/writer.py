@@ -40,6 +40,7 @@ JOULES_PER_KWH = 3.6e6
 PRUNE_SECONDS = 3600.0  # retention and compaction: at start, then hourly
 COLLECT_CHUNK = 100  # rigs read between two turns of the event loop (about 1 ms of work)
 MAX_PENDING_MINUTES = 60  # per rig; older pending minutes merge into the next one
+MAX_PENDING_EVENTS = 100_000
 SEED_SECONDS = 3600.0  # the history the rate averages are rebuilt from: their longest window
 SEED_STEPS = 12  # each minute's work goes into the averages in this many even steps
 
@@ -76,6 +77,7 @@ class Journal:
         self._dirty: dict[str, RigRecord] = {}
         self._blocks: list[BlockRecord] = []
         self._kv: dict[str, str] = {}
+        self._events: list[tuple] = []
         self._kv_written: dict[str, str] = {}
         self._block_tasks: set[asyncio.Task] = set()
         self._write = asyncio.Lock()  # one write off the loop at a time
@@ -84,7 +86,19 @@ class Journal:
 
     @property
     def pending_rows(self) -> int:
-        return len(self._pending) + len(self._dirty) + len(self._blocks)
+        return len(self._pending) + len(self._dirty) + len(self._blocks) + len(self._events)
+
+    def record(self, events) -> None:
+        """Audit events (``time``, ``rig``, ``kind``, ``reason``, ``detail``): written with the next flush."""
+        self._events.extend((e.time, e.rig, e.kind, e.reason, json.dumps(e.detail, sort_keys=True)) for e in events)
+        del self._events[:-MAX_PENDING_EVENTS]  # a disk down for days keeps the newest
+
+    def keep(self, key: str, value: str) -> None:
+        """A small state (JSON) that the next flush writes and ``kept`` returns after a restart."""
+        self._kv[key] = value
+
+    def kept(self, key: str) -> str | None:
+        return self._kv.get(key, self._kv_written.get(key))
 
     def file_bytes(self) -> int:
         return self.store.file_bytes() if self.store is not None else 0
@@ -198,7 +212,8 @@ class Journal:
             rollups, self._pending = self._pending, {}
             dirty, self._dirty = self._dirty, {}
             kv = {k: v for k, v in self._kv.items() if self._kv_written.get(k) != v}
-            rows = FlushRows(kv=list(kv.items()))
+            events, self._events = self._events, []
+            rows = FlushRows(kv=list(kv.items()), events=events)
             await self._in_chunks(_rows(rows, rollups, dirty.values()))
             try:
                 if rows:
@@ -208,6 +223,7 @@ class Journal:
                     rollups.setdefault(key, Rollup()).merge(rollup)
                 self._pending = rollups
                 self._dirty = {**dirty, **self._dirty}
+                self._events[:0] = events
                 self._failed("flush", exc)
                 return False
             self._kv_written.update(kv)
@@ -359,12 +375,9 @@ class Journal:
             self._last[rig.name] = by_name[rig.name]
             if rig.name in work:
                 rig.seed(work[rig.name], min(at for at, _ in work[rig.name]) - MINUTE / SEED_STEPS)
-        tip = await asyncio.to_thread(self.store.get, TIP_KEY)
-        if tip is not None:
-            self._kv_written[TIP_KEY] = tip
-        inputs = await asyncio.to_thread(self.store.get, ECONOMICS_KEY)
+        self._kv_written.update(await asyncio.to_thread(self.store.kv))
+        inputs = self._kv_written.get(ECONOMICS_KEY)
         if inputs is not None and self.economics is not None:
-            self._kv_written[ECONOMICS_KEY] = inputs
             try:
                 self.economics.restore(json.loads(inputs))
             except (ValueError, TypeError, KeyError, AttributeError) as exc:  # a damaged row: the next flush replaces it

@@ -228,3 +228,30 @@ async def test_a_flush_builds_no_record_for_a_rig_that_has_not_moved(tmp_path, m
     assert await journal.flush()
     assert len(built) == 1  # the one rig that mined; 49 skipped on a tuple compare
     await journal.close()
+
+
+class _Event:
+    def __init__(self, time, rig, kind):
+        self.time, self.rig, self.kind, self.reason, self.detail = time, rig, kind, "unprofitable", {"watts": 3000.0}
+
+
+async def test_audit_events_and_kept_state_are_written_with_the_flush_and_survive_a_restart(tmp_path):
+    clock = FakeClock()
+    journal = _journal(tmp_path / "j.sqlite3", clock=clock)
+    await journal.open()
+    journal.record([_Event(clock.wall(), "acct.rig1", "stop"), _Event(clock.wall() + 1, "acct.rig2", "stop")])
+    journal.keep("curtailment", '{"curtailed": {}}')
+    assert journal.pending_rows == 2 and journal.kept("curtailment") == '{"curtailed": {}}'
+    journal.store.conn.execute("PRAGMA query_only=ON")  # a refused flush keeps them for the next one
+    assert not await journal.flush()
+    journal.store.conn.execute("PRAGMA query_only=OFF")
+    assert await journal.flush() and journal.pending_rows == 0
+    events = journal.store.events(0)
+    assert [(e["rig"], e["kind"], e["detail"]) for e in events] == [
+        ("acct.rig1", "stop", {"watts": 3000.0}), ("acct.rig2", "stop", {"watts": 3000.0})]  # fmt: skip
+    assert [e["rig"] for e in journal.store.events(0, "acct.rig2")] == ["acct.rig2"]
+    await journal.close()
+    again = _journal(tmp_path / "j.sqlite3", clock=clock)
+    await again.open()
+    assert again.kept("curtailment") == '{"curtailed": {}}' and again.kept("nothing") is None
+    await again.close()
