@@ -490,6 +490,26 @@ class RigPoller:
         rig.due = self._next_slot(rig, started + config.interval / 2)
         self._deliver(self._on_reading, reading)
 
+    async def control(self, ip: str, call: str, *args: Any) -> tuple[bool, str]:
+        """One of pyasic's control calls (``stop_mining``, ``resume_mining``, ``set_power_limit``)
+        on the rig at ``ip``, through the miner object its polls use: (it said yes, what happened)."""
+        rig = self._rigs.get(ip) or _Rig(ip, 0.0)
+        timeout = self.config.timeout
+        try:
+            if rig.miner is None:
+                async with self._deadline(timeout):
+                    rig.miner = await self._identify(ip)
+                if rig.miner is None:
+                    raise PollError("no known miner API answered (pyasic could not identify the rig)")
+            method = getattr(rig.miner, call, None)
+            if method is None:
+                return False, f"{type(rig.miner).__name__} has no {call}"
+            async with self._deadline(timeout):
+                answer = await method(*args)
+        except Exception as exc:  # noqa: BLE001 - pyasic raises anything; every failure is the rig's
+            return False, describe(exc, timeout)
+        return bool(answer), f"{type(rig.miner).__name__}.{call}: {answer!r}"
+
     def _failed(self, rig: _Rig, error: str) -> None:
         config = self.config
         rig.miner = None  # identify again next time: the API may have restarted or changed
