@@ -25,9 +25,9 @@ from fleetd.sources.base import JobSource
 from fleetd.stratum.auth import AllowListAuthorization, OpenAuthorization, PasswordAuthorization
 from fleetd.stratum.session import SessionConfig
 from fleetd.rigs.registry import RigRegistry
-from fleetd.telemetry import api, listener, web_config
+from fleetd.telemetry import api, history_api, listener, web_config
 from fleetd.economics.settings import PowerPrices
-from fleetd.journal.store import JournalLocked
+from fleetd.journal.store import JournalLocked, default_path
 from fleetd.telemetry.economics import SiteEconomicsView
 
 SOURCE_KEY = web.AppKey("source", object)
@@ -173,6 +173,7 @@ def build_app(config: Config, source: JobSource | None = None, *, clock: Clock =
         retention=rigs_config.retention_seconds,
     )
     site_economics = SiteEconomicsView(config.economics, rigs, app[SOURCE_KEY])
+    history_api.setup(app, default_path(config.journal.path) if config.journal.enabled else None)  # before api's routes
     collector = api.setup(app, rigs, site_economics, clock=clock)
     # TLS and basic auth ([http] web_config_file); read again here, so a certificate renewed
     # since the config was checked is the one served

@@ -1,5 +1,6 @@
 """The JSON API on the HTTP listener: /api/v1/rigs, /api/v1/rigs/{rig}, /api/v1/summary,
-/api/v1/economics, and /metrics. Every error on the listener is answered in JSON."""
+/api/v1/economics, and /metrics (the journal's history: ``history_api``). Every error on the
+listener is answered in JSON."""
 
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ def setup(
     app.middlewares.append(json_errors)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/rigs", list_rigs)
-    # any name a rig logs in with: braces, slashes, spaces (sent percent-encoded, matched decoded)
+    # any name a rig logs in with: braces, slashes, spaces (sent percent-encoded, matched decoded);
+    # after history_api's /api/v1/rigs/{rig}/history, which build_app mounts first
     app.router.add_get("/api/v1/rigs/{rig:.+}", one_rig)
     app.router.add_get("/api/v1/summary", summary)
     app.router.add_get("/api/v1/economics", economics_report)
