@@ -24,6 +24,7 @@ from fleetd.clock import SYSTEM_CLOCK, Clock
 from fleetd.journal.store import (
     HOUR,
     MINUTE,
+    DAYS_KEY,
     BlockRecord,
     FlushRows,
     JournalLocked,
@@ -43,6 +44,7 @@ MAX_PENDING_MINUTES = 60  # per rig; older pending minutes merge into the next o
 MAX_PENDING_EVENTS = 100_000
 SEED_SECONDS = 3600.0  # the history the rate averages are rebuilt from: their longest window
 SEED_STEPS = 12  # each minute's work goes into the averages in this many even steps
+READING_FRESH_SECONDS = 300.0  # a rig's reported hash rate counts in the fleet's while its poll is this recent
 
 __all__ = ["Journal", "JournalLocked", "TIP_KEY"]
 
@@ -78,6 +80,8 @@ class Journal:
         self._blocks: list[BlockRecord] = []
         self._kv: dict[str, str] = {}
         self._events: list[tuple] = []
+        self._minute_rigs: dict[int, set[str]] = {}  # per pending minute, the rigs with a rollup in it
+        self._reported: dict[int, float] = {}  # per pending minute, the rigs' reported rates summed
         self._kv_written: dict[str, str] = {}
         self._block_tasks: set[asyncio.Task] = set()
         self._write = asyncio.Lock()  # one write off the loop at a time
@@ -213,8 +217,13 @@ class Journal:
             dirty, self._dirty = self._dirty, {}
             kv = {k: v for k, v in self._kv.items() if self._kv_written.get(k) != v}
             events, self._events = self._events, []
-            rows = FlushRows(kv=list(kv.items()), events=events)
+            current = int(now) // MINUTE * MINUTE
+            days = int(self._kv_written.get(DAYS_KEY, 0))
+            rows = FlushRows(kv=list(kv.items()), events=events, days_through=days, days_until=max(days, current))
             await self._in_chunks(_rows(rows, rollups, dirty.values()))
+            for start, names in self._minute_rigs.items():
+                if names:
+                    rows.fleet_minute(start, len(names), self._reported.get(start))
             try:
                 if rows:
                     await self._off_loop(self.store.write_flush, rows)
@@ -227,6 +236,8 @@ class Journal:
                 self._failed("flush", exc)
                 return False
             self._kv_written.update(kv)
+            self._kv_written[DAYS_KEY] = str(rows.days_until)
+            self._forget_minutes(current)
             self.last_flush = now
             self._recovered()
             return True
@@ -251,12 +262,17 @@ class Journal:
         minute = int(now) // MINUTE * MINUTE
         upstream = self.server.pool.upstream_workers if self.server is not None else {}
         prices = self.economics.work_prices(now) if self.economics is not None else None
+        minute_rigs = self._minute_rigs.setdefault(minute, set())
+        reported, fresh = 0.0, now - READING_FRESH_SECONDS
         btc_per_work = prices.btc_per_work if prices is not None else None
         btc_usd = prices.btc_usd if prices is not None else None
         for count, rig in enumerate(self.rigs, 1):  # the registry hands out a list: rigs may come meanwhile
             if count % COLLECT_CHUNK == 0:
                 yield
             name, stats = rig.name, upstream.get(rig.name)
+            reading = rig.reading
+            if reading is not None and reading.hashrate and reading.time >= fresh:
+                reported += reading.hashrate
             # Most rigs have not moved since the last flush: a tuple says so for a fraction of
             # what building their record would cost.
             seen = (rig.last_seen, rig.accepted, rig.accepted_work, rig.blocks, rig.energy_joules,
@@ -304,24 +320,31 @@ class Journal:
                 delta.cost_usd = energy / JOULES_PER_KWH * prices.usd_per_kwh(name)
             else:
                 delta.unpriced_energy_joules = energy
-            reading = rig.reading
             if reading is not None and self._last_reading.get(name) != reading.time:
                 self._last_reading[name] = reading.time
                 delta.watts = rig.power(now)[0]
                 delta.reported_hashrate = reading.hashrate
                 delta.max_chip_celsius = rig.hottest_chip()
+            minute_rigs.add(name)
             pending = self._pending.get((name, minute))
             if pending is None:
                 self._pending[(name, minute)] = delta
             else:
                 pending.merge(delta)
             self._dirty[name] = self._last[name] = record
+        self._reported[minute] = reported or None
         tip = getattr(self.source, "tip", None)
         if callable(tip):
             self._kv[TIP_KEY] = json.dumps(tip().to_dict(), sort_keys=True)
         if self.economics is not None:
             self._kv[ECONOMICS_KEY] = json.dumps(self.economics.inputs(), sort_keys=True)
         self._bound()
+
+    def _forget_minutes(self, current: int) -> None:
+        """The fleet's samples of minutes that are over (written, or kept in the rows pending)."""
+        for start in [start for start in self._minute_rigs if start < current]:
+            del self._minute_rigs[start]
+            self._reported.pop(start, None)
 
     def _bound(self) -> None:
         """At most ``MAX_PENDING_MINUTES`` pending rows per rig: the oldest merge into the next."""

@@ -38,6 +38,11 @@ single S21 claims 200 TH/s. So the Stratum side of every rig works at a scaled r
 
 The firmware API reports the unscaled figures (hash rate, watts, temperatures), so the
 pool-side hash rate of a simulated rig is its reported hash rate x ``hash_scale``.
+
+A rig told to stop through its firmware API (sleep, power off) keeps its Stratum connection
+and submits nothing; woken, it submits again once its warm-up has passed on the clock. A
+power limit or a lower clock lowers its hash rate and so its share rate. A rig the API
+restarts hangs up and dials the pool again (see fleetd/sim/firmware/state.py).
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ from fleetd.sim.miner import Miner, MinerConfig, MinerError, MinerJob, MinerStat
 
 HASHES_PER_DIFFICULTY = 2**32
 TICK_S = 0.1  # how often a rig re-reads its state (offline, degrade) and the pool's difficulty
+DUE_WITHIN_S = 1e-6  # a share due this soon is due now: a shorter sleep can round to no time and wake at once, forever
 GRIND_CHUNK = 1024  # nonces per grinding step between yields (~2 ms): rigs share one event loop
 RECONNECT_S = (1.0, 30.0)  # first and longest wait before a rig dials the pool again
 USER_AGENT = MappingProxyType(  # what each firmware family says in mining.subscribe
@@ -208,6 +214,7 @@ class SimRig:
         self._fractions = dict.fromkeys((FaultKind.STALE, FaultKind.INVALID, FaultKind.DUPLICATE), 0.0)
         self._task: asyncio.Task | None = None
         self._submitting = False
+        self._restarts = state.restarts  # the firmware's restart count the session started under
         # what the Stratum side did, over all sessions
         self.submitted = self.accepted = self.lost = self.skipped = self.sessions = 0
         self.accepted_work = self.implied_shares = self.implied_work = self.behind_shares = 0.0
@@ -372,6 +379,7 @@ class SimRig:
         while True:
             while self.state.offline:
                 await clock.sleep(TICK_S)
+            self._restarts = self.state.restarts
             miner = Miner(self._miner_config())
             try:
                 await miner.connect()
@@ -391,13 +399,15 @@ class SimRig:
             finally:
                 await miner.close()
                 self._end_session()
-            if not self.state.offline:  # the pool hung up: dial again after a pause, as firmware does
+            if self.state.restarts != self._restarts:  # the firmware rebooted: a new session at once
+                self.log.info("rig_restarted", session=self.sessions)
+            elif not self.state.offline:  # the pool hung up: dial again after a pause, as firmware does
                 self.last_error = miner.stats().closed_reason
                 self.log.warning("rig_disconnected", reason=self.last_error)
                 await clock.sleep(wait)
 
     def _alive(self, miner: Miner) -> bool:
-        return not self.state.offline and miner.connected
+        return not self.state.offline and miner.connected and self.state.restarts == self._restarts
 
     def _share_rate(self, miner: Miner) -> tuple[float, float]:
         """(shares per second, difficulty) the simulated hash rate implies for the current job."""
@@ -426,7 +436,7 @@ class SimRig:
             need -= rate * (now - last)
             last = now
             self._watch_job(miner)
-            if need > 0 or rate <= 0:
+            if rate <= 0 or need > rate * DUE_WITHIN_S:
                 await clock.sleep(TICK_S if rate <= 0 else min(TICK_S, need / rate))
                 continue
             if -need / rate > self.config.max_lag:  # the CPU cannot keep up: drop the backlog

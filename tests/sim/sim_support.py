@@ -11,11 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+import pytest
+
 from fleetd.chain.target import difficulty_to_target
+from fleetd.clock import SYSTEM_CLOCK, Clock
 from fleetd.native import PreparedJob, encode_target
+from fleetd.sim.fleet import Fleet, FleetConfig
 from fleetd.stratum.job import Job
 from fleetd.stratum.events import ConnectionClosed, Subscribed, SubmitReceived, SubmitRejected
 from fleetd.stratum.rejects import Reject
@@ -36,6 +40,29 @@ async def wait_until(predicate: Callable[[], object], timeout: float = WAIT_S, s
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(step)
+
+
+def rig_network() -> str:
+    """A random /24 of loopback for a test's rigs, so suites running side by side rarely meet."""
+    return f"127.{random.randint(100, 250)}.{random.randint(0, 255)}.0/24"
+
+
+@contextlib.asynccontextmanager
+async def running_fleet(
+    config: FleetConfig, *, clock: Clock = SYSTEM_CLOCK, timeout: float = WAIT_S
+) -> AsyncIterator[Fleet]:
+    """A started fleet whose rigs all mine; stopped afterwards. Skips the test where the rig
+    APIs cannot listen on ports 80 and 4028."""
+    fleet = Fleet(config, clock=clock)
+    try:
+        await fleet.start()
+    except PermissionError:
+        pytest.skip("rig APIs listen on ports 80 and 4028: needs root or CAP_NET_BIND_SERVICE")
+    try:
+        await fleet.wait_ready(timeout=timeout)
+        yield fleet
+    finally:
+        await fleet.stop()
 
 
 def make_job(job_id: str = "j1", *, clean: bool = True, seed: int = 1, version: int = 0x20000000) -> Job:

@@ -19,7 +19,6 @@ import io
 import json
 import logging
 import math
-import random
 import signal
 import warnings
 
@@ -37,11 +36,11 @@ with warnings.catch_warnings():  # pyasic's import trips deprecation warnings th
 
 from fleetd import cli
 from fleetd.rigs.models import ANTMINER_S21, BITAXE_GAMMA, CATALOGUE, WHATSMINER_M60S, FirmwareFamily
-from fleetd.sim.fleet import Fleet, FleetConfig, auto_hash_scale, plan, run
+from fleetd.sim.fleet import FleetConfig, auto_hash_scale, plan, run
 from fleetd.sim.fleet_faults import FaultKind, FaultSpec, parse_fault
 from fleetd.stratum.rejects import Reject
 from server_support import make_config, start_fleetd
-from sim_support import wait_until
+from sim_support import rig_network, running_fleet, wait_until
 
 SHARE_INTERVAL = 0.05  # 20 shares a second per rig
 FAST_SHARES = 0.01  # 100 a second (the Bitaxe stays at fleetd's floor, ~28): where counts are compared with rates
@@ -90,17 +89,8 @@ async def fleet_on(running, **options):
     host, port = running.stratum
     options.setdefault("rigs", 5)
     options.setdefault("share_interval", SHARE_INTERVAL)
-    network = f"127.{random.randint(100, 250)}.{random.randint(0, 255)}.0/24"  # apart from parallel runs
-    fleet = Fleet(FleetConfig(host, port, network=network, **options))
-    try:
-        await fleet.start()
-    except PermissionError:
-        pytest.skip("rig APIs listen on ports 80 and 4028: needs root or CAP_NET_BIND_SERVICE")
-    try:
-        await fleet.wait_ready(timeout=TEST_BOUND_S)
+    async with running_fleet(FleetConfig(host, port, network=rig_network(), **options), timeout=TEST_BOUND_S) as fleet:
         yield fleet
-    finally:
-        await fleet.stop()
 
 
 async def settle(fleet, seconds: float = 0.0):

@@ -8,14 +8,30 @@ reads the model from ``/cgi-bin/get_system_info.cgi`` (``minertype``) or
 temperatures from the web ``stats.cgi``, errors from the web ``summary.cgi``.
 
 Stock firmware reports no power draw anywhere; neither does this emulation.
+
+Control is the web UI's ``POST /cgi-bin/set_miner_conf.cgi`` (digest auth, ``root``/``root``
+unless the rig's ``admin_password`` says otherwise) with the whole configuration as JSON;
+its ``miner-mode`` picks the work mode: 0 normal, 1 sleep, 3 low power. pyasic's
+``stop_mining`` / ``resume_mining`` read ``get_miner_conf.cgi``, set ``miner-mode`` 1 / 0 and
+post it back; ``send_config`` with ``MiningModeConfig.low()`` posts 3. The answer is
+``{"stats": "success", "code": "M000", "msg": "OK!"}``, or ``M001 "Illegal request!"`` for a
+body that is not a configuration. ``get_miner_conf.cgi`` then reports the mode as a string in
+``bitmain-work-mode`` (what pyasic's ``is_mining`` and ``get_config`` read) and ``stats.cgi``
+as a number in ``miner-mode``. A sleeping rig keeps bmminer, its API and its pool connection,
+and hashes nothing; low power holds it to ``LOW_POWER_SHARE`` of nameplate. Pools in the
+posted configuration are accepted and not applied (the simulated rig mines where it was
+started). Real firmware answers a mode change after up to ~20 s while bmminer restarts;
+this one answers at once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 import secrets
+from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any
 
@@ -25,6 +41,8 @@ from fleetd.sim.firmware.state import RigState
 
 REALM = "antMiner Configuration"
 WEB_USER, WEB_PASSWORD = "root", "root"  # factory default, what pyasic tries
+NORMAL, SLEEP, LOW_POWER = 0, 1, 3  # miner-mode / bitmain-work-mode
+LOW_POWER_SHARE = 0.75  # low power mode: the draw as a share of nameplate
 BMMINER_VERSION = "1.0.0"
 API_VERSION = "3.1"
 MINER_VERSION = "uart_trans.1.3"
@@ -253,9 +271,34 @@ def miner_conf(state: RigState) -> dict[str, Any]:
         "bitmain-voltage": "",
         "bitmain-ccdelay": "0",
         "bitmain-pwth": "0",
-        "bitmain-work-mode": "0",
+        "bitmain-work-mode": str(work_mode(state)),
         "freq-level": "100",
     }
+
+
+def work_mode(state: RigState) -> int:
+    if state.sleeping:
+        return SLEEP
+    return NORMAL if state.power_limit_w is None else LOW_POWER
+
+
+def set_miner_conf(state: RigState, body: bytes) -> dict[str, Any]:
+    """Apply a posted configuration's ``miner-mode``; the CGI's answer."""
+    try:
+        conf = json.loads(body)
+        mode = int(conf.get("miner-mode", work_mode(state)))  # bool is not a mode, nor is "x"
+        if isinstance(conf.get("miner-mode"), bool) or mode not in (NORMAL, SLEEP, LOW_POWER):
+            raise ValueError(mode)
+    except (ValueError, TypeError, AttributeError):
+        return {"stats": "error", "code": "M001", "msg": "Illegal request!"}
+    if mode == work_mode(state):
+        pass  # bmminer keeps running as it is
+    elif mode == SLEEP:
+        state.sleep()
+    else:  # bmminer restarts in the new mode: the warm-up follows
+        state.limit_power(None if mode == NORMAL else LOW_POWER_SHARE * state.model.nominal_watts, warm_up=True)
+        state.wake()
+    return {"stats": "success", "code": "M000", "msg": "OK!"}
 
 
 def _web_status(state: RigState, message: str) -> dict[str, Any]:
@@ -341,7 +384,7 @@ def web_stats(state: RigState) -> dict[str, Any]:
                 "fan_num": model.fans,
                 "fan": state.fan_rpms(),
                 "hwp_total": 0.0,
-                "miner-mode": 0,
+                "miner-mode": work_mode(state),
                 "freq-level": 100,
                 "chain": chains,
             }
@@ -356,10 +399,9 @@ def _md5(text: str) -> str:
     return hashlib.md5(text.encode()).hexdigest()
 
 
-def digest_auth(realm: str, user: str, password: str):
+def digest_auth(realm: str, user: str, password: Callable[[], str]):
     """RFC 7616 digest authentication (MD5, qop=auth) on every path, as the Antminer's lighttpd does."""
     nonce = secrets.token_hex(16)
-    ha1 = _md5(f"{user}:{realm}:{password}")
     challenge = f'Digest realm="{realm}", nonce="{nonce}", qop="auth", algorithm="MD5"'
 
     def authorised(request: web.Request) -> bool:
@@ -369,6 +411,7 @@ def digest_auth(realm: str, user: str, password: str):
         fields = {m[1]: m[2] or m[3] for m in _DIGEST_FIELD.finditer(header[7:])}
         if fields.get("username") != user or fields.get("nonce") != nonce or fields.get("uri") != request.raw_path:
             return False
+        ha1 = _md5(f"{user}:{realm}:{password()}")
         ha2 = _md5(f"{request.method}:{fields['uri']}")
         nc, cnonce, qop = fields.get("nc", ""), fields.get("cnonce", ""), fields.get("qop", "")
         expected = _md5(f"{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}")
@@ -394,8 +437,12 @@ def make_app(state: RigState) -> web.Application:
         page = "<html><head><title>Antminer</title></head><body></body></html>"
         return web.Response(text=page, content_type="text/html")
 
-    app = web.Application(middlewares=[digest_auth(REALM, WEB_USER, WEB_PASSWORD)])
+    async def set_conf(request: web.Request) -> web.Response:
+        return web.json_response(set_miner_conf(state, await request.read()))
+
+    app = web.Application(middlewares=[digest_auth(REALM, WEB_USER, lambda: state.admin_password or WEB_PASSWORD)])
     app.router.add_get("/", index)
+    app.router.add_post("/cgi-bin/set_miner_conf.cgi", set_conf)
     for name, render in {
         "get_system_info": system_info,
         "get_miner_conf": miner_conf,

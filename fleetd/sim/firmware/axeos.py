@@ -5,10 +5,28 @@ how pyasic tells a Bitaxe from other HTTP miners); ``GET /api/system/info`` iden
 ASIC (``ASICModel``) and carries every figure: ``hashRate`` in GH/s, ``power`` in watts,
 ``temp`` (ASIC) and ``vrTemp`` (voltage regulator) in °C, ``fanrpm``, ``uptimeSeconds``.
 ``GET /api/system/asic`` is asked for when ``asicCount`` is missing from the info.
+
+Control: AxeOS has no sleep or power limit, and pyasic's ``stop_mining``, ``resume_mining``
+and ``set_power_limit`` send nothing to a Bitaxe (they answer False). What there is:
+
+* ``PATCH /api/system`` with settings as JSON (pyasic: ``miner.web.update_settings(**settings)``,
+  and ``send_config``). ``frequency`` in MHz takes effect at once, as ESP-Miner's power
+  management applies a new frequency without a restart: hash rate follows the clock, power
+  a little faster (state.py), ``frequency`` and ``expectedHashrate`` in the info follow.
+  Other keys are accepted and not modelled. The answer is 200 with an empty body, which
+  pyasic cannot parse: ``update_settings`` raises APIError after the setting took. Bad JSON
+  is 400 ``Invalid JSON``.
+* ``POST /api/system/restart`` (pyasic ``reboot``): answers ``System will restart shortly.``
+  as text (pyasic raises APIError parsing it), then the rig reboots: uptime from 0, the
+  warm-up, and its Stratum connection is dialled afresh.
+
+There is no password. Real ESP-Miner answers only clients in private address ranges; here
+the loopback rig network stands in for the site LAN.
 """
 
 from __future__ import annotations
 
+import json
 from types import MappingProxyType
 
 from aiohttp import web
@@ -28,11 +46,29 @@ INDEX_HTML = """<!doctype html>
 """
 
 
-def frequency_mhz(state: RigState) -> float:
+def stock_frequency_mhz(state: RigState) -> float:
     # ESP-Miner's expected hash rate is small cores x ASICs x MHz; pick the clock that makes
     # it the catalogue's nominal, so pyasic's expected_hashrate matches the nameplate.
     cores = SMALL_CORES[state.model.reported_model] * state.model.chips
     return round(state.model.nominal_hashrate / 1e6 / cores, 1)
+
+
+def frequency_mhz(state: RigState) -> float:
+    return round(stock_frequency_mhz(state) * state.clock_share, 1)
+
+
+def update_settings(state: RigState, body: bytes) -> web.Response:
+    """``PATCH /api/system``: what ESP-Miner answers, with ``frequency`` applied."""
+    try:
+        settings = json.loads(body)
+    except ValueError:
+        settings = None
+    if not isinstance(settings, dict):
+        return web.Response(status=400, text="Invalid JSON")
+    frequency = settings.get("frequency")
+    if isinstance(frequency, int | float) and not isinstance(frequency, bool) and frequency > 0:
+        state.set_clock(frequency / stock_frequency_mhz(state))
+    return web.Response(status=200)
 
 
 def system_info(state: RigState) -> dict:
@@ -101,7 +137,7 @@ def system_info(state: RigState) -> dict:
 
 def asic_info(state: RigState) -> dict:
     asic = state.model.reported_model
-    frequency = frequency_mhz(state)
+    frequency = stock_frequency_mhz(state)
     return {
         "ASICModel": asic,
         "deviceModel": DEVICE_MODEL[asic],
@@ -127,8 +163,20 @@ def make_app(state: RigState) -> web.Application:
     async def swarm(_: web.Request) -> web.Response:
         return web.json_response([])
 
+    async def patch_system(request: web.Request) -> web.Response:
+        return update_settings(state, await request.read())
+
+    async def restart(request: web.Request) -> web.StreamResponse:
+        response = web.Response(text="System will restart shortly.")
+        await response.prepare(request)
+        await response.write_eof()
+        state.restart()  # after the answer, as ESP-Miner restarts a second after sending it
+        return response
+
     app = web.Application()
     app.router.add_get("/", index)
+    app.router.add_patch("/api/system", patch_system)
+    app.router.add_post("/api/system/restart", restart)
     app.router.add_get("/api/system/info", info)
     app.router.add_get("/api/system/asic", asic)
     app.router.add_get("/api/swarm/info", swarm)

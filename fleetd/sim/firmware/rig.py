@@ -52,6 +52,7 @@ class EmulatedRig:
                         whatsminer.api_handler(state),
                         is_offline=offline,
                         invalid=lambda message: whatsminer.invalid(state, message),
+                        request_handler=whatsminer.request_handler(state),
                     )
                 ]
             case FirmwareFamily.ANTMINER_STOCK:

@@ -20,6 +20,9 @@ IsOffline = Callable[[], bool]
 Reply = dict[str, Any]
 # (command, parameter) -> reply body with its STATUS section, or None for an unknown command
 CommandHandler = Callable[[str, Any], Reply | None]
+# (whole request, client address) -> reply, for requests that are not a plain command or
+# depend on who asks (the Whatsminer's tokens and encrypted commands); None: not one of those
+RequestHandler = Callable[[Any, str], Reply | None]
 
 OFFLINE_POLL_S = 0.05
 REQUEST_TIMEOUT_S = 5.0  # cgminer drops a client that sends no complete request in time
@@ -42,9 +45,11 @@ class CgminerApiServer:
         *,
         is_offline: IsOffline,
         invalid: Callable[[str], Reply],
+        request_handler: RequestHandler | None = None,
     ) -> None:
         self.host, self.port = host, port
         self._handler, self._is_offline, self._invalid = handler, is_offline, invalid
+        self._request_handler = request_handler
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
@@ -72,7 +77,8 @@ class CgminerApiServer:
             if self._server is None:
                 return
             request = await self._read_request(reader)
-            writer.write(json.dumps(self.reply(request), separators=(",", ":")).encode() + b"\x00")
+            client = (writer.get_extra_info("peername") or ("",))[0]
+            writer.write(json.dumps(self.reply(request, client), separators=(",", ":")).encode() + b"\x00")
             await writer.drain()
         except (ConnectionError, TimeoutError):
             pass
@@ -104,7 +110,9 @@ class CgminerApiServer:
                     continue
         return None
 
-    def reply(self, request: Any) -> Reply:
+    def reply(self, request: Any, client: str = "") -> Reply:
+        if self._request_handler is not None and (answer := self._request_handler(request, client)) is not None:
+            return {**answer, "id": 1}
         if not isinstance(request, dict) or not isinstance(request.get("command"), str):
             return {**self._invalid("Invalid JSON"), "id": 1}
         command, parameter = request["command"], request.get("parameter")

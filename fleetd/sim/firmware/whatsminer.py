@@ -7,20 +7,39 @@ to the v3 protocol on port 4433, so the firmware reported here is older). Figure
 ``summary`` (``MHS 1m``, ``Power`` in watts, fans, ``Elapsed``), per-board temperatures from
 ``devs``, faults from ``get_error_code``.
 
+Control is the API's write access (btminer_auth.py has the token exchange and encryption),
+with the admin password (``admin`` unless the rig's ``admin_password`` says otherwise):
+
+* ``power_off`` (pyasic ``stop_mining``, sent with ``respbefore: "true"``): answers
+  ``Code 131, "API command OK"`` (what pyasic checks), then the boards lose power. btminer
+  and its API run on, ``status`` says ``mineroff: "true"``, and the pool connection stays up
+  with nothing submitted; ``summary`` reports 0 hash rate and the control board's draw.
+* ``power_on`` (``resume_mining``): the same answer; hashing returns after the warm-up.
+* ``adjust_power_limit`` with ``power_limit`` in watts as a string (``set_power_limit``):
+  refused (code 14) above the factory limit ``summary`` shows, otherwise held from then on
+  (``summary["Power Limit"]``, which pyasic reads as ``wattage_limit``). pyasic documents that
+  the miner restarts to apply it: hashing pauses for the warm-up, then runs at the limit.
+
 The web UI on port 80 (an HTTPS redirect to LuCI) is not emulated: pyasic does not need it.
 """
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
+from fleetd.sim.firmware.btminer_auth import DecodeError, TokenIssuer, decrypt, encrypt
 from fleetd.sim.firmware.state import RigState
 
 FW_VERSION = "20240627.16.Rel"  # must stay before 2024-11 (see above)
 API_VERSION = "2.0.5"
 CHIP_FREQUENCY = 600
 HOT_CODE = 360  # 36x: "Hashboard high temperature error." (+ slot)
-GET_OK = 131  # the Code btminer answers its get_* commands with
+OK = 131  # "command OK": the Code of the get_* commands' answers and of a write carried out
+COMMAND_OK_MSG = "API command OK"  # a write's Msg: what pyasic checks
+TOKEN_OK = 134  # "get token message OK"
+DEFAULT_PASSWORD = "admin"  # factory default, what pyasic sends unless told otherwise
+FACTORY_LIMIT_SHARE = 1.1  # summary's "Power Limit" before anyone sets one, as a share of nameplate
 
 
 def status(state: RigState, message: str, *, ok: bool = True, code: int = 0) -> list[dict[str, Any]]:
@@ -32,9 +51,14 @@ def invalid(state: RigState, message: str) -> dict[str, Any]:
     return {"STATUS": status(state, message, ok=False, code=14)}
 
 
+def _flat(state: RigState, code: int, message: Any, *, ok: bool = True) -> dict[str, Any]:
+    # btminer's own shape, for the get_* commands, tokens and writes: a flat STATUS
+    when = int(state.clock.wall())
+    return {"STATUS": "S" if ok else "E", "When": when, "Code": code, "Msg": message, "Description": ""}
+
+
 def _get_reply(state: RigState, message: dict[str, Any]) -> dict[str, Any]:
-    # the get_* commands answer in btminer's own shape: flat STATUS, Msg an object
-    return {"STATUS": "S", "When": int(state.clock.wall()), "Code": GET_OK, "Msg": message, "Description": ""}
+    return _flat(state, OK, message)
 
 
 def api_handler(state: RigState):
@@ -63,20 +87,77 @@ def api_handler(state: RigState):
             case "get_error_code":
                 return _get_reply(state, {"error_code": _error_codes(state)})
             case "status":
-                return _get_reply(
-                    state,
-                    {
-                        "mineroff": "false",
-                        "mineroff_reason": "",
-                        "mineroff_time": "",
-                        "FirmwareVersion": f"'{FW_VERSION}'",
-                        "power_mode": "",
-                        "hash_percent": "",
-                    },
-                )
+                return _get_reply(state, _status(state))
         return None
 
     return handle
+
+
+def _status(state: RigState) -> dict[str, str]:
+    off_time = ""
+    if state.asleep_since is not None:
+        wall = state.clock.wall() - (state.clock.monotonic() - state.asleep_since)
+        off_time = datetime.datetime.fromtimestamp(wall, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return {
+        "mineroff": "true" if state.sleeping else "false",
+        "mineroff_reason": "",
+        "mineroff_time": off_time,
+        "FirmwareVersion": f"'{FW_VERSION}'",
+        "power_mode": "",
+        "hash_percent": "",
+    }
+
+
+def factory_limit(state: RigState) -> int:
+    return round(state.model.nominal_watts * FACTORY_LIMIT_SHARE)
+
+
+def request_handler(state: RigState):
+    """``get_token`` (it depends on who asks) and the encrypted write commands."""
+    issuer = TokenIssuer(state.clock, salt=state.serial("admin")[:8])
+
+    def password() -> str:
+        return state.admin_password or DEFAULT_PASSWORD
+
+    def handle(request: Any, client: str) -> dict[str, Any] | None:
+        if not isinstance(request, dict):
+            return None
+        if request.get("command") == "get_token":
+            token = issuer.issue(client, password())
+            if token is None:
+                return _flat(state, 136, "token over max times", ok=False)
+            return _flat(state, TOKEN_OK, token)
+        if "enc" not in request:
+            return None
+        key = issuer.key(password())
+        try:
+            command = decrypt(key, request.get("data"))
+        except DecodeError as exc:  # a wrong password lands here: the rig cannot read the command
+            return _flat(state, exc.code, str(exc), ok=False)
+        if not issuer.valid(client, command.get("token")):
+            return _flat(state, 135, "check token err", ok=False)
+        return {"enc": encrypt(key, _write(state, command))}
+
+    return handle
+
+
+def _write(state: RigState, command: dict[str, Any]) -> dict[str, Any]:
+    match command.get("cmd"):
+        case "power_off":
+            state.sleep()
+        case "power_on":
+            state.wake()
+        case "adjust_power_limit":
+            try:
+                watts = int(str(command.get("power_limit")))
+            except ValueError:
+                watts = 0
+            if not 0 < watts <= factory_limit(state):
+                return _flat(state, 14, "invalid data", ok=False)
+            state.limit_power(watts, warm_up=True)
+        case _:
+            return _flat(state, 14, "invalid cmd", ok=False)
+    return _flat(state, OK, COMMAND_OK_MSG)
 
 
 def _mhs(hashrate: float) -> float:
@@ -117,7 +198,7 @@ def _summary(state: RigState) -> dict[str, Any]:
         "Env Temp": state.ambient_c,
         "Power Mode": "Normal",
         "Factory GHS": round(state.model.nominal_hashrate / 1e9),
-        "Power Limit": round(state.model.nominal_watts * 1.1),
+        "Power Limit": factory_limit(state) if state.power_limit_w is None else round(state.power_limit_w),
         "Chip Temp Min": min(chips),
         "Chip Temp Max": max(chips),
         "Chip Temp Avg": round(sum(chips) / len(chips), 1),

@@ -1,7 +1,10 @@
-"""Helpers for the firmware emulation tests: time bounds and pyasic unit conversion."""
+"""Helpers for the firmware emulation tests: time bounds, pyasic unit conversion, identify and read."""
 
 from __future__ import annotations
 
+import asyncio
+
+from pyasic import get_miner
 from pyasic.device.algorithm import MinerAlgo
 from pyasic_support import FAST_PYASIC
 
@@ -13,3 +16,15 @@ PATIENT_PYASIC = {key: 60 if key.endswith("_timeout") else value for key, value 
 def hashes_per_second(rate) -> float:
     """pyasic hash rates carry their unit (TH/s for SHA-256 by default); give plain H/s."""
     return float(rate.into(MinerAlgo.SHA256.unit.H))
+
+
+async def identify(rig):
+    async with asyncio.timeout(TEST_BOUND_S):
+        miner = await get_miner(rig.host)
+    assert miner is not None, f"pyasic did not recognise the emulated {rig.state.model.name}"
+    return miner
+
+
+async def read(miner):
+    async with asyncio.timeout(TEST_BOUND_S):
+        return await miner.get_data()

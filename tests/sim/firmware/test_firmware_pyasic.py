@@ -18,7 +18,7 @@ from fleetd.rigs.models import (
     WHATSMINER_M60S,
     FirmwareFamily,
 )
-from firmware_support import TEST_BOUND_S, hashes_per_second
+from firmware_support import TEST_BOUND_S, hashes_per_second, identify, read
 
 GIVE_UP_GUARD_S = 10.0  # a hang guard for pyasic's own 1 s timeouts: ten times what they take unloaded
 
@@ -31,18 +31,6 @@ ONE_PER_FAMILY = [ANTMINER_S19_XP, WHATSMINER_M60S, BITAXE_GAMMA]
 REPORTS_WATTS = {FirmwareFamily.WHATSMINER, FirmwareFamily.AXEOS}
 by_name = pytest.mark.parametrize("model", CATALOGUE, ids=lambda m: m.name)
 per_family = pytest.mark.parametrize("model", ONE_PER_FAMILY, ids=lambda m: m.name)
-
-
-async def identify(rig):
-    async with asyncio.timeout(TEST_BOUND_S):
-        miner = await get_miner(rig.host)
-    assert miner is not None, f"pyasic did not recognise the emulated {rig.state.model.name}"
-    return miner
-
-
-async def read(miner):
-    async with asyncio.timeout(TEST_BOUND_S):
-        return await miner.get_data()
 
 
 @by_name
