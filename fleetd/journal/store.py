@@ -23,6 +23,17 @@ SCHEMA_VERSION = 2
 MINUTE = 60
 HOUR = 3600
 POOL, UPSTREAM = "pool", "upstream"  # whose rejects: fleetd's own, or the upstream pool's
+DAY = 86400
+
+_SUMMED = (
+    "accepted", "accepted_work", "rejected", "blocks", "upstream_forwarded", "upstream_accepted",
+    "upstream_accepted_work", "upstream_rejected", "energy_joules", "revenue_btc", "revenue_usd", "cost_usd",
+    "unvalued_work", "unpriced_energy_joules",
+)  # fmt: skip
+_COUNTS = {"accepted", "rejected", "blocks", "upstream_forwarded", "upstream_accepted", "upstream_rejected"}
+_SUMMED_COLUMNS = "".join(
+    f"    {c} {'INTEGER' if c in _COUNTS else 'REAL'} NOT NULL DEFAULT 0,\n" for c in _SUMMED
+)  # the summed columns of the fleet's and the days' tables
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -92,6 +103,21 @@ CREATE TABLE IF NOT EXISTS rigs (
     upstream_accepted_work REAL NOT NULL DEFAULT 0,
     upstream_rejected TEXT NOT NULL DEFAULT '{}'
 ) WITHOUT ROWID;
+-- the whole fleet per interval (the rollups summed as they are written): what fleet history
+-- reads instead of every rig's rows
+CREATE TABLE IF NOT EXISTS fleet_rollups (
+    start INTEGER NOT NULL,
+    seconds INTEGER NOT NULL,
+""" + _SUMMED_COLUMNS + """    rigs INTEGER NOT NULL DEFAULT 0,        -- rigs with a rollup in the interval
+    reported_hashrate REAL,                 -- the rigs' reported rates summed (hours: their mean)
+    PRIMARY KEY (seconds, start)
+) WITHOUT ROWID;
+-- per rig per UTC day: what daily accounting reads
+CREATE TABLE IF NOT EXISTS daily (
+    rig TEXT NOT NULL,
+    day INTEGER NOT NULL,                   -- Unix seconds of 00:00 UTC
+""" + _SUMMED_COLUMNS + """    PRIMARY KEY (day, rig)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 -- the audit trail: every curtailment decision and action, its reason and the figures behind it
 CREATE TABLE IF NOT EXISTS events (
@@ -122,16 +148,18 @@ INSERT INTO rejects SELECT rig, start, seconds, 'pool', key, value FROM rollups_
 INSERT INTO rejects SELECT rig, start, seconds, 'upstream', key, value
     FROM rollups_v1, json_each(rollups_v1.upstream_rejected);
 DROP TABLE rollups_v1;
+INSERT INTO fleet_rollups (start, seconds, """ + ", ".join(_SUMMED) + """, rigs, reported_hashrate)
+    SELECT start, seconds, """ + ", ".join(f"sum({c})" for c in _SUMMED) + """, count(*), sum(reported_hashrate)
+    FROM rollups GROUP BY seconds, start;
+INSERT INTO daily (rig, day, """ + ", ".join(_SUMMED) + """)
+    SELECT rig, start / 86400 * 86400, """ + ", ".join(f"sum({c})" for c in _SUMMED) + """
+    FROM rollups GROUP BY rig, start / 86400;
+INSERT OR REPLACE INTO kv (key, value) SELECT 'days_through', coalesce(max(start + seconds), 0) FROM rollups;
 ALTER TABLE blocks ADD COLUMN header_hex TEXT;
 ALTER TABLE blocks ADD COLUMN coinbase_hex TEXT;
 UPDATE schema_version SET version = 2;
 """
 
-_SUMMED = (
-    "accepted", "accepted_work", "rejected", "blocks", "upstream_forwarded", "upstream_accepted",
-    "upstream_accepted_work", "upstream_rejected", "energy_joules", "revenue_btc", "revenue_usd", "cost_usd",
-    "unvalued_work", "unpriced_energy_joules",
-)  # fmt: skip
 _SAMPLED = ("watts", "reported_hashrate", "max_chip_celsius")
 _ROLLUP_COLUMNS = _SUMMED + _SAMPLED
 # A rollup written again for the same rig and interval adds to what is there; samples keep the newest.
@@ -143,6 +171,22 @@ _UPSERT_ROLLUP = (
     ", max_chip_celsius = max(coalesce(excluded.max_chip_celsius, max_chip_celsius), "
     "coalesce(max_chip_celsius, excluded.max_chip_celsius))"
 )
+_ADD_SUMS = ", ".join(f"{c} = {c} + excluded.{c}" for c in _SUMMED)
+_UPSERT_FLEET = (
+    f"INSERT INTO fleet_rollups (start, seconds, {', '.join(_SUMMED)}, rigs, reported_hashrate) "
+    f"VALUES (?, ?{', ?' * len(_SUMMED)}, ?, ?) ON CONFLICT (seconds, start) DO UPDATE SET {_ADD_SUMS}, "
+    "rigs = max(rigs, excluded.rigs), reported_hashrate = coalesce(excluded.reported_hashrate, reported_hashrate)"
+)
+_UPSERT_DAILY = (
+    f"INSERT INTO daily (rig, day, {', '.join(_SUMMED)}) VALUES (?, ?{', ?' * len(_SUMMED)}) "
+    f"ON CONFLICT (day, rig) DO UPDATE SET {_ADD_SUMS}"
+)
+_DAYS_FROM_MINUTES = (
+    f"{_UPSERT_DAILY.split(' VALUES ')[0]} SELECT rig, start / {DAY} * {DAY}, {', '.join(f'sum({c})' for c in _SUMMED)} "
+    f"FROM rollups WHERE seconds = {MINUTE} AND start >= ? AND start < ? GROUP BY rig, start / {DAY} "
+    f"ON CONFLICT {_UPSERT_DAILY.split(' ON CONFLICT ')[1]}"
+)
+DAYS_KEY = "days_through"  # kv: minutes before this (Unix seconds) are in the days
 _UPSERT_REJECTS = (
     "INSERT INTO rejects (rig, start, seconds, side, reason, count) VALUES (?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (rig, seconds, start, side, reason) DO UPDATE SET count = count + excluded.count"
@@ -266,24 +310,46 @@ def _counts_json(counts: dict[str, int]) -> str:
 @dataclass(slots=True)
 class FlushRows:
     """One flush's statement parameters, built on the event loop (in chunks, between shares) so
-    the writing thread runs SQLite's C code and rarely needs the interpreter."""
+    the writing thread runs SQLite's C code and rarely needs the interpreter. Each rollup also
+    goes into its rig's day and the fleet's minute."""
 
     rollups: list[tuple] = field(default_factory=list)
     rejects: list[tuple] = field(default_factory=list)
+    # The days take each minute once it is over, from the rollups, in SQL (``days_until``);
+    # only a minute already over that comes late (a write retried) goes in row by row.
+    days_through: int = 0  # minutes before this are in the days
+    days_until: int = 0  # ... and this flush takes in those before this
+    daily: list[tuple] = field(default_factory=list)
+    fleet: dict[int, list] = field(default_factory=dict)  # minute -> [sums..., rigs, reported hash rate]
     rigs: list[tuple] = field(default_factory=list)
     kv: list[tuple[str, str]] = field(default_factory=list)
     events: list[tuple] = field(default_factory=list)  # (time, rig, kind, reason, detail JSON)
 
     def add_rollup(self, rig: str, start: int, rollup: Rollup) -> None:
-        self.rollups.append((rig, start, MINUTE, *rollup.row()))
+        row = rollup.row()
+        sums = row[: len(_SUMMED)]
+        self.rollups.append((rig, start, MINUTE, *row))
+        if start < self.days_through:
+            self.daily.append((rig, start // DAY * DAY, *sums))
+        fleet = self.fleet.get(start)
+        if fleet is None:
+            self.fleet[start] = [*sums, 0, None]
+        else:
+            for i, value in enumerate(sums):
+                fleet[i] += value
         for side, counts in ((POOL, rollup.rejected), (UPSTREAM, rollup.upstream_rejected)):
             self.rejects.extend((rig, start, MINUTE, side, reason, count) for reason, count in counts.items())
+
+    def fleet_minute(self, start: int, rigs: int, reported_hashrate: float | None) -> None:
+        """The fleet's samples for a minute: rigs seen in it, their reported rates summed."""
+        fleet = self.fleet.setdefault(start, [0] * len(_SUMMED) + [0, None])
+        fleet[-2:] = [rigs, reported_hashrate]
 
     def add_rig(self, record: RigRecord) -> None:
         self.rigs.append(record.row())
 
     def __bool__(self) -> bool:
-        return bool(self.rollups or self.rigs or self.kv or self.events)
+        return bool(self.rollups or self.rigs or self.kv or self.events or self.fleet) or self.days_until > self.days_through
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,6 +488,11 @@ class JournalStore:
         with self._lock, self._transaction() as conn:
             conn.executemany(_UPSERT_ROLLUP, rows.rollups)
             conn.executemany(_UPSERT_REJECTS, rows.rejects)
+            conn.executemany(_UPSERT_DAILY, rows.daily)
+            if rows.days_until > rows.days_through:
+                conn.execute(_DAYS_FROM_MINUTES, (rows.days_through, rows.days_until))
+                conn.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (DAYS_KEY, str(rows.days_until)))
+            conn.executemany(_UPSERT_FLEET, [(start, MINUTE, *values) for start, values in rows.fleet.items()])
             conn.executemany(
                 f"INSERT OR REPLACE INTO rigs ({', '.join(_RIG_COLUMNS)}) VALUES ({', '.join('?' * len(_RIG_COLUMNS))})",
                 rows.rigs,
@@ -458,6 +529,8 @@ class JournalStore:
             deleted = conn.execute("DELETE FROM rollups WHERE start < ?", (deleted_before,)).rowcount
             conn.execute("DELETE FROM rejects WHERE start < ?", (deleted_before,))
             conn.execute("DELETE FROM events WHERE time < ?", (deleted_before,))
+            conn.execute("DELETE FROM fleet_rollups WHERE start < ?", (deleted_before,))
+            conn.execute("DELETE FROM daily WHERE day < ?", (deleted_before // DAY * DAY,))
             old = (MINUTE, compact_before)
             compacted = conn.execute("SELECT count(*) FROM rollups WHERE seconds=? AND start < ?", old).fetchone()[0]
             sums = ", ".join(f"sum({c})" for c in _SUMMED)
@@ -474,6 +547,13 @@ class JournalStore:
                 f"GROUP BY rig, start / {HOUR}, side, reason ON CONFLICT {_UPSERT_REJECTS.split(' ON CONFLICT ')[1]}",
                 old,
             )
+            conn.execute(
+                f"{_UPSERT_FLEET.split(' VALUES ')[0]} SELECT start / {HOUR} * {HOUR}, {HOUR}, {sums}, max(rigs), "
+                "avg(reported_hashrate) FROM fleet_rollups WHERE seconds=? AND start < ? GROUP BY start / 3600 "
+                f"ON CONFLICT {_UPSERT_FLEET.split(' ON CONFLICT ')[1]}",
+                old,
+            )
+            conn.execute("DELETE FROM fleet_rollups WHERE seconds=? AND start < ?", old)
             conn.execute("DELETE FROM rollups WHERE seconds=? AND start < ?", old)
             conn.execute("DELETE FROM rejects WHERE seconds=? AND start < ?", old)
         with self._lock:

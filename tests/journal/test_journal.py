@@ -255,3 +255,40 @@ async def test_audit_events_and_kept_state_are_written_with_the_flush_and_surviv
     await again.open()
     assert again.kept("curtailment") == '{"curtailed": {}}' and again.kept("nothing") is None
     await again.close()
+
+
+async def test_the_fleet_minutes_and_the_rig_days_add_up_to_the_rollups_through_compaction(tmp_path):
+    from fleetd.journal.store import _SUMMED
+
+    clock, rigs = FakeClock(wall=1_767_225_600.0 - 1800.0), RigRegistry()  # half an hour before a UTC midnight
+    journal = _journal(tmp_path / "j.sqlite3", rigs, clock, compact_after_days=1.0, retention_days=30.0)
+    await journal.open()
+    for second in range(0, 3600, 20):  # an hour across midnight, three rigs, a flush every 20 s
+        for i in range(3):
+            rigs.share(f"acct.rig{i}", 10.0 * (i + 1), clock.wall())
+            rigs.get(f"acct.rig{i}").energy_joules += 100.0
+        if second % 300 == 0:
+            rigs.reject("acct.rig0", "stale", clock.wall())
+        assert await journal.flush()
+        clock.tick(20.0)
+    clock.tick(60.0)  # the last minute is over: the days take it in at the next flush
+    assert await journal.flush()
+    conn = journal.store.conn
+    sums = ", ".join(f"sum({c})" for c in _SUMMED)
+
+    def agree():
+        by_minute = conn.execute(f"SELECT seconds, start, {sums} FROM rollups GROUP BY seconds, start ORDER BY 1, 2").fetchall()
+        fleet = conn.execute(f"SELECT seconds, start, {', '.join(_SUMMED)} FROM fleet_rollups ORDER BY 1, 2").fetchall()
+        assert len(fleet) == len(by_minute) and all(f == pytest.approx(m) for f, m in zip(fleet, by_minute))
+        by_day = conn.execute(f"SELECT rig, start / 86400 * 86400, {sums} FROM rollups GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
+        daily = conn.execute(f"SELECT rig, day, {', '.join(_SUMMED)} FROM daily ORDER BY 1, 2").fetchall()
+        assert len(daily) == 6 and all(d == pytest.approx(b) for d, b in zip(daily, by_day))  # three rigs, two days
+
+    agree()
+    rigs_seen = conn.execute("SELECT DISTINCT rigs FROM fleet_rollups").fetchall()
+    assert rigs_seen == [(3,)]
+    clock.tick(3 * 86400.0)  # the minutes are compacted into hours: the fleet's too
+    await journal._prune()
+    assert conn.execute("SELECT DISTINCT seconds FROM fleet_rollups").fetchall() == [(3600,)]
+    agree()
+    await journal.close()

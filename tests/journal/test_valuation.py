@@ -180,6 +180,11 @@ def test_a_version_1_journal_is_migrated_keeping_every_count(tmp_path):
     assert (row.revenue_usd, row.unvalued_work, row.unpriced_energy_joules) == (0.0, 900.0, 5000.0)
     assert store.blocks()[0]["height"] == 7 and store.blocks()[0]["header_hex"] is None
     assert store.conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    # the fleet's minutes and the rigs' days are made from the rollups it had
+    assert store.conn.execute("SELECT start, rigs, accepted, reported_hashrate FROM fleet_rollups").fetchall() == [
+        (600, 1, 9, 1.1e14)]  # fmt: skip
+    assert store.conn.execute("SELECT rig, day, accepted, rejected, energy_joules FROM daily").fetchall() == [
+        ("acct.rig1", 0, 9, 3, 5000.0)]  # fmt: skip
     store.close()
     store.open(0.0)  # opening again changes nothing
     assert store.rollups(0)[0][2] == row
