@@ -385,19 +385,23 @@ class Journal:
         restored = self.rigs.restore(records)
         by_name = {record.name: record for record in records}
         self.restored_upstream = {r.name: r for r in records if r.upstream_forwarded}
-        work: dict[str, list[tuple[float, float]]] = {}
+        work: dict[str, list[tuple[float, float, float]]] = {}
         for rig, start, rollup in history:
-            # a minute's work spread evenly over it, up to the last share if that came sooner
+            # a minute's work and shares spread evenly over it, up to the last share if that
+            # came sooner; its shares taken to be of one difficulty (its work / its shares)
             record = by_name.get(rig)
             end = start + MINUTE
             if record is not None and record.last_share is not None:
                 end = max(start + 1.0, min(end, record.last_share))
             piece = rollup.accepted_work * HASHES_PER_DIFFICULTY / SEED_STEPS
-            work.setdefault(rig, []).extend((start + (end - start) * (i + 1) / SEED_STEPS, piece) for i in range(SEED_STEPS))
+            shares = rollup.accepted / SEED_STEPS
+            work.setdefault(rig, []).extend(
+                (start + (end - start) * (i + 1) / SEED_STEPS, piece, shares) for i in range(SEED_STEPS)
+            )
         for rig in restored:
             self._last[rig.name] = by_name[rig.name]
             if rig.name in work:
-                rig.seed(work[rig.name], min(at for at, _ in work[rig.name]) - MINUTE / SEED_STEPS)
+                rig.seed(work[rig.name], min(at for at, _, _ in work[rig.name]) - MINUTE / SEED_STEPS)
         self._kv_written.update(await asyncio.to_thread(self.store.kv))
         inputs = self._kv_written.get(ECONOMICS_KEY)
         if inputs is not None and self.economics is not None:

@@ -13,6 +13,7 @@ import math
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from fleetd.rigs.models import find_model
 from fleetd.rigs.reading import RigReading
@@ -27,8 +28,40 @@ CHIP_CRITICAL_CELSIUS = 95.0
 # rates), and a sum of watts grows its own.
 WATTS_DIGITS = 3
 # A share's work joins the rate averages at most this long after it came (the averages' time
-# constants are a minute and more); the share path then costs two additions, not three exp().
+# constants are a minute and more); the share path then costs three additions and a product
+# (the work, and its square for the number of shares the rates rest on), not three exp().
 FOLD_SECONDS = 1.0
+# A hash rate's interval is two-sided 95 %: 2.5 % of the chance on each side.
+CONFIDENCE_TAIL = 0.025
+_Z = 1.959963984540054  # the standard normal quantile at 1 - CONFIDENCE_TAIL
+# Gamma quantiles of shape 1 to this are interpolated in a table of exact ones (Wilson–Hilferty
+# is 48 % off in the lower tail at shape 1, 0.07 % at 15); above, Wilson–Hilferty is within 3e-5.
+TABLED_BELOW = 100.0
+TABLE_POINTS = 49  # evenly spaced in 1/sqrt(shape): cubic interpolation is then within 3e-5
+
+
+class HashrateEstimate(NamedTuple):
+    """A pool-side hash rate with its two-sided 95 % confidence interval, all in H/s.
+
+    ``shares`` is the effective number of shares the rate rests on, (Σ w·h)² / Σ (w·h)²
+    over the shares' exponential weights w and credited work h: the count of equally
+    weighted shares that would give the rate the same Poisson noise. For a steady rig it
+    is twice the decayed count, since an exponential average over τ is as precise as a plain
+    count over 2τ. Scaling every share's work alike (``RigRegistry.credit_scale``) leaves it
+    as it is. ``upper`` is infinite when the rig has sent no share and has no difficulty
+    yet: nothing bounds what it does. A tuple rather than a dataclass: a scrape makes three
+    per rig, and a tuple is made in half the time.
+    """
+
+    rate: float
+    shares: float
+    lower: float
+    upper: float
+
+    @property
+    def relative_error(self) -> float:
+        """The rate's relative standard error, 1/sqrt(shares); infinite with no share."""
+        return 1.0 / math.sqrt(self.shares) if self.shares > 0 else math.inf
 
 
 class RateAverage:
@@ -36,32 +69,162 @@ class RateAverage:
 
     Until a full time constant has passed it is divided by the weight it has had time
     to gather, so a rig that just connected shows its real rate, not a slow ramp from 0.
+    Beside it decays the sum of the squared amounts (at twice the rate: the squared
+    weights), from which ``estimate`` tells how many shares the rate rests on.
     """
 
-    __slots__ = ("tau", "_value", "_updated", "_started")
+    __slots__ = ("tau", "_value", "_squares", "_updated", "_started")
 
     def __init__(self, tau: float) -> None:
         self.tau = tau
         self._value = 0.0
+        self._squares = 0.0  # Σ w²·h² over every amount h, w its weight now
         self._updated: float | None = None
         self._started: float | None = None
 
-    def add(self, amount: float, now: float) -> None:
+    def add(self, amount: float, now: float, squares: float | None = None) -> None:
+        """``amount`` as of ``now``; ``squares``, the sum of the squares of the shares' work it
+        is made of (by default it is one share's)."""
+        if squares is None:
+            squares = amount * amount
         if self._started is None:
             self._started = now - 1.0  # a first share stands for about a second of work
-        self._value = self._decayed(now) + amount / self.tau
+        updated = self._updated
+        if updated is None:
+            self._value, self._squares = amount / self.tau, squares
+        else:
+            decay = math.exp((updated - now) / self.tau) if now > updated else 1.0
+            self._value = self._value * decay + amount / self.tau
+            self._squares = self._squares * decay * decay + squares
         self._updated = now
 
     def rate(self, now: float) -> float:
         if self._started is None:
             return 0.0
         weight = 1.0 - math.exp(-max(1e-9, now - self._started) / self.tau)
-        return self._decayed(now) / weight
+        return self._value * self._decay(now) / weight
 
-    def _decayed(self, now: float) -> float:
+    def estimate(self, now: float, share: float) -> HashrateEstimate:
+        """The rate with its 95 % interval; ``share`` is the work a share would credit now
+        (hashes), what a rig that has sent none is bounded by."""
+        tau, started, updated = self.tau, self._started, self._updated
+        if started is None or updated is None:
+            return rate_interval(0.0, 0.0, share, tau)
+        decay = math.exp((updated - now) / tau) if now > updated else 1.0
+        exposure = tau * (1.0 - math.exp(-max(1e-9, now - started) / tau))
+        return rate_interval(self._value * tau * decay, self._squares * decay * decay, share, exposure)
+
+    def _decay(self, now: float) -> float:
         if self._updated is None:
             return 0.0
-        return self._value * math.exp(-max(0.0, now - self._updated) / self.tau)
+        return math.exp(-max(0.0, now - self._updated) / self.tau)
+
+
+def rate_interval(work: float, squares: float, share: float, exposure: float) -> HashrateEstimate:
+    """A rate from exponentially weighted Poisson events, with its two-sided 95 % interval.
+
+    ``work`` is Σ w·h over the events (w their weights, h their work), ``squares`` Σ (w·h)²,
+    ``exposure`` the weighted time they came in (seconds), ``share`` the work of an event
+    of weight 1, one that came now. This is Fay and Feuer's gamma interval for a weighted
+    sum of Poisson counts (Statistics in Medicine 16:791, 1997): with unit weights it is
+    Garwood's exact interval for a count. The lower bound is the count's gamma quantile at
+    shape (Σ w·h)²/Σ (w·h)², the effective number of events; the upper bound adds the
+    event that might come now, so a rig that stopped is bounded by the few shares a window
+    might have missed, not by its fading rate. With no event at all the rate is 0, the
+    lower bound 0 and the upper one the rate that -ln(0.025) ≈ 3.7 events of ``share`` in
+    the exposure (a full window, for an average that has had none) would mean. That is the
+    same formula's limit: the upper end of the two-sided interval rather than the one-sided
+    3.0, so that bounds do not jump as shares decay away.
+    """
+    rate = work / exposure
+    shares = work * work / squares if squares > 0.0 else 0.0
+    lower = squares / work * gamma_quantile(CONFIDENCE_TAIL, shares) / exposure if shares > 0.0 else 0.0
+    top_work, top_squares = work + share, squares + share * share
+    if top_squares > 0.0:
+        top_shares = top_work * top_work / top_squares
+        upper = top_squares / top_work * gamma_quantile(1.0 - CONFIDENCE_TAIL, top_shares) / exposure
+    else:
+        upper = math.inf  # no share, nor any difficulty to say what one is worth
+    return HashrateEstimate(rate, shares, lower, upper)
+
+
+def gamma_quantile(p: float, shape: float) -> float:
+    """x with P(shape, x) = p: the p-quantile of a gamma distribution of unit scale, which is
+    half the chi-square quantile at 2·shape degrees of freedom.
+
+    For the interval's two tails (p = CONFIDENCE_TAIL, 1 - CONFIDENCE_TAIL), cheap: a table
+    of exact quantiles up to ``TABLED_BELOW``, Wilson–Hilferty above. Any other p, and a
+    shape below 1, is solved exactly.
+    """
+    table = _TABLES.get(p)
+    if table is None or shape < 0.999999:  # a hair below 1 (one share, rounded) is the table's end
+        return _solve_gamma(p, shape, shape) if shape > 0.0 else 0.0
+    if shape >= TABLED_BELOW:
+        return _wilson_hilferty(shape, -_Z if p < 0.5 else _Z)
+    # a cubic in ln(x / shape) against 1/sqrt(shape), piecewise between the tabled shapes
+    at = (1.0 / math.sqrt(shape) - _TABLE_START) * _TABLE_SCALE
+    k = min(int(at), TABLE_POINTS - 2)
+    f = at - k
+    c0, c1, c2, c3 = table[k]
+    return shape * math.exp(c0 + f * (c1 + f * (c2 + f * c3)))
+
+
+def _wilson_hilferty(shape: float, z: float) -> float:
+    """The gamma quantile at the normal quantile z, from the cube root's near normality."""
+    c = 1.0 / (9.0 * shape)
+    base = 1.0 - c + z * math.sqrt(c)
+    return shape * base * base * base if base > 0.0 else 0.0
+
+
+def _solve_gamma(p: float, shape: float, x: float) -> float:
+    """Newton's method on ln P(shape, x) in ln x, from ``x``; P from its power series
+    P = x^a e^-x S / Γ(a+1), S = Σ x^n / ((a+1)…(a+n)), for which d ln P / d ln x = a / S."""
+    target, norm = math.log(p), math.lgamma(shape + 1.0)
+    # x^a / Γ(a+1) bounds P from above, so this start is never past the lower quantile
+    floor = (target + norm) / shape
+    if floor < -700.0:
+        return 0.0  # a quantile below 1e-304: nothing a float tells from 0
+    x = max(x, math.exp(floor))
+    for _ in range(50):
+        total, term, n = 1.0, 1.0, 0.0
+        while term > 1e-17 * total:
+            n += 1.0
+            term *= x / (shape + n)
+            total += term
+        step = (shape * math.log(x) - x + math.log(total) - norm - target) * total / shape
+        x *= math.exp(-min(2.0, max(-2.0, step)))
+        if abs(step) < 1e-13:
+            break
+    return x
+
+
+def _quantile_table(p: float) -> tuple[tuple[float, float, float, float], ...]:
+    """For each interval between TABLE_POINTS shapes (from TABLED_BELOW down to 1, evenly
+    spaced in 1/sqrt(shape)), the coefficients in f, its position within the interval, of
+    the cubic through ln(x / shape) at the four nearest tabled shapes (Lagrange)."""
+    shapes = [1.0 / (_TABLE_START + k / _TABLE_SCALE) ** 2 for k in range(TABLE_POINTS)]
+    y = [math.log(_solve_gamma(p, a, _wilson_hilferty(a, -_Z if p < 0.5 else _Z)) / a) for a in shapes]
+    cubics = []
+    for k in range(TABLE_POINTS - 1):
+        i = min(max(k, 1), TABLE_POINTS - 3)  # the four points are i - 1 .. i + 2
+        y0, y1, y2, y3 = y[i - 1 : i + 3]
+        # in g = f + k - i, the cubic through (-1, y0), (0, y1), (1, y2), (2, y3) ...
+        a0, a1 = y1, (-2 * y0 - 3 * y1 + 6 * y2 - y3) / 6
+        a2, a3 = (y0 - 2 * y1 + y2) / 2, (-y0 + 3 * y1 - 3 * y2 + y3) / 6
+        # ... then in f, shifted by s = k - i (0, or -1 / +1 at the ends)
+        s = k - i
+        cubics.append((
+            a0 + s * (a1 + s * (a2 + s * a3)),
+            a1 + s * (2 * a2 + 3 * s * a3),
+            a2 + 3 * s * a3,
+            a3,
+        ))  # fmt: skip
+    return tuple(cubics)
+
+
+_TABLE_START = 1.0 / math.sqrt(TABLED_BELOW)
+_TABLE_SCALE = (TABLE_POINTS - 1) / (1.0 - _TABLE_START)
+_TABLES = {p: _quantile_table(p) for p in (CONFIDENCE_TAIL, 1.0 - CONFIDENCE_TAIL)}  # a millisecond at import
 
 
 class Rig:
@@ -71,7 +234,7 @@ class Rig:
         "name", "ip", "model", "firmware", "nominal_hashrate", "nominal_watts",
         "accepted", "accepted_work", "rejected", "blocks", "last_share", "difficulty", "connections",
         "connected_since", "averages", "reading", "poll_failures", "last_poll", "energy_joules", "_energy_at",
-        "_energy_watts", "first_seen", "last_seen", "_unfolded", "_folded_at",
+        "_energy_watts", "first_seen", "last_seen", "_unfolded", "_unfolded_squares", "_folded_at", "_share",
     )  # fmt: skip
 
     def __init__(self, name: str, now: float) -> None:
@@ -99,11 +262,14 @@ class Rig:
         self.first_seen = now
         self.last_seen = now
         self._unfolded = 0.0  # hashes credited since the averages last took them in
+        self._unfolded_squares = 0.0  # and the sum of each share's hashes squared
         self._folded_at = -math.inf
+        self._share = 0.0  # hashes of the shares last folded, on average (weighted by their work)
 
     def credit(self, hashes: float, now: float) -> None:
-        """Accepted work, into the rate averages within ``FOLD_SECONDS``."""
+        """One share's accepted work, into the rate averages within ``FOLD_SECONDS``."""
         self._unfolded += hashes
+        self._unfolded_squares += hashes * hashes
         if now - self._folded_at >= FOLD_SECONDS:
             self.fold(now)
 
@@ -111,19 +277,26 @@ class Rig:
         """Take the work credited since the last fold into the averages, as of ``now``."""
         self._folded_at = now
         hashes, self._unfolded = self._unfolded, 0.0
+        squares, self._unfolded_squares = self._unfolded_squares, 0.0
         if hashes:
             for average in self.averages.values():
-                average.add(hashes, now)
+                average.add(hashes, now, squares)
+            self._share = squares / hashes
 
-    def seed(self, history: list[tuple[float, float]], started: float) -> None:
-        """Rebuild the rate averages from (time, hashes) of work done since ``started``, oldest
-        first: a restart's journal history, so the 1m/5m/1h rates are right at once."""
+    def seed(self, history: list[tuple[float, float, float]], started: float) -> None:
+        """Rebuild the rate averages from (time, hashes, shares) of work done since ``started``,
+        oldest first: a restart's journal history, so the 1m/5m/1h rates and the number of
+        shares they rest on are right at once. The shares of one item are taken to be of equal
+        work (hashes / shares each); they may be a fraction, a piece of a minute's."""
         for average in self.averages.values():
             average._started = started
-            for at, hashes in history:
+            for at, hashes, shares in history:
                 if hashes:
-                    average._value = average._decayed(at) + hashes / average.tau
-                    average._updated = at
+                    average.add(hashes, at, hashes * hashes / shares if shares > 0 else None)
+        for _, hashes, shares in reversed(history):
+            if hashes:
+                self._share = hashes / shares if shares > 0 else hashes
+                break
 
     @property
     def accepted_hashes(self) -> float:
@@ -134,6 +307,16 @@ class Rig:
         if self._unfolded:
             self.fold(self.last_share)  # work waiting to be folded came by the last share
         return self.averages[window].rate(now)
+
+    def hashrate_estimate(self, window: str, now: float, credit_scale: float = 1.0) -> HashrateEstimate:
+        """The pool-side hash rate over ``window`` with its 95 % interval and the effective
+        number of shares behind it (see ``rate_interval``). A share that might come now is
+        worth what the last ones were, or before any, the difficulty in force times
+        ``credit_scale`` (the registry's)."""
+        if self._unfolded:
+            self.fold(self.last_share)
+        share = self._share or self.difficulty * credit_scale * HASHES_PER_DIFFICULTY
+        return self.averages[window].estimate(now, share)
 
     def power(self, now: float, window: str = "5m") -> tuple[float | None, str | None]:
         """(watts, source): as the rig reports it, else its nameplate scaled by hash rate

@@ -160,6 +160,18 @@ def rig_json(
         "state": state,  # up, down, or hot: up with a chip above the critical temperature
         "connections": rig.connections,
         "hashrate": {window: rig.hashrate(window, now) for window in AVERAGE_WINDOWS},
+        # by window: effective shares behind the rate, its 95 % interval (upper null: no share and
+        # no difficulty yet) and relative standard error (null: no share)
+        "hashrate_confidence": {
+            window: {
+                "shares": estimate.shares,
+                "lower": estimate.lower,
+                "upper": estimate.upper if estimate.upper < float("inf") else None,
+                "relative_error": estimate.relative_error if estimate.shares > 0 else None,
+            }
+            for window in AVERAGE_WINDOWS
+            for estimate in (rig.hashrate_estimate(window, now, rigs.credit_scale),)
+        },
         "reported_hashrate": reading.hashrate if reading else None,
         "nominal_hashrate": nominal_rate,
         "nominal_watts": nominal_watts,

@@ -13,12 +13,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 
-from fleetd.rigs.registry import HASHES_PER_DIFFICULTY, Rig, RigRegistry
+from fleetd.rigs.registry import AVERAGE_WINDOWS, HASHES_PER_DIFFICULTY, Rig, RigRegistry
 
 # (name, type, help); in the 0.0.4 text format a counter's HELP and TYPE carry its _total name
 FAMILIES = (
     ("fleetd_rig_hashes_total", "counter", "Accepted share work in hashes (difficulty x 2^32 per share); rate() is the pool-side hash rate."),
     ("fleetd_rig_shares_total", "counter", "Shares answered, by result and reject reason."),
+    ("fleetd_rig_hashrate_shares", "gauge", "Effective number of shares behind the pool-side hash rate over the window (exponentially weighted, time constant 1m, 5m or 1h); its relative standard error is 1/sqrt of this."),
+    ("fleetd_rig_hashrate_lower_hashes_per_second", "gauge", "Lower bound of the 95 % confidence interval of the pool-side hash rate over the window (shares are a Poisson process)."),
+    ("fleetd_rig_hashrate_upper_hashes_per_second", "gauge", "Upper bound of the 95 % confidence interval of the pool-side hash rate over the window; absent while a rig has sent no share and has no difficulty."),
     ("fleetd_rig_power_watts", "gauge", "Power draw: as the rig reports it, or its nameplate scaled by hash rate."),
     ("fleetd_rig_energy_joules_total", "counter", "Energy drawn, integrated over polls."),
     ("fleetd_rig_reported_hashrate_hashes_per_second", "gauge", "Hash rate the rig itself reports."),
@@ -67,6 +70,18 @@ def _rig_lines(rigs: RigRegistry, rig: Rig, now: float, lines: dict[str, list[st
     shares.append(f'fleetd_rig_shares_total{{{label},result="accepted",reason=""}} {rig.accepted}\n')
     for reason, count in list(rig.rejected.items()):
         shares.append(f'fleetd_rig_shares_total{{{label},result="rejected",reason="{escape(reason)}"}} {count}\n')
+    effective = lines["fleetd_rig_hashrate_shares"]
+    lower = lines["fleetd_rig_hashrate_lower_hashes_per_second"]
+    upper = lines["fleetd_rig_hashrate_upper_hashes_per_second"]
+    for window in AVERAGE_WINDOWS:
+        estimate = rig.hashrate_estimate(window, now, rigs.credit_scale)
+        labels = f'{label},window="{window}"'
+        # Six significant digits: these are statistics, unsure in their first. Finite floats all (an
+        # upper bound that is not is left out), so value()'s checks are not needed.
+        effective.append(f"fleetd_rig_hashrate_shares{{{labels}}} {estimate.shares:.6g}\n")
+        lower.append(f"fleetd_rig_hashrate_lower_hashes_per_second{{{labels}}} {estimate.lower:.6g}\n")
+        if estimate.upper != math.inf:
+            upper.append(f"fleetd_rig_hashrate_upper_hashes_per_second{{{labels}}} {estimate.upper:.6g}\n")
     watts, source = rig.power(now)
     if watts is not None:
         lines["fleetd_rig_power_watts"].append(f'fleetd_rig_power_watts{{{label},source="{source}"}} {value(watts)}\n')

@@ -246,3 +246,69 @@ async def test_inventory_rigs_are_known_before_they_connect(tmp_path):
 
     with pytest.raises(ConfigError, match=r"\[rigs\] inventory = .*rigs.csv.*:2"):
         parse(f'[rigs]\ninventory = "{inventory}"\n')
+
+
+def _confidence_registry() -> RigRegistry:
+    """One rig with a share every 5 s for ten minutes, one that has a difficulty but no share
+    yet, and one known only by its IP (no difficulty either)."""
+    rigs = RigRegistry()
+    for k in range(120):
+        rigs.share("acct.steady", 2048.0, 5.0 * k)
+    rigs.connected("acct.new", "10.0.0.2", 590.0).difficulty = 2048.0
+    rigs.connected("acct.unknown", "10.0.0.3", 590.0)
+    return rigs
+
+
+def test_exposition_gives_each_rate_its_effective_shares_and_95_percent_bounds():
+    from fleetd.telemetry.exposition import render
+
+    rigs, now = _confidence_registry(), 600.0
+    families = {family.name: family for family in text_string_to_metric_families(render(rigs, now))}
+    for name in ("fleetd_rig_hashrate_shares", "fleetd_rig_hashrate_lower_hashes_per_second",
+                 "fleetd_rig_hashrate_upper_hashes_per_second"):  # fmt: skip
+        assert families[name].type == "gauge" and families[name].documentation
+    sample = {
+        (s.name, s.labels["rig"], s.labels["window"]): s.value
+        for name in ("fleetd_rig_hashrate_shares", "fleetd_rig_hashrate_lower_hashes_per_second",
+                     "fleetd_rig_hashrate_upper_hashes_per_second")  # fmt: skip
+        for s in families[name].samples
+    }
+    for window in ("1m", "5m", "1h"):
+        steady = rigs.get("acct.steady").hashrate_estimate(window, now)  # written to six digits
+        assert sample[("fleetd_rig_hashrate_shares", "acct.steady", window)] == pytest.approx(steady.shares, rel=1e-5)
+        assert sample[("fleetd_rig_hashrate_lower_hashes_per_second", "acct.steady", window)] == pytest.approx(
+            steady.lower, rel=1e-5
+        )
+        assert sample[("fleetd_rig_hashrate_upper_hashes_per_second", "acct.steady", window)] == pytest.approx(
+            steady.upper, rel=1e-5
+        )
+        assert steady.shares > 1
+        assert steady.lower < steady.rate < steady.upper
+        # no share yet: none behind the rate, a lower bound of 0, an upper one from the difficulty
+        assert sample[("fleetd_rig_hashrate_shares", "acct.new", window)] == 0.0
+        assert sample[("fleetd_rig_hashrate_lower_hashes_per_second", "acct.new", window)] == 0.0
+        assert sample[("fleetd_rig_hashrate_upper_hashes_per_second", "acct.new", window)] > 0.0
+        # nor a difficulty: no upper bound at all, so none is written
+        assert ("fleetd_rig_hashrate_upper_hashes_per_second", "acct.unknown", window) not in sample
+        assert sample[("fleetd_rig_hashrate_shares", "acct.unknown", window)] == 0.0
+    assert len(sample) == 3 * (3 + 3 + 2)
+
+
+def test_rig_json_gives_each_rate_its_confidence():
+    from fleetd.telemetry.api import rig_json
+
+    rigs, now = _confidence_registry(), 600.0
+    steady = rig_json(rigs, rigs.get("acct.steady"), now)
+    assert set(steady["hashrate_confidence"]) == set(steady["hashrate"]) == {"1m", "5m", "1h"}
+    for window, confidence in steady["hashrate_confidence"].items():
+        estimate = rigs.get("acct.steady").hashrate_estimate(window, now)
+        assert confidence == {"shares": estimate.shares, "lower": estimate.lower, "upper": estimate.upper,
+                              "relative_error": estimate.relative_error}  # fmt: skip
+        assert confidence["lower"] < steady["hashrate"][window] < confidence["upper"]
+        assert confidence["relative_error"] == pytest.approx(confidence["shares"] ** -0.5)
+    assert steady["hashrate_confidence"]["1m"]["shares"] == pytest.approx(24, rel=0.01)  # 12 shares a minute
+    new = rig_json(rigs, rigs.get("acct.new"), now)["hashrate_confidence"]["1m"]
+    upper = pytest.approx(3.689 * 2048 * HASHES_PER_DIFFICULTY / 60, rel=1e-4)  # 3.7 shares in a minute
+    assert new == {"shares": 0.0, "lower": 0.0, "upper": upper, "relative_error": None}
+    unknown = rig_json(rigs, rigs.get("acct.unknown"), now)["hashrate_confidence"]["1m"]
+    assert unknown == {"shares": 0.0, "lower": 0.0, "upper": None, "relative_error": None}
