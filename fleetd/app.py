@@ -25,7 +25,9 @@ from fleetd.sources.base import JobSource
 from fleetd.stratum.auth import AllowListAuthorization, OpenAuthorization, PasswordAuthorization
 from fleetd.stratum.session import SessionConfig
 from fleetd.rigs.registry import RigRegistry
-from fleetd.telemetry import api, history_api, listener, web_config
+from fleetd.curtailment.metrics import CurtailmentCollector
+from fleetd.curtailment.service import CurtailmentService
+from fleetd.telemetry import api, curtailment_api, history_api, listener, web_config
 from fleetd.economics.settings import PowerPrices
 from fleetd.journal.store import JournalLocked, default_path
 from fleetd.telemetry.economics import SiteEconomicsView
@@ -35,6 +37,7 @@ STRATUM_KEY = web.AppKey("stratum", StratumServer)
 CONFIG_KEY = web.AppKey("config", Config)
 STARTED_KEY = web.AppKey("started", float)
 WEB_CONFIG_KEY = web.AppKey("web_config", web_config.WebConfig)
+CURTAILMENT_KEY = web.AppKey("curtailment_service", CurtailmentService)
 JOURNAL_KEY = web.AppKey("journal", object)
 CLOCK_KEY = api.CLOCK_KEY  # the app's one clock (kept by the API, whose handlers read it)
 
@@ -188,11 +191,33 @@ def build_app(config: Config, source: JobSource | None = None, *, clock: Clock =
         app[JOURNAL_KEY] = Journal(config.journal, rigs, clock=clock, economics=site_economics)
         app[api.METRICS_REGISTRY_KEY].register(JournalCollector(app[JOURNAL_KEY]))
         app.cleanup_ctx.append(_journal)
+    app[CURTAILMENT_KEY] = CurtailmentService(
+        config.curtailment, rigs, site_economics, _no_rig_control, journal=app.get(JOURNAL_KEY), clock=clock
+    )
+    app[api.METRICS_REGISTRY_KEY].register(CurtailmentCollector(app[CURTAILMENT_KEY]))
+    curtailment_api.setup(app, app[CURTAILMENT_KEY], controls_allowed=app[WEB_CONFIG_KEY].basic_auth() is not None)
     app.cleanup_ctx.append(_stratum_and_source)
     app.cleanup_ctx.append(_rig_upkeep)
     app.cleanup_ctx.append(_price_feed)
+    app.cleanup_ctx.append(_curtailment)
     app.router.add_get("/healthz", healthz)
     return app
+
+
+async def _no_rig_control(ip: str, call: str) -> tuple[bool, str]:
+    return False, "[rigs] poll = false: fleetd does not reach the rigs' management API"
+
+
+async def _curtailment(app: web.Application):
+    """Judge the rigs every cycle; what was held off before a restart is known again first."""
+    service = app[CURTAILMENT_KEY]
+    service.restore()
+    task = asyncio.create_task(service.run(), name="curtailment") if service.config.mode != "off" else None
+    try:
+        yield
+    finally:
+        if task is not None:
+            await _cancel(task)
 
 
 async def _stratum_and_source(app: web.Application):
@@ -254,6 +279,7 @@ async def _rig_upkeep(app: web.Application):
             clock=clock,
         )
         await poller.start()
+        app[CURTAILMENT_KEY].control = poller.control  # stop and resume through the polls' miner objects
     task = asyncio.create_task(_upkeep_loop(rigs, poller, clock, log), name="rig-upkeep")
     try:
         yield

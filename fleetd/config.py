@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from fleetd import redact
+from fleetd.curtailment import settings as curtailment_settings
+from fleetd.curtailment.settings import CurtailmentConfig
 
 
 class ConfigError(ValueError):
@@ -150,6 +152,7 @@ class Config:
     log: LogConfig = LogConfig()
     journal: JournalConfig = JournalConfig()
     economics: Any = None  # an EconomicsConfig when [economics] is given: prices make margins
+    curtailment: CurtailmentConfig = CurtailmentConfig()
 
 
 _SECTION_TYPES = {
@@ -161,6 +164,7 @@ _SECTION_TYPES = {
     "log": LogConfig,
     "journal": JournalConfig,
     "economics": None,  # its own parser: nested tables
+    "curtailment": None,  # its own parser: [[curtailment.window]] tables
 }
 _CHOICES = {
     ("auth", "policy"): ("open", "allowlist", "password"),
@@ -204,6 +208,8 @@ def parse(text: str, source: str = "config", *, serving: bool = False) -> Config
             from fleetd.economics import settings
 
             sections[name] = settings.parse(value, problems)
+        elif name == "curtailment":
+            sections[name] = curtailment_settings.parse(value, problems)
         else:
             sections[name] = _section(name, value, problems)
     config = Config(**{name: section for name, section in sections.items() if section is not None})
@@ -382,6 +388,8 @@ def _cross_checks(config: Config, problems: list[str]) -> None:
     _tls_checks(s, problems)
     if config.rigs.poll_timeout_seconds >= config.rigs.poll_interval_seconds:
         problems.append("[rigs] poll_timeout_seconds must be shorter than poll_interval_seconds")
+    if config.curtailment.mode == "act" and not config.rigs.poll:
+        problems.append('[curtailment] mode = "act" needs [rigs] poll = true: rigs are switched through their management API')
     if config.rigs.inventory:
         from fleetd.rigs.inventory import load as load_inventory
 

@@ -64,7 +64,7 @@ def test_console_script_is_installed():
 def test_bench_telemetry_scrape_reports_series_and_core_share(capsys):
     assert main(["bench", "telemetry", "--rigs", "50", "--repeats", "2", "--poll-rigs", "0"]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"series\s+1,623$", out, re.M)  # 32 per fully populated rig (7 economics), 23 site-wide
+    assert re.search(r"series\s+1,923$", out, re.M)  # 38 per fully populated rig (7 economics, 6 confidence), 23 site-wide
     assert re.search(r"one core's share at a 15 s scrape interval\s+[\d.]+%", out)
 
 

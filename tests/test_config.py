@@ -208,7 +208,8 @@ def test_example_config_documents_every_key_with_its_default():
             continue
         documented = set(raw.get(section.name, {}))
         keys = {f.name for f in dataclasses.fields(getattr(Config(), section.name))}
-        missing = keys - documented - {"passwords", "bitcoind", "upstream"}  # shown commented out
+        commented = {"passwords", "bitcoind", "upstream", "price_above_usd_per_kwh", "windows"}  # shown commented out
+        missing = keys - documented - commented
         assert not missing, f"[{section.name}] keys missing from the example: {missing}"
     # the commented source tables are valid as soon as they are uncommented
     for kind in ("bitcoind", "upstream"):
@@ -216,6 +217,11 @@ def test_example_config_documents_every_key_with_its_default():
         table = f"[source]\nkind = \"{kind}\"\n[source.{kind}]\n" + "\n".join(line[2:] for line in block.splitlines())
         table = table.replace("bc1q...", "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4")
         assert parse(table).source.kind == kind
+    # the commented curtailment window and price threshold are valid once uncommented
+    block = example.read_text().split("[curtailment]\n", 1)[1].split("\n\n", 1)[0]
+    text = "[curtailment]\n" + "\n".join(line[2:] if line.startswith("# ") else line for line in block.splitlines())
+    curtailment = parse(text).curtailment
+    assert curtailment.price_above_usd_per_kwh == 0.15 and curtailment.windows[0].shed_kw == 500.0
     # the commented [economics] block is valid once uncommented, but prices come from one place each
     block = example.read_text().split("# [economics]\n", 1)[1].split("\n\n", 1)[0]
     lines = [line[2:] for line in block.splitlines()]

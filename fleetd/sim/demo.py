@@ -43,6 +43,8 @@ ENDPOINTS = (
     ("rig history", "/api/v1/rigs/{rig}/history"),
     ("fleet history", "/api/v1/fleet/history"),
     ("accounting", "/api/v1/accounting"),
+    ("curtailment", "/api/v1/curtailment"),
+    ("release a rig", "/api/v1/curtailment/rigs/{rig}"),
 )
 # Prices of the situation the demo shows: hashprice about $35/PH/day at ~1 ZH/s, power at
 # $0.075/kWh, and the S19 XPs (21.5 J/TH, breakeven about $0.068/kWh) on an older hall's

@@ -13,13 +13,18 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 
-from fleetd.rigs.registry import AVERAGE_WINDOWS, HASHES_PER_DIFFICULTY, Rig, RigRegistry
+from fleetd.economics.settings import HASHRATE_WINDOWS
+from fleetd.rigs.registry import HASHES_PER_DIFFICULTY, Rig, RigRegistry
+
+# The windows revenue and curtailment can be judged over ([economics] hashrate_window): the
+# minute's is too short to act on, and leaving it out saves a third of these series.
+CONFIDENCE_WINDOWS = HASHRATE_WINDOWS
 
 # (name, type, help); in the 0.0.4 text format a counter's HELP and TYPE carry its _total name
 FAMILIES = (
     ("fleetd_rig_hashes_total", "counter", "Accepted share work in hashes (difficulty x 2^32 per share); rate() is the pool-side hash rate."),
     ("fleetd_rig_shares_total", "counter", "Shares answered, by result and reject reason."),
-    ("fleetd_rig_hashrate_shares", "gauge", "Effective number of shares behind the pool-side hash rate over the window (exponentially weighted, time constant 1m, 5m or 1h); its relative standard error is 1/sqrt of this."),
+    ("fleetd_rig_hashrate_shares", "gauge", "Effective number of shares behind the pool-side hash rate over the window (exponentially weighted, time constant 5m or 1h); its relative standard error is 1/sqrt of this."),
     ("fleetd_rig_hashrate_lower_hashes_per_second", "gauge", "Lower bound of the 95 % confidence interval of the pool-side hash rate over the window (shares are a Poisson process)."),
     ("fleetd_rig_hashrate_upper_hashes_per_second", "gauge", "Upper bound of the 95 % confidence interval of the pool-side hash rate over the window; absent while a rig has sent no share and has no difficulty."),
     ("fleetd_rig_power_watts", "gauge", "Power draw: as the rig reports it, or its nameplate scaled by hash rate."),
@@ -73,7 +78,7 @@ def _rig_lines(rigs: RigRegistry, rig: Rig, now: float, lines: dict[str, list[st
     effective = lines["fleetd_rig_hashrate_shares"]
     lower = lines["fleetd_rig_hashrate_lower_hashes_per_second"]
     upper = lines["fleetd_rig_hashrate_upper_hashes_per_second"]
-    for window in AVERAGE_WINDOWS:
+    for window in CONFIDENCE_WINDOWS:
         estimate = rig.hashrate_estimate(window, now, rigs.credit_scale)
         labels = f'{label},window="{window}"'
         # Six significant digits: these are statistics, unsure in their first. Finite floats all (an

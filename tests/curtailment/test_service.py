@@ -1,0 +1,130 @@
+"""The curtailment service in the daemon's terms: the registry's rigs, the site's prices, the
+journal's audit trail and state, and the control calls it makes (recorded here)."""
+
+from __future__ import annotations
+
+import json
+
+from fake_clock import FakeClock
+from fleetd.chain.network import NetworkState
+from fleetd.config import JournalConfig, parse
+from fleetd.curtailment.service import CurtailmentService
+from fleetd.curtailment.settings import CurtailmentConfig
+from fleetd.journal.writer import Journal
+from fleetd.rigs.reading import RigReading
+from fleetd.rigs.registry import RigRegistry
+from fleetd.telemetry.economics import SiteEconomicsView
+
+# Network difficulty 1.4e14 and 3.15 BTC a block at $90,000: about $42 per PH/s a day.
+ECONOMICS = """
+[economics]
+btc_price_usd = 90000
+fees_btc_per_block = 0.025
+power_price_usd_per_kwh = 0.05
+[[economics.power_override]]
+rigs = ["expensive.*"]
+usd_per_kwh = 0.12
+"""
+
+
+class _Node:
+    def network_state(self):
+        return NetworkState(1.4e14, 900_000, 0.025)
+
+
+class _Rigs:
+    """What the rigs' management APIs were asked, and what they answer."""
+
+    def __init__(self):
+        self.calls, self.answer = [], (True, "ok")
+
+    async def control(self, ip, call):
+        self.calls.append((ip, call))
+        return self.answer
+
+
+def _site(clock, rigs):
+    """Two 100 TH/s S19-class rigs at 3,000 W: one on the 0.05 $/kWh contract (it earns $4.20
+    against $3.60), one on the 0.12 one ($8.64: it loses money). Sixty shares a minute each."""
+    for name, ip in (("cheap.rig1", "10.0.0.1"), ("expensive.rig1", "10.0.0.2")):
+        rigs.connected(name, ip, clock.wall())
+        rigs.reading(RigReading(ip=ip, time=clock.wall(), model="S19", firmware="stock", hashrate=100e12,
+                                watts=3000.0, temperatures={}, fans={}))  # fmt: skip
+
+
+def _mine(clock, rigs, seconds, names=("cheap.rig1", "expensive.rig1")):
+    difficulty = 100e12 / 2**32  # one share a second of a 100 TH/s rig
+    for _ in range(int(seconds)):
+        clock.tick(1.0)
+        for name in names:
+            rigs.share(name, difficulty, clock.wall())
+
+
+async def test_the_losing_rig_is_switched_off_once_its_estimate_is_mature_and_the_trail_is_kept(tmp_path):
+    clock, rigs, fleet = FakeClock(), RigRegistry(poll_interval=30.0), _Rigs()
+    view = SiteEconomicsView(parse(ECONOMICS).economics, rigs, _Node())
+    journal = Journal(JournalConfig(path=str(tmp_path / "j.sqlite3")), rigs, clock=clock, economics=view)
+    await journal.open()
+    config = CurtailmentConfig(mode="act", min_shares=200.0, hysteresis=0.1)
+    service = CurtailmentService(config, rigs, view, fleet.control, journal=journal, clock=clock)
+    _site(clock, rigs)
+    _mine(clock, rigs, 60)
+    await service.cycle()  # a minute of shares: about 60 behind each rate, immature
+    assert fleet.calls == [] and service.controller.advice == {}
+    _mine(clock, rigs, 600)
+    await service.cycle()
+    assert fleet.calls == [("10.0.0.2", "stop_mining")]
+    assert service.controller.curtailed["expensive.rig1"].reason == "unprofitable"
+    assert service.actions == {("stop", "ok"): 1}
+    # it stopped: no more shares, and its poll reads idle watts
+    rigs.reading(RigReading(ip="10.0.0.2", time=clock.wall(), model="S19", firmware="stock", hashrate=0.0,
+                            watts=60.0, temperatures={}, fans={}))  # fmt: skip
+    _mine(clock, rigs, 60, names=("cheap.rig1",))
+    await service.cycle()
+    assert service.controller.curtailed["expensive.rig1"].state == "off"
+    assert await journal.flush()
+    events = journal.store.events(0)
+    assert [(e["rig"], e["kind"]) for e in events] == [
+        ("expensive.rig1", "stop"), ("expensive.rig1", "acted"), ("expensive.rig1", "verified")]  # fmt: skip
+    stop = events[0]["detail"]
+    assert stop["shares"] >= 200 and stop["rate_upper"] < 110e12 and stop["usd_per_kwh"] == 0.12
+    await journal.close()
+
+    # a restart: the rig is still known to be held off, and why
+    again = RigRegistry(poll_interval=30.0)
+    view = SiteEconomicsView(parse(ECONOMICS).economics, again, _Node())
+    journal = Journal(JournalConfig(path=str(tmp_path / "j.sqlite3")), again, clock=clock, economics=view)
+    await journal.open()
+    restarted = CurtailmentService(config, again, view, fleet.control, journal=journal, clock=clock)
+    restarted.restore()
+    held = restarted.controller.curtailed["expensive.rig1"]
+    assert (held.reason, held.state) == ("unprofitable", "off")
+    assert json.loads(journal.kept("curtailment"))["curtailed"]["expensive.rig1"]["state"] == "off"
+    await journal.close()
+
+
+async def test_a_refused_call_is_counted_and_retried(tmp_path):
+    clock, rigs, fleet = FakeClock(), RigRegistry(poll_interval=30.0), _Rigs()
+    view = SiteEconomicsView(parse(ECONOMICS).economics, rigs, _Node())
+    config = CurtailmentConfig(mode="act", min_shares=200.0, retries=1)
+    service = CurtailmentService(config, rigs, view, fleet.control, clock=clock)
+    _site(clock, rigs)
+    _mine(clock, rigs, 660)
+    fleet.answer = (False, "BMMinerS19XP.stop_mining: False")
+    await service.cycle()
+    await service.cycle()
+    assert fleet.calls == [("10.0.0.2", "stop_mining")] * 2
+    assert service.actions == {("stop", "failed"): 2}
+    await service.cycle()
+    assert service.controller.curtailed["expensive.rig1"].state == "failed"
+    assert [e.kind for e in service.recent][-1] == "failed"
+
+
+async def test_advise_mode_calls_nothing_and_says_what_it_would_do():
+    clock, rigs, fleet = FakeClock(), RigRegistry(poll_interval=30.0), _Rigs()
+    view = SiteEconomicsView(parse(ECONOMICS).economics, rigs, _Node())
+    service = CurtailmentService(CurtailmentConfig(min_shares=200.0), rigs, view, fleet.control, clock=clock)
+    _site(clock, rigs)
+    _mine(clock, rigs, 660)
+    await service.cycle()
+    assert fleet.calls == [] and service.controller.advice == {"expensive.rig1": "unprofitable"}
