@@ -153,6 +153,11 @@ class Controller:
         events, self.events = self.events, []
         return events
 
+    def held_off(self) -> set[str]:
+        """The rigs fleetd is switching off, holds off or is switching back on (a failed one is
+        not: its alerts are the operator's way to see it)."""
+        return {name for name, held in self.curtailed.items() if held.state != "failed"}
+
     def shed_kw(self) -> float:
         return math.fsum(c.watts_before for c in self.curtailed.values() if c.state in ("stopping", "off")) / 1000
 

@@ -14,7 +14,7 @@ from prometheus_client.process_collector import ProcessCollector
 from fleetd import log as logging
 from fleetd.clock import SYSTEM_CLOCK, Clock
 from fleetd.rigs.registry import AVERAGE_WINDOWS, HASHES_PER_DIFFICULTY, Rig, RigRegistry
-from fleetd.telemetry import economics, exposition
+from fleetd.telemetry import curtailment_api, economics, exposition
 from fleetd.telemetry.collector import DaemonCollector
 from fleetd.telemetry.economics import SiteEconomicsView
 
@@ -62,16 +62,20 @@ def _now(request: web.Request) -> float:
 
 async def metrics(request: web.Request) -> web.Response:
     app, now = request.app, _now(request)
+    service = app.get(curtailment_api.SERVICE_KEY)
     body = metrics_text(
-        app[RIGS_KEY], app[METRICS_REGISTRY_KEY], now, app[ECONOMICS_KEY].snapshot(now), _upstream_workers(app)
-    )
+        app[RIGS_KEY], app[METRICS_REGISTRY_KEY], now, app[ECONOMICS_KEY].snapshot(now), _upstream_workers(app),
+        service.controller.held_off() if service is not None else (),
+    )  # fmt: skip
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def metrics_text(rigs: RigRegistry, registry: CollectorRegistry, now: float, site=None, upstream=None) -> bytes:
+def metrics_text(
+    rigs: RigRegistry, registry: CollectorRegistry, now: float, site=None, upstream=None, curtailed=()
+) -> bytes:
     """The whole /metrics body: per-rig families (with ``upstream``, each rig's upstream
-    results), economics, then the daemon's and the process's."""
-    text = exposition.render(rigs, now, upstream) + (economics.render(site) if site is not None else "")
+    results; ``curtailed`` rigs labelled so), economics, then the daemon's and the process's."""
+    text = exposition.render(rigs, now, upstream, curtailed) + (economics.render(site) if site is not None else "")
     return text.encode() + generate_latest(registry)
 
 

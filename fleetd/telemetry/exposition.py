@@ -11,7 +11,7 @@ result in the tests.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 from fleetd.economics.settings import HASHRATE_WINDOWS
 from fleetd.rigs.registry import HASHES_PER_DIFFICULTY, Rig, RigRegistry
@@ -49,18 +49,21 @@ UPSTREAM_FAMILIES = (
 )  # fmt: skip
 
 
-def render(rigs: RigRegistry, now: float, upstream: Mapping | None = None) -> str:
+def render(rigs: RigRegistry, now: float, upstream: Mapping | None = None, curtailed: Collection[str] = ()) -> str:
     """Every per-rig family for every rig, in the text exposition format (version 0.0.4).
 
     ``upstream``: each worker's upstream results (``UpstreamWorkerStats`` by name) in
-    upstream mode, else None and the upstream families are left out.
+    upstream mode, else None and the upstream families are left out. The rigs fleetd holds
+    off (``curtailed``) carry ``curtailed="true"`` on every series: the alert rules leave
+    them out, and FleetdRigCurtailed inhibits the rest in Alertmanager.
     """
     families = FAMILIES if upstream is None else FAMILIES + UPSTREAM_FAMILIES
     lines: dict[str, list[str]] = {name: [] for name, _, _ in families}
     for rig in rigs:
-        _rig_lines(rigs, rig, now, lines)
+        label = f'rig="{escape(rig.name)}"' + (',curtailed="true"' if rig.name in curtailed else "")
+        _rig_lines(rigs, rig, label, now, lines)
         if upstream is not None:
-            _upstream_lines(rig, upstream.get(rig.name), lines)
+            _upstream_lines(label, upstream.get(rig.name), lines)
     out: list[str] = []
     for name, kind, help_text in families:
         out.append(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n")
@@ -68,8 +71,7 @@ def render(rigs: RigRegistry, now: float, upstream: Mapping | None = None) -> st
     return "".join(out)
 
 
-def _rig_lines(rigs: RigRegistry, rig: Rig, now: float, lines: dict[str, list[str]]) -> None:
-    label = f'rig="{escape(rig.name)}"'
+def _rig_lines(rigs: RigRegistry, rig: Rig, label: str, now: float, lines: dict[str, list[str]]) -> None:
     lines["fleetd_rig_hashes_total"].append(f"fleetd_rig_hashes_total{{{label}}} {value(rig.accepted_hashes)}\n")
     shares = lines["fleetd_rig_shares_total"]
     shares.append(f'fleetd_rig_shares_total{{{label},result="accepted",reason=""}} {rig.accepted}\n')
@@ -124,8 +126,7 @@ def _rig_lines(rigs: RigRegistry, rig: Rig, now: float, lines: dict[str, list[st
     )
 
 
-def _upstream_lines(rig: Rig, stats, lines: dict[str, list[str]]) -> None:
-    label = f'rig="{escape(rig.name)}"'
+def _upstream_lines(label: str, stats, lines: dict[str, list[str]]) -> None:
     shares = lines["fleetd_rig_upstream_shares_total"]
     forwarded, accepted, work = (0, 0, 0.0) if stats is None else (stats.forwarded, stats.accepted, stats.accepted_work)
     shares.append(f'fleetd_rig_upstream_shares_total{{{label},result="forwarded",reason=""}} {forwarded}\n')

@@ -128,3 +128,26 @@ async def test_advise_mode_calls_nothing_and_says_what_it_would_do():
     _mine(clock, rigs, 660)
     await service.cycle()
     assert fleet.calls == [] and service.controller.advice == {"expensive.rig1": "unprofitable"}
+
+
+def test_the_rigs_held_off_carry_curtailed_true_on_every_series_and_a_failed_one_does_not():
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from fleetd.curtailment.controller import Curtailed
+    from fleetd.telemetry.exposition import render
+
+    clock, rigs = FakeClock(), RigRegistry(poll_interval=30.0)
+    _site(clock, rigs)
+    rigs.connected("failed.rig1", "10.0.0.3", clock.wall())
+    _mine(clock, rigs, 10, names=("cheap.rig1", "expensive.rig1", "failed.rig1"))
+    service = CurtailmentService(CurtailmentConfig(mode="act"), rigs, None, _Rigs().control, clock=clock)
+    service.controller.curtailed = {
+        "expensive.rig1": Curtailed("unprofitable", "off", 0.0, 3000.0, 1e14, 0.0),
+        "failed.rig1": Curtailed("unprofitable", "failed", 0.0, 3000.0, 1e14, 0.0),
+    }
+    text = render(rigs, clock.wall(), curtailed=service.controller.held_off())
+    labelled = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labelled.setdefault(sample.labels["rig"], set()).add(sample.labels.get("curtailed"))
+    assert labelled == {"cheap.rig1": {None}, "expensive.rig1": {"true"}, "failed.rig1": {None}}
