@@ -5,9 +5,11 @@ Each call opens a read-only connection of its own and closes it, so a read never
 writer's connection lock; in WAL mode it reads while the writer commits. What is shown lags the
 rigs by at most one flush.
 
-Sums are taken in SQL, grouped by bucket: a day of a 5,000-rig fleet is 7 million minute rows.
-Each rig's rows are read as one range of the primary key: the time index would look every row
-up again, four times slower on such a journal.
+Sums are taken in SQL, grouped by bucket. A rig's history reads its rows as one range of the
+primary key (the time index would look every row up again, four times slower on a large
+journal). The fleet's history reads the fleet's own rows (``fleet_rollups``, summed over the
+rigs as they were written) and accounting each rig's days (``daily``) plus the minutes not yet
+in them, so neither reads every rig's minutes: a day of a 5,000-rig fleet is 7 million of them.
 """
 
 from __future__ import annotations
@@ -17,52 +19,63 @@ import csv
 import io
 import math
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
-from fleetd.journal.store import HOUR, MINUTE, POOL, UPSTREAM
+from fleetd.journal.store import _SUMMED, DAY, DAYS_KEY, HOUR, MINUTE, POOL, UPSTREAM
 from fleetd.journal.writer import JOULES_PER_KWH
 from fleetd.rigs.registry import HASHES_PER_DIFFICULTY
 
-DAY = 86400
 MAX_POINTS = 11_000  # per history answer, as Prometheus caps a range query
 AUTO_POINTS = 720  # what an automatic step aims at: a point per pixel of a wide chart, about
 MAX_DAYS = 400  # per accounting answer: the journal's default retention
 READ_TIMEOUT = 5.0  # seconds a read waits for the file (a checkpoint holds it briefly)
 
-_SUMMED = (
-    "accepted", "accepted_work", "rejected", "blocks", "upstream_forwarded", "upstream_accepted",
-    "upstream_accepted_work", "upstream_rejected", "energy_joules", "revenue_btc", "revenue_usd", "cost_usd",
-    "unvalued_work", "unpriced_energy_joules",
-)  # fmt: skip
-
-# The rigs to read: one named, or every rig in the rollups, each found by a seek on the primary
-# key (a loose index scan) rather than a pass over the table.
-_ONE_RIG = "WITH picked(rig) AS (VALUES (:rig)) "
-_EVERY_RIG = (
-    "WITH RECURSIVE picked(rig) AS (SELECT min(rig) FROM rollups UNION ALL "
-    "SELECT (SELECT min(rig) FROM rollups WHERE rig > picked.rig) FROM picked WHERE picked.rig IS NOT NULL) "
-)
+_SUMS = ", ".join(f"sum({c}) AS {c}" for c in _SUMMED)
 # Minute and hour rows alike: a bucket is a multiple of an hour wherever hour rows are.
-_IN_RANGE = "ON {table}.rig = picked.rig AND seconds IN (60, 3600) AND start >= :start AND start < :end "
-# Per rig and bucket: the sums, the mean reported hash rate and the hottest chip.
-_BY_RIG = (
-    "SELECT rollups.rig AS rig, start / :step * :step AS bucket, "
-    + ", ".join(f"sum({c}) AS {c}" for c in _SUMMED)
-    + ", avg(reported_hashrate) AS reported_hashrate, max(max_chip_celsius) AS max_chip_celsius "
-    "FROM picked CROSS JOIN rollups NOT INDEXED " + _IN_RANGE.format(table="rollups") + "GROUP BY rollups.rig, bucket"
+_IN_RANGE = "seconds IN (60, 3600) AND start >= :start AND start < :end "
+# One rig per bucket: the sums, the mean reported hash rate and the hottest chip. The rig is
+# joined in rather than compared, and the table NOT INDEXED, so its rows are read as one range
+# of the primary key, never through the time index.
+_RIG_BY_BUCKET = (
+    f"WITH picked(rig) AS (VALUES (:rig)) SELECT start / :step * :step AS bucket, {_SUMS}, "
+    "avg(reported_hashrate) AS reported_hashrate, max(max_chip_celsius) AS max_chip_celsius "
+    f"FROM picked CROSS JOIN rollups NOT INDEXED ON rollups.rig = picked.rig AND {_IN_RANGE}GROUP BY bucket"
 )
-# Per bucket, over the rigs: a fleet's reported hash rate is the sum of each rig's mean.
-_BY_BUCKET = (
-    "SELECT bucket, count(*) AS rigs, "
-    + ", ".join(f"sum({c}) AS {c}" for c in _SUMMED)
-    + f", sum(reported_hashrate) AS reported_hashrate, max(max_chip_celsius) AS max_chip_celsius FROM ({_BY_RIG}) "
-    "GROUP BY bucket"
+# The fleet per bucket: the sums, the most rigs seen in any one of its intervals, and the mean
+# over its intervals of the rigs' reported rates summed. No hottest chip: that is per rig only.
+_FLEET_BY_BUCKET = (
+    f"SELECT start / :step * :step AS bucket, max(rigs) AS rigs, {_SUMS}, avg(reported_hashrate) AS reported_hashrate, "
+    f"NULL AS max_chip_celsius FROM fleet_rollups WHERE {_IN_RANGE}GROUP BY bucket"
 )
+# Per rig per UTC day: its days, each day a seek on their key (day, rig), so one rig's year
+# reads 400 rows, not the fleet's; and from its minute rollups, those from ``:recent`` on that
+# are not in the days yet (the minute going on, the last flush's). ``{rig}``: a condition on
+# the rig, or nothing for every rig.
+_DAYS = (
+    f"WITH RECURSIVE days(day) AS (VALUES (:start) UNION ALL SELECT day + {DAY} FROM days WHERE day + {DAY} < :end) "
+    f"SELECT rig, daily.day, {', '.join(_SUMMED)} FROM days CROSS JOIN daily ON {{rig}}daily.day = days.day"
+)
+_NOT_IN_THE_DAYS = (
+    f"SELECT rig, start / {DAY} * {DAY} AS bucket, {_SUMS} FROM rollups "
+    "WHERE {rig}seconds IN (60, 3600) AND start >= :recent AND start < :end GROUP BY rig, bucket"
+)
+_THE_RIG = "rig = :rig AND "
+_NOTHING = (0,) * len(_SUMMED)  # the sums where there are no rows
+_SIDES = (POOL, UPSTREAM)  # whose rejects, in the order _day_figures takes them
+# Rejects by reason (rows only for minutes with some): one rig's, or each rig's in turn, every
+# rig in the table found by a seek on its key (a loose index scan). Read by rig, the rows are
+# ranges of the key; the time index would look each one up again for its count.
 _REJECTS = (
-    "SELECT rejects.rig, start / :step * :step AS bucket, side, reason, sum(count) "
-    "FROM picked CROSS JOIN rejects NOT INDEXED " + _IN_RANGE.format(table="rejects") + "GROUP BY 1, 2, 3, 4"
+    "WITH RECURSIVE picked(rig) AS ({picked}) "
+    "SELECT rejects.rig, start / :step * :step AS bucket, side, reason, sum(count) FROM picked "
+    f"CROSS JOIN rejects NOT INDEXED ON rejects.rig = picked.rig AND {_IN_RANGE}GROUP BY 1, 2, 3, 4"
+)
+_ONE_RIG = "VALUES (:rig)"
+_EVERY_RIG = (
+    "SELECT min(rig) FROM rejects UNION ALL "
+    "SELECT (SELECT min(rig) FROM rejects WHERE rig > picked.rig) FROM picked WHERE picked.rig IS NOT NULL"
 )
 _CSV_TEXT_START = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet would run as a formula
 
@@ -86,7 +99,11 @@ def history(path: Path, rig: str | None, start: int, end: int, step: int) -> dic
 
     ``step`` is rounded up to a whole minute, and to a whole hour where the range reaches back
     into compacted (hourly) rows; the answer says the step used. Every bucket has a point, an
-    empty one zero work, so a rig that stopped hashing shows 0."""
+    empty one zero work, so a rig that stopped hashing shows 0.
+
+    The fleet's points come from its own rows, one per interval: ``rigs`` is the most rigs seen
+    in any interval of the bucket, ``reported_hashrate`` the mean over its intervals of the
+    rigs' reported rates summed, and ``max_chip_celsius`` is None (the hottest chip is per rig)."""
     if step <= 0:
         raise HistoryQueryError(f"step must be a positive number of seconds; got {step}")
     if not 0 <= start < end:
@@ -107,9 +124,8 @@ def history(path: Path, rig: str | None, start: int, end: int, step: int) -> dic
                 f"allowed: use a step of at least {smallest} s, or a range of at most {(MAX_POINTS - 1) * step} s"
             )
         params = {"rig": rig, "start": first, "end": last, "step": step}
-        picked = _EVERY_RIG if rig is None else _ONE_RIG
-        rows = {row["bucket"]: row for row in conn.execute(picked + _BY_BUCKET, params)}
-        rejects = _reject_counts(conn, picked, params) if rig is not None else {}
+        rows = {row["bucket"]: row for row in conn.execute(_FLEET_BY_BUCKET if rig is None else _RIG_BY_BUCKET, params)}
+        rejects = _reject_counts(conn, params) if rig is not None else {}
     points = []
     for bucket in range(first, last, step):
         point = {"time": bucket, **_point(rows.get(bucket), step)}
@@ -125,32 +141,38 @@ def accounting(path: Path, first_day: date, last_day: date, rig: str | None, now
     """What the fleet and each rig did, earned and cost per UTC day, from ``first_day`` to
     ``last_day`` included. A day not over at ``now`` is ``complete: false``, and its hash rate
     is averaged over the part of it gone by. With ``rig``, that rig every day and no fleet
-    totals; without, each day lists the rigs that have rows in it."""
+    totals; without, each day lists the rigs that have rows in it, and the fleet line sums them.
+    Each rig's days are read whole, and today's minutes not in them yet from its rollups."""
     if last_day < first_day:
         raise HistoryQueryError(f"from must be on or before to; got from={first_day}, to={last_day}")
     if (last_day - first_day).days >= MAX_DAYS:
         raise HistoryQueryError(f"at most {MAX_DAYS} days at a time; got {(last_day - first_day).days + 1}")
     start, end = _epoch(first_day), _epoch(last_day) + DAY
-    params = {"rig": rig, "start": start, "end": end, "step": DAY}
     with _reading(path) as conn:
         if rig is not None:
             _require_rig(conn, rig)
-        picked = _EVERY_RIG if rig is None else _ONE_RIG
-        rows: dict[int, dict[str, sqlite3.Row]] = {}
-        for row in conn.execute(picked + _BY_RIG, params):
-            rows.setdefault(row["bucket"], {})[row["rig"]] = row
-        rejects = _reject_counts(conn, picked, params)
+        params = {"rig": rig, "start": start, "end": end, "step": DAY, "recent": max(start, _days_through(conn))}
+        by_day: dict[int, dict[str, list]] = {}  # day -> rig -> its sums, in _SUMMED's order
+        condition = "" if rig is None else _THE_RIG
+        for name, bucket, *sums in conn.execute(_DAYS.format(rig=condition), params):
+            by_day.setdefault(bucket, {})[name] = sums
+        for name, bucket, *sums in conn.execute(_NOT_IN_THE_DAYS.format(rig=condition), params):
+            found = by_day.setdefault(bucket, {})
+            found[name] = [a + b for a, b in zip(found[name], sums)] if name in found else sums
+        rejects = _reject_counts(conn, params)
     days = []
     for day_start in range(start, end, DAY):
         seconds = min(float(DAY), max(0.0, now - day_start))  # of the day gone by at now
-        found = rows.get(day_start, {})
+        found = by_day.get(day_start, {})
         day = {"date": _day(day_start).isoformat(), "complete": seconds >= DAY, "seconds": seconds}
         if rig is None:
-            day["fleet"] = {"rigs": len(found), **_day_figures(list(found.values()), rejects, day_start, seconds)}
-        day["rigs"] = [
-            {"rig": name, **_day_figures([found[name]] if name in found else [], rejects, day_start, seconds)}
-            for name in (sorted(found) if rig is None else [rig])
-        ]
+            fleet = [sum(column) for column in zip(*found.values())] or _NOTHING
+            by_reason = [_add_reasons(rejects.get((name, day_start, side)) for name in found) for side in _SIDES]
+            day["fleet"] = {"rigs": len(found), **_day_figures(fleet, by_reason, seconds)}
+        day["rigs"] = []
+        for name in sorted(found) if rig is None else [rig]:
+            by_reason = [rejects.get((name, day_start, side), {}) for side in _SIDES]
+            day["rigs"].append({"rig": name, **_day_figures(found.get(name, _NOTHING), by_reason, seconds)})
         days.append(day)
     return {"from": first_day.isoformat(), "to": last_day.isoformat(), "rig": rig, "days": days}
 
@@ -185,7 +207,7 @@ def accounting_csv(report: dict) -> str:
 
 def _point(row: sqlite3.Row | None, step: int) -> dict:
     """One history bucket: rates over ``step``, ratios, and the sampled figures."""
-    s = _sums([row] if row is not None else [])
+    s = dict(zip(_SUMMED, _NOTHING)) if row is None else {c: row[c] for c in _SUMMED}
     work, energy = s["accepted_work"], s["energy_joules"]
     return {
         "hashrate": work * HASHES_PER_DIFFICULTY / step,
@@ -210,15 +232,12 @@ def _point(row: sqlite3.Row | None, step: int) -> dict:
     }
 
 
-def _day_figures(rows: list[sqlite3.Row], rejects: dict, day_start: int, seconds: float) -> dict:
-    """One day's accounting of ``rows`` (one rig's, or every rig's for the fleet): what an
-    operator checks against the pool's payout and the power bill."""
-    s = _sums(rows)
-    by_side = {side: {} for side in (POOL, UPSTREAM)}
-    for row in rows:
-        for side, counts in by_side.items():
-            for reason, count in rejects.get((row["rig"], day_start, side), {}).items():
-                counts[reason] = counts.get(reason, 0) + count
+def _day_figures(sums: Sequence[float], by_reason: Sequence[dict[str, int]], seconds: float) -> dict:
+    """One day's accounting of a rig or the fleet from its ``sums`` (in ``_SUMMED``'s order)
+    and its rejects by reason (``_SIDES``): what an operator checks against the pool's payout
+    and the power bill."""
+    rejected, upstream_rejected = by_reason
+    s = dict(zip(_SUMMED, sums, strict=True))
     hashes = s["accepted_work"] * HASHES_PER_DIFFICULTY
     return {
         "accepted": s["accepted"],
@@ -226,7 +245,7 @@ def _day_figures(rows: list[sqlite3.Row], rejects: dict, day_start: int, seconds
         "hashes": hashes,
         "hashrate": hashes / seconds if seconds else None,
         "rejected": s["rejected"],
-        "rejected_by_reason": by_side[POOL],
+        "rejected_by_reason": rejected,
         "reject_ratio": _ratio(s["rejected"], s["accepted"] + s["rejected"]) or 0.0,
         "energy_kwh": s["energy_joules"] / JOULES_PER_KWH,
         "revenue_btc": s["revenue_btc"],
@@ -240,14 +259,19 @@ def _day_figures(rows: list[sqlite3.Row], rejects: dict, day_start: int, seconds
         "upstream_accepted": s["upstream_accepted"],
         "upstream_accepted_work": s["upstream_accepted_work"],
         "upstream_rejected": s["upstream_rejected"],
-        "upstream_rejected_by_reason": by_side[UPSTREAM],
+        "upstream_rejected_by_reason": upstream_rejected,
         # the upstream pool's credit against the work fleetd accepted: null without upstream work
         "upstream_work_ratio": _ratio(s["upstream_accepted_work"], s["accepted_work"]) if s["upstream_accepted_work"] else None,
     }
 
 
-def _sums(rows: list[sqlite3.Row]) -> dict:
-    return {c: sum(row[c] for row in rows) for c in _SUMMED}
+def _add_reasons(counts: Iterable[dict[str, int] | None]) -> dict[str, int]:
+    """Counts by reason added up (None for none)."""
+    total: dict[str, int] = {}
+    for by_reason in counts:
+        for reason, count in (by_reason or {}).items():
+            total[reason] = total.get(reason, 0) + count
+    return total
 
 
 def _ratio(part: float, whole: float) -> float | None:
@@ -281,10 +305,17 @@ def _require_rig(conn: sqlite3.Connection, rig: str) -> None:
         raise UnknownRig(f"the journal has no rig named {rig!r}")
 
 
-def _reject_counts(conn: sqlite3.Connection, picked: str, params: dict) -> dict[tuple[str, int, str], dict[str, int]]:
-    """Rejects by (rig, bucket, side), counted by reason."""
+def _days_through(conn: sqlite3.Connection) -> int:
+    """The minute (Unix seconds) before which every minute is in the days; 0 for none."""
+    row = conn.execute("SELECT value FROM kv WHERE key = ?", (DAYS_KEY,)).fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+def _reject_counts(conn: sqlite3.Connection, params: dict) -> dict[tuple[str, int, str], dict[str, int]]:
+    """Rejects by (rig, bucket, side), counted by reason: of ``params["rig"]``, or every rig's."""
     counts: dict[tuple[str, int, str], dict[str, int]] = {}
-    for rig, bucket, side, reason, count in conn.execute(picked + _REJECTS, params):
+    query = _REJECTS.format(picked=_EVERY_RIG if params["rig"] is None else _ONE_RIG)
+    for rig, bucket, side, reason, count in conn.execute(query, params):
         counts.setdefault((rig, bucket, side), {})[reason] = count
     return counts
 

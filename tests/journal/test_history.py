@@ -21,7 +21,7 @@ from fake_clock import FakeClock
 from fleetd.app import JOURNAL_KEY
 from fleetd.journal import history
 from fleetd.journal.history import HistoryQueryError, UnknownRig
-from fleetd.journal.store import FlushRows, JournalStore, RigRecord, Rollup
+from fleetd.journal.store import DAYS_KEY, FlushRows, JournalStore, RigRecord, Rollup
 from fleetd.rigs.registry import RigRegistry
 from fleetd.telemetry import api, history_api
 from server_support import http_json, make_config, start_fleetd
@@ -32,16 +32,25 @@ H = 2**32  # hashes per unit of difficulty
 KWH = 3.6e6
 
 
-def _write(path, rows: dict[tuple[str, int], Rollup], *, compact_before: int | None = None) -> None:
-    """Minute rollups into the journal at ``path``; with ``compact_before``, every minute before
-    it is then compacted into hours as the hourly prune does."""
-    flush = FlushRows()
-    for (rig, start), rollup in rows.items():
-        flush.add_rollup(rig, start, rollup)
-    for name in sorted({rig for rig, _ in rows}):
-        flush.add_rig(RigRecord(name))
+def _write(path, rows: dict[tuple[str, int], Rollup], *, compact_before: int | None = None, now: int | None = None):
+    """Minute rollups into the journal at ``path`` as the writer's flush at ``now`` puts them:
+    each minute into the fleet's too (the rigs with a rollup in it, their reported rates summed),
+    and into the days once it is over (by default every minute written is). With
+    ``compact_before``, every minute before it is then compacted into hours as the hourly prune does."""
     store = JournalStore(path)
     store.open(0.0)
+    through = int(store.kv().get(DAYS_KEY, 0))
+    over = max(start for _, start in rows) + 60 if now is None else now // 60 * 60
+    flush = FlushRows(days_through=through, days_until=max(through, over))
+    rates: dict[int, list[float | None]] = {}
+    for (rig, start), rollup in rows.items():
+        flush.add_rollup(rig, start, rollup)
+        rates.setdefault(start, []).append(rollup.reported_hashrate)
+    for start, reported in rates.items():
+        known = [rate for rate in reported if rate is not None]
+        flush.fleet_minute(start, len(reported), sum(known) if known else None)
+    for name in sorted({rig for rig, _ in rows}):
+        flush.add_rig(RigRecord(name))
     store.write_flush(flush)
     if compact_before is not None:
         store.prune(compact_before + 35 * DAY, 400.0, 35.0)
@@ -99,8 +108,8 @@ def test_the_fleet_sums_its_rigs_and_counts_them_per_point(tmp_path):
     by_time = {p["time"]: p for p in answer["points"]}
     first = by_time[T0]
     assert (first["rigs"], first["accepted"], first["rejected"], first["hashrate"]) == (2, 7, 1, 700 * H / 120)
-    assert first["watts"] == 2400 / 120 and first["max_chip_celsius"] == 80.0
-    assert first["reported_hashrate"] == 150e12 + 50e12  # each rig's mean, summed
+    assert first["watts"] == 2400 / 120 and first["max_chip_celsius"] is None  # the hottest chip: per rig only
+    assert first["reported_hashrate"] == (100e12 + (200e12 + 50e12)) / 2  # the rigs' rates summed, each minute's mean
     assert "rejected_by_reason" not in first  # by reason: per rig only
     assert (by_time[T0 + 120]["rigs"], by_time[T0 + 120]["accepted"]) == (1, 8)
     assert by_time[T0 + 240]["margin_usd"] == -0.25 and by_time[T0 + 240]["rigs"] == 1
@@ -205,6 +214,37 @@ def test_accounting_per_utc_day_for_the_fleet_and_each_rig_with_the_upstream_rec
     assert [(d["date"], [r["accepted"] for r in d["rigs"]]) for d in one_rig["days"]] == [
         ("2026-01-01", [1]), ("2026-01-02", [0]), ("2026-01-03", [0])]  # every day, and no fleet line
     assert all("fleet" not in d for d in one_rig["days"])
+
+
+def test_accounting_takes_the_minutes_not_yet_in_the_days_from_the_rollups_and_counts_each_once(tmp_path):
+    path = tmp_path / "journal.sqlite3"
+    _write(path, {("a", T0): Rollup(accepted=1, accepted_work=1.0),
+                  ("a", T0 + 60): Rollup(accepted=2, accepted_work=2.0),
+                  ("a", T0 + 120): Rollup(accepted=4, accepted_work=4.0, rejected={"stale": 1}),
+                  ("b", T0 + 120): Rollup(accepted=8, accepted_work=8.0)}, now=T0 + 150)  # fmt: skip
+    store = JournalStore(path)
+    store.open(0.0)
+    assert store.conn.execute("SELECT rig, accepted FROM daily").fetchall() == [("a", 3)]  # T0 + 120 is going on
+    store.close()
+
+    def today(now):
+        day = history.accounting(path, date(2026, 1, 1), date(2026, 1, 1), None, now)["days"][0]
+        rigs = [(r["rig"], r["accepted"], r["rejected_by_reason"]) for r in day["rigs"]]
+        return day["fleet"]["accepted"], day["fleet"]["rigs"], rigs
+
+    assert today(T0 + 150) == (15, 2, [("a", 7, {"stale": 1}), ("b", 8, {})])
+    _write(path, {("a", T0 + 60): Rollup(accepted=16, accepted_work=16.0),  # a minute written late, once it was over
+                  ("b", T0 + 180): Rollup(accepted=32, accepted_work=32.0)}, now=T0 + 300)  # fmt: skip
+    assert today(T0 + 300) == (63, 2, [("a", 23, {"stale": 1}), ("b", 40, {})])
+    one_rig = history.accounting(path, date(2026, 1, 1), date(2026, 1, 1), "b", T0 + 300)
+    assert one_rig["days"][0]["rigs"][0]["accepted"] == 40
+
+
+def test_the_fleets_rigs_are_the_most_seen_in_one_interval_of_the_point(tmp_path):
+    path = tmp_path / "journal.sqlite3"
+    _write(path, {("a", T0): Rollup(accepted=1), ("b", T0 + 60): Rollup(accepted=1),  # one rig a minute, in turn
+                  ("a", T0 + 120): Rollup(accepted=1), ("b", T0 + 120): Rollup(accepted=1)})  # fmt: skip
+    assert [p["rigs"] for p in history.history(path, None, T0, T0 + 240, 120)["points"]] == [1, 2]
 
 
 def test_the_accounting_csv_parses_and_says_what_the_json_says(tmp_path):
