@@ -17,9 +17,11 @@ A rig is switched off for a reason:
 Safety: ``never`` globs are never touched; a rig stays off ``min_off_seconds`` and, for the
 economic reasons, on ``min_on_seconds``; per cycle at most ``max_rigs_per_cycle`` rigs and
 ``ramp_kw_per_minute`` x the cycle's minutes of draw change. After a stop the rig's shares
-must stop (and its reported watts fall) within ``verify_seconds``; after a resume its shares
-must return within ``resume_verify_seconds``; each is retried ``retries`` times, then the rig
-is ``failed`` and left alone until released.
+must stop (and its reported watts fall) within ``verify_seconds``: a stop counts as done once
+no share came for ``QUIET_SECONDS`` after the shares in flight; after a resume its shares must
+return within ``resume_verify_seconds``; each is retried ``retries`` times, then the rig is
+``failed`` and left alone until released. A rig held off for a price or a loss stays held
+while those figures are unknown (a stale BTC price, no network figures yet).
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ from fleetd.economics.profitability import RigEconomics, rig_economics
 
 MANDATORY = frozenset({"window", "demand", "pinned"})  # grid and operator obligations: min on-time does not hold them back
 SHARE_GRACE_SECONDS = 30.0  # shares already in flight when a rig was told to stop
+# ... then this long without a share before a stop counts as done: six of vardiff's default
+# share intervals, in which a rig still hashing sends one but for a chance of e^-6
+QUIET_SECONDS = 30.0
 WATTS_FALLEN = 0.5  # a stopped rig's reported draw is below half of what it drew
 
 
@@ -197,11 +202,21 @@ class Controller:
             if site.usd_per_kwh > (price * (1 - config.hysteresis) if held else price):
                 for name in rigs:
                     wanted.setdefault(name, "price")
-        if site.hashprice_usd_per_ph_day is not None:
-            for name, rig in rigs.items():
-                if name not in wanted and self._losing(name, rig, site.hashprice_usd_per_ph_day):
-                    wanted[name] = "unprofitable"
+        for name, rig in rigs.items():
+            if name in wanted:
+                continue
+            held = self.curtailed.get(name)
+            if held is not None and self._unjudged(held.reason, site, rig):
+                wanted[name] = held.reason  # nothing to judge it by: it stays as it is
+            elif site.hashprice_usd_per_ph_day is not None and self._losing(name, rig, site.hashprice_usd_per_ph_day):
+                wanted[name] = "unprofitable"
         return {name: reason for name, reason in wanted.items() if not config.never_curtailed(name)}
+
+    def _unjudged(self, reason: str, site: SiteInput, rig: RigInput) -> bool:
+        """A price or a loss can be judged again only with the figures it rests on."""
+        if reason == "price":
+            return self.config.price_above_usd_per_kwh is not None and site.usd_per_kwh is None
+        return reason == "unprofitable" and (site.hashprice_usd_per_ph_day is None or rig.usd_per_kwh is None)
 
     def _losing(self, name: str, rig: RigInput, hashprice: float) -> bool:
         """Running: revenue at the rate's upper bound below the cost, on enough shares. Held off
@@ -284,7 +299,8 @@ class Controller:
             mined = rig is not None and rig.last_share is not None and rig.last_share > held.action_at + SHARE_GRACE_SECONDS
             if held.state == "stopping":
                 fallen = rig is None or not rig.watts_reported or (rig.watts or 0.0) < WATTS_FALLEN * held.watts_before
-                if not held.refused and not mined and fallen and now - held.action_at >= SHARE_GRACE_SECONDS:
+                quiet = now - held.action_at >= SHARE_GRACE_SECONDS + QUIET_SECONDS
+                if not held.refused and not mined and fallen and quiet:
                     held.state, held.verified_at = "off", now
                     self._event(now, name, "verified", held.reason, {"action": "stop"})
                 elif held.refused or now - held.action_at >= config.verify_seconds:

@@ -1,5 +1,15 @@
 """The controller in the daemon: every cycle it reads the rigs and prices, carries out the
-controller's actions through pyasic, and keeps the audit trail and its state in the journal."""
+controller's actions through pyasic, and keeps the audit trail and its state in the journal.
+
+A rig is judged on the shares of its current stretch of mining. The economics' window is an
+exponential average over time, and time a rig did not mine for reasons that say nothing of
+what it earns (fleetd held it off, it was gone from Stratum, fleetd itself was down and the
+journal seeded the average across the gap) pulls its rate down: a rig switched back on at a
+cheap price would look unprofitable again at once and flap. So from the later of its
+(re)connection and fleetd switching it back on, until the window has forgotten what came
+before (``FORGET_TIME_CONSTANTS``), a rig's rate is the plain one of the shares since, with
+Garwood's interval; ``min_shares`` then counts those shares.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +17,32 @@ import asyncio
 import datetime as dt
 import json
 from collections import Counter
+from dataclasses import dataclass
 
 from fleetd import log as logging
 from fleetd.clock import SYSTEM_CLOCK, Clock
 from fleetd.curtailment.controller import Action, Controller, Demand, Event, RigInput, SiteInput
 from fleetd.curtailment.settings import CurtailmentConfig
-from fleetd.rigs.registry import RigRegistry
+from fleetd.rigs.registry import (
+    AVERAGE_WINDOWS, HASHES_PER_DIFFICULTY, HashrateEstimate, Rig, RigRegistry, rate_interval,
+)  # fmt: skip
 
 STATE_KEY = "curtailment"
 MAX_ACTIONS_AT_ONCE = 32  # pyasic calls in flight per cycle
 RECENT_EVENTS = 200  # kept in memory for the API; the journal keeps them all
+# An exponential average keeps e^-3 (5 %) of its weight from three time constants back: after
+# that, time a rig did not mine no longer weighs on the window's rate
+FORGET_TIME_CONSTANTS = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class Stretch:
+    """A rig's counters when fleetd first saw its current stretch of mining."""
+
+    began: float  # (re)connected, or switched back on
+    at: float  # when the counters were read
+    accepted: int
+    work: float  # credited difficulty (x 2^32: hashes)
 
 
 class CurtailmentService:
@@ -35,6 +61,7 @@ class CurtailmentService:
         self.controller = Controller(config)
         self.actions: Counter = Counter()  # (kind, "ok" | "failed")
         self.recent: list = []
+        self.stretches: dict[str, Stretch] = {}
         self.log = logging.get("fleetd.curtailment")
 
     def restore(self) -> None:
@@ -87,7 +114,7 @@ class CurtailmentService:
         zone = config.tzinfo() if config is not None else dt.timezone.utc
         rigs = {}
         for rig in self.rigs:
-            estimate = rig.hashrate_estimate(window, now, self.rigs.credit_scale)
+            estimate = self._estimate(rig, window, now)
             watts, source = rig.power(now, window)
             rigs[rig.name] = RigInput(
                 name=rig.name, ip=rig.ip, watts=watts, watts_reported=source == "reported", rate=estimate.rate,
@@ -96,8 +123,30 @@ class CurtailmentService:
                 last_share=rig.last_share,
                 joules_per_terahash=watts / (estimate.rate / 1e12) if watts and estimate.rate > 0 else None,
             )  # fmt: skip
+        for name in self.stretches.keys() - rigs.keys():
+            del self.stretches[name]  # retired
         site = SiteInput(snap.hashprice_usd_per_ph_day, snap.site_usd_per_kwh, dt.datetime.fromtimestamp(now, zone))
         return site, rigs
+
+    def _estimate(self, rig: Rig, window: str, now: float) -> HashrateEstimate:
+        """The window's estimate, or while the window still remembers time before the rig's
+        current stretch of mining, the estimate of the stretch's own shares (counted from the
+        first cycle that saw the stretch)."""
+        credit = self.rigs.credit_scale
+        began = max((t for t in (rig.connected_since, self.controller.resumed_at.get(rig.name)) if t is not None),
+                    default=None)  # fmt: skip
+        if began is None or rig.first_seen >= began or now - began >= FORGET_TIME_CONSTANTS * AVERAGE_WINDOWS[window]:
+            # mining since fleetd first saw it, or long enough: the window holds nothing else
+            self.stretches.pop(rig.name, None)
+            return rig.hashrate_estimate(window, now, credit)
+        stretch = self.stretches.get(rig.name)
+        if stretch is None or stretch.began != began or rig.accepted < stretch.accepted:  # a new one (or a reset)
+            stretch = self.stretches[rig.name] = Stretch(began, now, rig.accepted, rig.accepted_work)
+        shares = rig.accepted - stretch.accepted
+        hashes = (rig.accepted_work - stretch.work) * HASHES_PER_DIFFICULTY
+        share = hashes / shares if shares else rig.difficulty * credit * HASHES_PER_DIFFICULTY
+        # taken as shares of one difficulty: the count is the effective number
+        return rate_interval(hashes, hashes * share, share, max(now - stretch.at, 1.0))
 
     # -- demand response (the API) ------------------------------------------------------
 

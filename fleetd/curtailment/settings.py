@@ -12,7 +12,7 @@
     ramp_kw_per_minute = 100        # the site's draw moves in steps of at most this much
     max_rigs_per_cycle = 20
     price_above_usd_per_kwh = 0.12  # every rig off while the power price is above this
-    verify_seconds = 180            # watts fall and shares stop within this long of a stop
+    verify_seconds = 180            # watts fall and shares stop within this long of a stop (60 at least)
     resume_verify_seconds = 600     # shares return within this long of a resume
     retries = 2                     # further attempts before an action is marked failed
     never = ["acct.lab-*"]          # worker globs fleetd never curtails
@@ -110,7 +110,9 @@ def parse(values: Mapping[str, Any], problems: list[str]) -> CurtailmentConfig:
         "cycle_seconds": (1.0, 86400.0), "min_shares": (1.0, 1e9), "hysteresis": (0.0, 10.0),
         "min_off_seconds": (0.0, 30 * 86400.0), "min_on_seconds": (0.0, 30 * 86400.0),
         "ramp_kw_per_minute": (0.001, 1e9), "max_rigs_per_cycle": (1, 1_000_000),
-        "price_above_usd_per_kwh": (0.0, 1e6), "verify_seconds": (1.0, 86400.0),
+        # a stop is seen done no sooner than 60 s after it: 30 s for the shares in flight, then
+        # 30 s without one (controller.py)
+        "price_above_usd_per_kwh": (0.0, 1e6), "verify_seconds": (60.0, 86400.0),
         "resume_verify_seconds": (1.0, 86400.0), "retries": (0, 100),
     }  # fmt: skip
     for key, (low, high) in bounds.items():

@@ -67,6 +67,39 @@ def test_a_stop_is_verified_when_shares_stop_and_reported_watts_fall():
     assert kinds == ["stop", "acted", "verified"]
 
 
+def test_a_stop_is_verified_only_after_a_quiet_spell_past_the_shares_in_flight():
+    controller = act(cycle_seconds=10.0, verify_seconds=90.0)
+    (stop,) = controller.cycle(0.0, site(), by_name(rig("a")))
+    controller.done(stop, True, "ok", 0.0)
+    # 30 s on, nothing can have come after the grace yet: that proves nothing
+    assert controller.cycle(30.0, site(), by_name(rig("a", last_share=29.0, reported=False))) == []
+    assert controller.curtailed["a"].state == "stopping"
+    controller.cycle(50.0, site(), by_name(rig("a", last_share=45.0, reported=False)))  # it hashes on
+    assert controller.curtailed["a"].state == "stopping"
+    (retry,) = controller.cycle(90.0, site(), by_name(rig("a", last_share=88.0, reported=False)))
+    assert (retry.kind, retry.attempt) == ("stop", 2)
+    controller.done(retry, True, "ok", 90.0)
+    controller.cycle(140.0, site(), by_name(rig("a", last_share=88.0, reported=False)))
+    assert controller.curtailed["a"].state == "stopping"  # quiet for 20 s past the grace: not yet
+    controller.cycle(150.0, site(), by_name(rig("a", last_share=88.0, reported=False)))
+    assert controller.curtailed["a"].state == "off"
+
+
+def test_a_rig_held_off_stays_held_while_the_figures_it_was_judged_on_are_unknown():
+    controller = act(price_above_usd_per_kwh=0.10)
+    controller.cycle(0.0, site(), by_name(rig("a"), rig("b", watts=2000.0)))  # a loses money
+    controller.cycle(60.0, site(price=0.11), by_name(off("a"), rig("b", watts=2000.0, price=0.11)))  # b: price
+    assert {n: (h.reason, h.state) for n, h in controller.curtailed.items()} == {
+        "a": ("unprofitable", "off"), "b": ("price", "stopping")}  # fmt: skip
+    controller.cycle(120.0, site(price=0.11), by_name(off("a"), off("b")))
+    # the BTC price went stale (no hashprice) and the site's price is unknown: nothing says either pays now
+    assert controller.cycle(180.0, site(price=None, hashprice=None), by_name(off("a", price=None), off("b"))) == []
+    assert controller.advice == {"a": "unprofitable", "b": "price"}
+    # the figures are back: a still loses, b's price has fallen
+    (resume,) = controller.cycle(240.0, site(price=0.05), by_name(off("a"), off("b", price=0.05)))
+    assert (resume.rig, resume.kind) == ("b", "resume")
+
+
 def test_a_rig_that_keeps_mining_is_retried_then_failed():
     controller = act(verify_seconds=120.0, retries=2)
     (stop,) = controller.cycle(0.0, site(), by_name(rig("a")))

@@ -151,3 +151,61 @@ def test_the_rigs_held_off_carry_curtailed_true_on_every_series_and_a_failed_one
         for sample in family.samples:
             labelled.setdefault(sample.labels["rig"], set()).add(sample.labels.get("curtailed"))
     assert labelled == {"cheap.rig1": {None}, "expensive.rig1": {"true"}, "failed.rig1": {None}}
+
+
+async def test_a_rig_back_from_a_gap_is_judged_on_its_shares_since_not_on_a_window_the_gap_pulled_down():
+    """Ten minutes of mining, fifty gone from Stratum, then back: the hour's average reads a
+    third of the rig's rate on plenty of shares. The paying rig must not look like a loser."""
+    clock, rigs, fleet = FakeClock(), RigRegistry(poll_interval=30.0), _Rigs()
+    view = SiteEconomicsView(parse(ECONOMICS).economics, rigs, _Node())
+    service = CurtailmentService(CurtailmentConfig(mode="act", min_shares=200.0), rigs, view, fleet.control, clock=clock)
+    _site(clock, rigs)
+    _mine(clock, rigs, 600, names=("cheap.rig1",))
+    rigs.disconnected("cheap.rig1", clock.wall())
+    clock.tick(3000.0)
+    rigs.connected("cheap.rig1", "10.0.0.1", clock.wall())
+    rigs.reading(RigReading(ip="10.0.0.1", time=clock.wall(), model="S19", firmware="stock", hashrate=100e12,
+                            watts=3000.0, temperatures={}, fans={}))  # fmt: skip
+    await service.cycle()  # the first cycle of its new stretch: counted from here
+    _mine(clock, rigs, 600, names=("cheap.rig1",))
+    window = rigs.get("cheap.rig1").hashrate_estimate("1h", clock.wall())
+    assert window.upper < 60e12 and window.shares > 200  # a confident loser, by the window: $2.52 against $3.60
+    await service.cycle()
+    _, inputs = service.inputs(clock.wall())
+    rig = inputs["cheap.rig1"]
+    assert rig.rate_lower < 100e12 < rig.rate_upper and 550 <= rig.shares <= 601
+    assert fleet.calls == [] and service.controller.advice == {}
+
+
+async def test_a_rig_switched_back_on_is_judged_on_its_shares_since_and_does_not_flap():
+    """The expensive contract drops to $0.03 at 23:00 (the fake clock starts at 22:13 UTC): the
+    rig held off comes back, and stays on although the hour's average, which remembers the 35
+    minutes it was off, puts it at a third of its rate."""
+    clock, rigs, fleet = FakeClock(), RigRegistry(poll_interval=30.0), _Rigs()
+    economics = ECONOMICS.replace('usd_per_kwh = 0.12', '''schedule = [{ start = "00:00", usd_per_kwh = 0.12 },
+            { start = "23:00", usd_per_kwh = 0.03 }]''')
+    view = SiteEconomicsView(parse(economics).economics, rigs, _Node())
+    config = CurtailmentConfig(mode="act", min_shares=200.0, min_off_seconds=0.0, min_on_seconds=300.0)
+    service = CurtailmentService(config, rigs, view, fleet.control, clock=clock)
+    _site(clock, rigs)
+    _mine(clock, rigs, 660)
+    await service.cycle()
+    rigs.reading(RigReading(ip="10.0.0.2", time=clock.wall(), model="S19", firmware="stock", hashrate=0.0,
+                            watts=60.0, temperatures={}, fans={}))  # fmt: skip
+    _mine(clock, rigs, 60, names=("cheap.rig1",))
+    await service.cycle()
+    assert service.controller.curtailed["expensive.rig1"].state == "off"
+    _mine(clock, rigs, 2800 - 720, names=("cheap.rig1",))  # 23:00: $0.03, it would earn $4.20 against $2.16
+    await service.cycle()
+    assert fleet.calls == [("10.0.0.2", "stop_mining"), ("10.0.0.2", "resume_mining")]
+    _mine(clock, rigs, 60)
+    rigs.reading(RigReading(ip="10.0.0.2", time=clock.wall(), model="S19", firmware="stock", hashrate=100e12,
+                            watts=3000.0, temperatures={}, fans={}))  # fmt: skip
+    await service.cycle()  # its shares are back: verified on
+    assert "expensive.rig1" not in service.controller.curtailed
+    for _ in range(10):  # past its minimum time on
+        _mine(clock, rigs, 60)
+        await service.cycle()
+    window = rigs.get("expensive.rig1").hashrate_estimate("1h", clock.wall())
+    assert window.upper < 45e12 and window.shares > 200  # by the window, a confident loser: $1.89 against $2.16
+    assert len(fleet.calls) == 2 and service.controller.advice == {}

@@ -63,6 +63,8 @@ above_joules_per_terahash = 30
         ('mode = "auto"', "[curtailment] mode = 'auto': must be one of off, advise, act"),
         ("retries = 1.5", "[curtailment] retries = 1.5: must be a whole number from 0 to 100"),
         ("hysteresis = -1", "[curtailment] hysteresis = -1: must be a number from 0 to 10"),
+        # a stop is seen done 60 s after it at the soonest: a shorter deadline retries every stop
+        ("verify_seconds = 30", "[curtailment] verify_seconds = 30: must be a number from 60 to 86400"),
         ("never = \"lab\"", "[curtailment] never = 'lab': must be a list of worker names or globs"),
         ("typo = 1", "[curtailment] typo: unknown key"),
         ('[[curtailment.window]]\nstart = "25:00"\nend = "18:00"\nshed_kw = 1',
