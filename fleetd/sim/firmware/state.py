@@ -18,6 +18,8 @@ onto these; see antminer.py, whatsminer.py, axeos.py):
 * ``wake()``: hashing comes back ``warmup()`` seconds later on the clock (boards
   re-initialising); until then hash rate 0 and idle draw. ``restart()`` is a reboot: uptime
   starts again, the same warm-up follows, and the Stratum side dials the pool afresh.
+* ``deaf_to_stop``: a switch for tests of what verifies a stop. The firmware takes the
+  command and says it worked, as stock Antminer firmware always does, and the rig hashes on.
 * ``limit_power(watts)`` / ``set_clock(share)``: throttling. A rig held to a share p of its
   nameplate power hashes at p ** ``EFFICIENCY_EXPONENT`` of its nameplate rate (lower clocks
   allow lower voltages, so J/TH improves a little: at half power, 55 % of the hash rate,
@@ -109,6 +111,7 @@ class RigState:
     # control, set through the firmware's own commands
     admin_password: str | None = None  # what the firmware's API asks for; None: its factory default
     warmup_s: float | None = None  # wake-up to hashing; None: the family's (WARMUP_S)
+    deaf_to_stop: bool = False  # sleep and power-off are answered as done, and the rig hashes on
     asleep_since: float | None = None  # monotonic time the boards were stopped; None: awake
     hashing_from: float | None = None  # monotonic time hashing resumes after a wake-up or restart
     power_limit_w: float | None = None  # a cap on the draw; None: nameplate
@@ -171,7 +174,7 @@ class RigState:
 
     def sleep(self) -> None:
         """Stop hashing; the API answers on and the pool connection stays up."""
-        if not self.sleeping:
+        if not self.sleeping and not self.deaf_to_stop:
             self.asleep_since, self.hashing_from = self.clock.monotonic(), None
 
     def wake(self) -> None:
