@@ -4,6 +4,12 @@ fleet of rigs mining it over real Stratum, and their emulated firmware APIs poll
 The rigs grind real shares, but only a fixed fraction (the fleet's hash scale) of their
 nominal work, since one CPU core cannot do 200 TH/s. The demo credits each share with the
 inverse of that fraction, so hash rates, J/TH and margins read as a real site's would.
+
+Curtailment acts, on demo-sized times: the S19 XPs, on a contract where they lose money, are
+switched off through their firmware once 200 shares back the loss (about four minutes in),
+and switched on again when their contract's off-peak price starts, ten minutes after the
+demo did. The demo's journal outlives it: a demo started again knows the rigs it held off,
+and its simulated rigs start as fleetd left them, as real rigs stay across a restart of fleetd.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime as dt
+import math
 import signal
 import sys
 import textwrap
@@ -20,7 +28,8 @@ from fleetd import app as fleetd_app
 from fleetd import log as logging
 from fleetd.clock import SYSTEM_CLOCK, Clock
 from fleetd.config import Config, HostPort, serving_problems
-from fleetd.economics.prices import TouSchedule
+from fleetd.curtailment.settings import CurtailmentConfig
+from fleetd.economics.prices import TouEntry, TouSchedule
 from fleetd.economics.profitability import RigEconomics
 from fleetd.economics.settings import EconomicsConfig, PowerOverride
 from fleetd.economics.site import SiteEconomics
@@ -47,33 +56,68 @@ ENDPOINTS = (
     ("release a rig", "/api/v1/curtailment/rigs/{rig}"),
 )
 # Prices of the situation the demo shows: hashprice about $35/PH/day at ~1 ZH/s, power at
-# $0.075/kWh, and the S19 XPs (21.5 J/TH, breakeven about $0.068/kWh) on an older hall's
-# $0.09 contract, where they clearly run at a loss.
+# $0.07/kWh, and the S19 XPs (21.5 J/TH, breakeven about $0.067/kWh) on an older hall's
+# $0.09 contract, where they clearly run at a loss; that contract has an off-peak price
+# (demo_economics), at which they pay again.
 DEMO_ECONOMICS = EconomicsConfig(
-    power_schedule=TouSchedule.flat(0.075),
+    power_schedule=TouSchedule.flat(0.07),
     overrides=(PowerOverride(("*.s19xp-*",), TouSchedule.flat(0.09)),),
     btc_price_usd=77_000.0,
     fees_btc_per_block=0.025,
     ai_hosting_usd_per_mw_day=2_500.0,
     curtail_target_kw=5.0,
 )
+OFF_PEAK_AFTER_S = 600.0  # the S19 XPs' off-peak price starts this long after the demo (to the minute)...
+OFF_PEAK_FOR_S = 1200.0  # ... and lasts this long, every day at that time
+OFF_PEAK_USD_PER_KWH = 0.04
+# Curtailment that acts, on demo-sized times: each rig's shares come about one a second
+# (vardiff aims at DEMO_SHARE_SECONDS), so 200 of them back a loss some four minutes in; the
+# firmware's warm-ups (Antminer 120 s, Whatsminer 90 s) fit in the resume's verification.
+# pyasic cannot stop a Bitaxe: it is never touched.
+DEMO_SHARE_SECONDS = 1.0
+DEMO_CURTAILMENT = CurtailmentConfig(
+    mode="act", cycle_seconds=10.0, min_shares=200.0, min_off_seconds=120.0, min_on_seconds=300.0,
+    verify_seconds=90.0, resume_verify_seconds=240.0, never=("*.bitaxe-*",),
+)  # fmt: skip
 
 
-def demo_config(base: Config | None = None, stratum: HostPort | None = None, http: HostPort | None = None) -> Config:
-    """Loopback only, CPU-sized difficulties (simulated rigs must grind real shares), fast polls."""
+def demo_economics(started: float) -> EconomicsConfig:
+    """The demo's prices, the S19 XPs' contract with an off-peak price from ``OFF_PEAK_AFTER_S``
+    after ``started`` (Unix seconds; rounded up to the minute, in the economics' time zone)."""
+    zone = DEMO_ECONOMICS.tzinfo()
+    begins = dt.datetime.fromtimestamp(math.ceil((started + OFF_PEAK_AFTER_S) / 60) * 60, zone)
+    ends = begins + dt.timedelta(seconds=OFF_PEAK_FOR_S)
+    (contract,) = DEMO_ECONOMICS.overrides
+    (peak,) = contract.schedule.entries
+    schedule = TouSchedule((
+        TouEntry(begins.time(), OFF_PEAK_USD_PER_KWH), TouEntry(ends.time(), peak.usd_per_kwh),
+    ))  # fmt: skip
+    return dataclasses.replace(DEMO_ECONOMICS, overrides=(dataclasses.replace(contract, schedule=schedule),))
+
+
+def demo_config(
+    base: Config | None = None, stratum: HostPort | None = None, http: HostPort | None = None, *,
+    started: float | None = None,
+) -> Config:  # fmt: skip
+    """Loopback only, CPU-sized difficulties (simulated rigs must grind real shares), fast polls,
+    curtailment that acts; without ``base``'s own [economics], the demo's prices, the off-peak
+    price tied to ``started`` (Unix seconds, by default now)."""
     config = base or Config()
     if base is None:
         config = dataclasses.replace(
             config,
             stratum=dataclasses.replace(
                 config.stratum, listen=HostPort("127.0.0.1", 3333), min_difficulty=1e-9, start_difficulty=1e-9,
-                max_difficulty=5e-4,
+                max_difficulty=5e-4, share_interval_seconds=DEMO_SHARE_SECONDS,
             ),
             source=dataclasses.replace(config.source, network_difficulty=0.003, refresh_seconds=10.0),
             rigs=dataclasses.replace(config.rigs, poll_interval_seconds=10.0, poll_timeout_seconds=5.0),
+            curtailment=DEMO_CURTAILMENT,
         )  # fmt: skip
     if config.economics is None:
-        config = dataclasses.replace(config, economics=DEMO_ECONOMICS)
+        config = dataclasses.replace(
+            config, economics=demo_economics(SYSTEM_CLOCK.wall() if started is None else started)
+        )
     if stratum is not None:
         config = dataclasses.replace(config, stratum=dataclasses.replace(config.stratum, listen=stratum))
     if http is not None:
@@ -101,6 +145,7 @@ async def run(
     source = application[fleetd_app.SOURCE_KEY]
     registry = application[api.RIGS_KEY]
     site_economics = application[api.ECONOMICS_KEY]
+    curtailment = application[fleetd_app.CURTAILMENT_KEY]
     host, port = server.address
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # a wildcard listener: the rigs come over loopback
     http_base = f"http://{runner.addresses[0][0]}:{runner.addresses[0][1]}"
@@ -117,7 +162,8 @@ async def run(
         f"fleetd demo: {rigs} simulated rigs mining stratum+tcp://{host}:{port}\n"
         + "".join(f"  {label:<{label_width}}{http_base}{path}\n" for label, path in ENDPOINTS)
         + f"  rigs grind {fleet.hash_scale:g} of their nominal work; each share is credited {1 / fleet.hash_scale:g}x\n"
-        f"  faults: {', '.join(faults) or 'none'}; Ctrl-C stops",
+        + "".join(f"  {line}\n" for line in (*prices_lines(config.economics), *curtailment_config_lines(config)))
+        + f"  faults: {', '.join(faults) or 'none'}; Ctrl-C stops",
         file=out,
         flush=True,
     )
@@ -130,14 +176,20 @@ async def run(
             print("  (not root: the rigs' firmware APIs cannot bind ports 80/4028; running without them)", file=out)
             fleet = Fleet(dataclasses.replace(fleet_config, firmware=False), clock=clock)
             registry.poll_interval = None  # nothing to poll: "up" means connected
+            if curtailment.config.mode == "act":  # and nothing to switch rigs through
+                advise = dataclasses.replace(curtailment.config, mode="advise")
+                curtailment.config = curtailment.controller.config = advise
+                print("  (without them nothing can switch a rig: curtailment only advises)", file=out)
             await fleet.start()
+        keep_held_rigs_off(fleet, curtailment)  # before the rigs' first share
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(fleet.stop)
             while not stop.is_set():
                 left = every if duration is None else started + duration - clock.monotonic()
                 await wait_or_sleep(stop, clock, max(0.0, min(every, left)))
                 now = clock.wall()
-                table = render(registry, source, clock.monotonic() - started, now, site_economics.snapshot(now))
+                snapshot = site_economics.snapshot(now)
+                table = render(registry, source, clock.monotonic() - started, now, snapshot, curtailment)
                 print(table, file=out, flush=True)
                 if duration is not None and clock.monotonic() - started >= duration:
                     break
@@ -149,18 +201,28 @@ async def run(
     return 0
 
 
+def keep_held_rigs_off(fleet: Fleet, curtailment) -> None:
+    """The simulated rigs fleetd held off when the demo last stopped (its journal says which)
+    start asleep: real rigs stay as fleetd left them while fleetd restarts."""
+    for name, held in curtailment.controller.curtailed.items():
+        if held.state in ("stopping", "off"):
+            with contextlib.suppress(KeyError):  # not in this fleet (a smaller one this time)
+                fleet.rig(name).state.sleep()
+
+
 # (header, width) of the right-aligned columns after the rig's name and state
 COLUMNS = (
-    ("pool 5m", 8), ("reported", 9), ("accepted", 9), ("rejected", 9), ("watts", 8), ("J/TH", 6), ("temp", 6),
+    ("pool 5m", 8), ("reported", 9), ("accepted", 9), ("rejects", 8), ("watts", 8), ("J/TH", 5), ("temp", 6),
     ("margin/day", 11), ("breakeven", 10),
 )  # fmt: skip
-STATE_WIDTH = 5
-SCREEN_WIDTH = 98  # the table's width with rig names of 14 characters; the lines under it wrap to it
+STATE_WIDTH = 9  # up, hot, down; stopping, off, resuming, failed (fleetd holds it off); "up (off)": advised off
+SCREEN_WIDTH = 100  # the table's width with rig names of 14 characters; the lines under it wrap to it
 
 
-def render(rigs, source, elapsed: float, now: float, site: SiteEconomics | None = None) -> str:
+def render(rigs, source, elapsed: float, now: float, site: SiteEconomics | None = None, curtailment=None) -> str:
     """One screen of the fleet at wall time ``now``: per rig, what the pool measured, what the
-    rig says, what it earns; then the fleet's totals over the rigs that are up, and the site's economics."""
+    rig says, what it earns; then the fleet's totals over the rigs that are up, the site's
+    economics, and what the curtailment service (``curtailment``) holds off or advises."""
     totals = rigs.totals(now)
     rows = [
         f"\n[{elapsed:6.0f} s] height {source.height}, blocks found {len(source.found_blocks)}; "
@@ -183,7 +245,7 @@ def render(rigs, source, elapsed: float, now: float, site: SiteEconomics | None 
         rows.append(
             row(
                 rig.name,
-                rigs.state(rig, now),
+                rig_state(rigs, rig, now, curtailment),
                 _ths(rig.hashrate("5m", now)),
                 _ths(reading.hashrate) if reading and reading.hashrate else "-",
                 str(rig.accepted),
@@ -213,9 +275,25 @@ def render(rigs, source, elapsed: float, now: float, site: SiteEconomics | None 
     rows.append("  TH/s; the fleet's rates and watts are those of rigs up; * nameplate estimate: no power reported")
     if site is not None:
         rows.extend(economics_lines(site))
+    if curtailment is not None:
+        rows.extend(curtailment_lines(curtailment))
     for block in list(source.found_blocks)[-3:]:
         rows.append(f"  block {block.height} by {block.worker}: {block.hash}")
     return "\n".join(rows)
+
+
+def rig_state(rigs, rig, now: float, curtailment) -> str:
+    """The registry's state (up, hot, down); for a rig fleetd holds off and that is not down,
+    where the curtailment is (stopping, off, resuming, failed); ``(off)`` after a rig the
+    controller advises to switch off (advise mode)."""
+    state = rigs.state(rig, now)
+    if curtailment is None or state == "down":
+        return state
+    controller = curtailment.controller
+    if curtailment.config.mode == "act":
+        held = controller.curtailed.get(rig.name)
+        return state if held is None else held.state
+    return f"{state} (off)" if rig.name in controller.advice else state
 
 
 def _margin_cells(e: RigEconomics | None) -> tuple[str, str]:
@@ -274,6 +352,68 @@ def economics_lines(site: SiteEconomics) -> list[str]:
             f"({plan.reduction_kw:.1f} kW, losing {_usd(plan.lost_revenue_usd_per_day)}/day of revenue)"
         )
     return [part for line in lines for part in textwrap.wrap(line, SCREEN_WIDTH, subsequent_indent="    ")]
+
+
+def curtailment_lines(curtailment) -> list[str]:
+    """Under the table: the rigs fleetd holds off, by where they are and why (advise mode: the
+    ones it would switch off), the draw shed, and a demand-response request in force."""
+    mode, controller = curtailment.config.mode, curtailment.controller
+    if mode == "off":
+        return []
+    if mode == "advise":
+        would = _by_reason({name: ("", reason) for name, reason in controller.advice.items()})
+        line = f"curtailment advises (nothing is touched): {'switch off ' + would if would else 'every rig on'}"
+    else:
+        held = _by_reason({name: (c.state, c.reason) for name, c in controller.curtailed.items()})
+        line = f"curtailment (act): {held or 'every rig on'}; {controller.shed_kw():,.1f} kW shed"
+        demand = controller.demand
+        if demand is not None:
+            left = max(0.0, demand.until - curtailment.clock.wall())
+            line += f"; demand response: {demand.kw:g} kW asked for {left:.0f} s more"
+        if controller.came_back:
+            line += f"; {controller.came_back} came back on their own"
+    return textwrap.wrap("  " + line, SCREEN_WIDTH, subsequent_indent="    ")
+
+
+def _by_reason(rigs: dict[str, tuple[str, str]]) -> str:
+    """``off site.a, site.b (unprofitable); stopping site.c (demand)`` from rig -> (state, reason)."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for name, key in sorted(rigs.items()):
+        groups.setdefault(key, []).append(name)
+    return "; ".join(
+        f"{state + ' ' if state else ''}{', '.join(names)} ({reason})" for (state, reason), names in groups.items()
+    )
+
+
+def prices_lines(economics: EconomicsConfig | None) -> list[str]:
+    """For the banner: the power price and each contract's, time-of-use steps with their times."""
+    if economics is None:
+        return []
+    zone = economics.timezone
+    lines = [f"power: {_schedule(economics.power_schedule, zone)}"]
+    lines += [f"  {', '.join(o.patterns)}: {_schedule(o.schedule, zone)}" for o in economics.overrides]
+    return lines
+
+
+def _schedule(schedule: TouSchedule, zone: str) -> str:
+    entries = schedule.entries  # in the order they were given
+    if len(entries) == 1:
+        return f"${entries[0].usd_per_kwh:.3f}/kWh"
+    return ", ".join(f"${e.usd_per_kwh:.3f}/kWh from {e.start:%H:%M}" for e in entries) + f" ({zone})"
+
+
+def curtailment_config_lines(config: Config) -> list[str]:
+    """For the banner: how curtailment judges and acts."""
+    c = config.curtailment
+    if c.mode == "off":
+        return ["curtailment: off"]
+    lines = [
+        f"curtailment: {c.mode} every {c.cycle_seconds:g} s; a loss counts on {c.min_shares:g} shares; "
+        f"a rig stays off {c.min_off_seconds:g} s, on {c.min_on_seconds:g} s"
+    ]
+    if c.never:
+        lines.append(f"  never touched: {', '.join(c.never)}")
+    return lines
 
 
 def _usd(amount: float) -> str:

@@ -69,9 +69,9 @@ def _recording_render(monkeypatch) -> list:
     snapshots = []
     render = demo.render
 
-    def recording(rigs, source, elapsed, now=None, site=None):
+    def recording(rigs, source, elapsed, now=None, site=None, curtailment=None):
         snapshots.append(site)
-        return render(rigs, source, elapsed, now, site)
+        return render(rigs, source, elapsed, now, site, curtailment)
 
     monkeypatch.setattr(demo, "render", recording)
     return snapshots
@@ -133,6 +133,11 @@ async def test_demo_fleet_shows_in_metrics_api_and_table(http_port, monkeypatch)
 
     text_out = out.getvalue()
     assert "fleetd demo: 5 simulated rigs" in text_out
+    # curtailment acts, but no rig's loss rests on 200 shares yet; the S19 XP's contract has its off-peak hour
+    assert re.search(r"^  curtailment: act every 10 s; a loss counts on 200 shares; a rig stays off 120 s, on 300 s$",
+                     text_out, re.M)  # fmt: skip
+    assert re.search(r"^    \*\.s19xp-\*: \$0\.040/kWh from \d\d:\d\d, \$0\.090/kWh from \d\d:\d\d \(UTC\)$", text_out,
+                     re.M)  # fmt: skip
     last_table = text_out.rsplit("\n[", 1)[1]
     assert max(len(line) for line in re.findall(r"^  (?:rig|site\.|fleet) .*$", last_table, re.M)) <= 100
     rows = dict(re.findall(r"^  (site\.\S+)\s+(up|hot|down)\s.*\s-?\$[\d.,]+\s+\$0\.\d{3}$", last_table, re.M))
@@ -140,6 +145,7 @@ async def test_demo_fleet_shows_in_metrics_api_and_table(http_port, monkeypatch)
     assert re.search(r"^  fleet\s+[\d,.]+\s+[\d,.]+\s+\d+\s+\d+\s+[\d,.]+ kW\s+[\d.]+\s+-?\$[\d.,]+\s+\$0\.\d{3}$",
                      last_table, re.M)  # fmt: skip
     assert re.search(r"breakeven power price \$0\.\d{3}/kWh", last_table)
+    assert "  curtailment (act): every rig on; 0.0 kW shed" in last_table
     # the projection moves when a demo block is found: expect the one the table was printed from
     projection = snapshots[-1].projection
     assert f"next difficulty adjustment {projection.change_ratio * 100:+.2f} % in {projection.blocks_remaining} blocks" in last_table
@@ -168,6 +174,7 @@ async def test_demo_without_root_runs_the_fleet_without_firmware_apis(http_port,
         assert await asyncio.wait_for(task, DEADLINE_S) == 0
     text = out.getvalue()
     assert "running without them" in text and summary["rigs_up"] == 2 and len(rigs) == 2
+    assert "curtailment only advises" in text and "curtailment advises (nothing is touched)" in text
     last_table = text.rsplit("\n[", 1)[1]
     accepted = [int(n) for n in re.findall(r"^  site\.\S+\s+up\s+\S+\s+-\s+(\d+)", last_table, re.M)]
     assert len(accepted) == 2 and all(n > 0 for n in accepted)  # mining goes on; "up" means connected here
@@ -208,3 +215,78 @@ def test_table_marks_hot_and_down_rigs_sums_the_rigs_up_and_fits_100_columns():
 
 def test_a_loss_under_a_cent_prints_as_zero_without_a_sign():
     assert (demo._usd(-0.004), demo._usd(-0.006), demo._usd(0.0), demo._usd(-1234.5)) == ("$0.00", "-$0.01", "$0.00", "-$1,234.50")
+
+
+def _held_table(mode: str):
+    """A table of four rigs up, with the curtailment service in ``mode``: one rig stopping, one
+    off and one failed for act; in advise, the controller would switch one off."""
+    from types import SimpleNamespace
+
+    from fleetd.curtailment.controller import Controller, Curtailed, Demand
+    from fleetd.curtailment.settings import CurtailmentConfig
+    from fleetd.rigs.reading import RigReading
+    from fleetd.rigs.registry import RigRegistry
+
+    rigs = RigRegistry(poll_interval=10.0)
+    for n in range(1, 5):
+        name, ip = f"site.s19xp-{n:02}", f"127.1.0.{n}"
+        rigs.connected(name, ip, 0.0)
+        rigs.reading(RigReading(ip=ip, time=1.0, model="S19 XP", hashrate=140e12 if n == 4 else 0.0,
+                                temperatures={"chip0": 60.0}))  # fmt: skip
+    controller = Controller(CurtailmentConfig(mode=mode))
+    if mode == "act":
+        for n, state, reason in ((1, "stopping", "demand"), (2, "off", "unprofitable"), (3, "off", "unprofitable")):
+            controller.curtailed[f"site.s19xp-{n:02}"] = Curtailed(reason, state, 0.0, 3010.0, 140e12, 0.0)
+        controller.demand = Demand(kw=3.0, until=600.0, requested_at=0.0)
+    else:
+        controller.advice = {"site.s19xp-04": "unprofitable"}
+    service = SimpleNamespace(config=controller.config, controller=controller, clock=SimpleNamespace(wall=lambda: 2.0))
+    return demo.render(rigs, SimpleNamespace(height=7, found_blocks=()), 3.0, now=2.0, curtailment=service)
+
+
+def test_the_state_column_says_where_fleetd_holds_each_rig_and_the_line_under_the_table_why():
+    table = _held_table("act")
+    states = dict(re.findall(r"^  (site\.\S+)\s+(\S+)\s", table, re.M))
+    assert states == {
+        "site.s19xp-01": "stopping", "site.s19xp-02": "off", "site.s19xp-03": "off", "site.s19xp-04": "up"}  # fmt: skip
+    line = " ".join(part.strip() for part in table.split("  curtailment (act): ", 1)[1].splitlines())
+    # three rigs of 3,010 W stopping or off
+    assert line == ("stopping site.s19xp-01 (demand); off site.s19xp-02, site.s19xp-03 (unprofitable); 9.0 kW shed; "
+                    "demand response: 3 kW asked for 598 s more")  # fmt: skip
+    assert max(len(line) for line in table.splitlines()) <= 100
+
+
+def test_in_advise_mode_the_state_column_marks_the_rigs_it_would_switch_off():
+    table = _held_table("advise")
+    assert re.search(r"^  site\.s19xp-04 up \(off\) ", table, re.M)
+    assert re.search(r"^  site\.s19xp-01 up\s", table, re.M)
+    assert "  curtailment advises (nothing is touched): switch off site.s19xp-04 (unprofitable)" in table
+
+
+def test_the_xps_contract_has_its_off_peak_price_ten_minutes_after_the_demo_starts():
+    from fleetd.economics.settings import PowerPrices
+
+    started = 1_700_000_030.0  # 22:13:50 UTC: the off-peak price starts at 22:24, for twenty minutes
+    prices = PowerPrices(demo.demo_economics(started))
+    xp, site = "site.s19xp-01", "site.s21-02"
+    assert [prices.at(t)(xp) for t in (started, started + 609, started + 610, started + 1809, started + 1810)] == [
+        0.09, 0.09, 0.04, 0.04, 0.09]  # fmt: skip
+    assert prices.at(started + 610)(site) == prices.site(started) == 0.07
+    assert demo.demo_config(started=started).economics == demo.demo_economics(started)
+
+
+def test_rigs_fleetd_held_off_when_the_demo_stopped_start_asleep():
+    from types import SimpleNamespace
+
+    from fleetd.curtailment.controller import Curtailed
+    from fleetd.rigs.models import CATALOGUE
+    from fleetd.sim.firmware.state import RigState
+    from fleetd.sim.fleet import FleetConfig
+
+    fleet = demo.Fleet(FleetConfig("127.0.0.1", 3333, rigs=3, firmware=False))
+    fleet.rigs = tuple(SimpleNamespace(state=RigState(model)) for model in CATALOGUE[:3])  # their state; not started
+    held = {"site.s19xp-01": "off", "site.s21-02": "resuming", "site.s19xp-06": "off"}  # rig 6: not in this fleet
+    curtailed = {name: Curtailed("unprofitable", state, 0.0, 1.0, 1.0, 0.0) for name, state in held.items()}
+    controller = SimpleNamespace(curtailed=curtailed)
+    demo.keep_held_rigs_off(fleet, SimpleNamespace(controller=controller))
+    assert [rig.state.sleeping for rig in fleet.rigs] == [True, False, False]
