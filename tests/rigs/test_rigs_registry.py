@@ -122,3 +122,12 @@ def test_shares_within_a_fold_join_the_averages_together_as_of_the_last_one():
     expected.share("acct.rig", 2.0, 1.5)
     assert rigs.get("acct.rig").hashrate("1m", 1.5) == pytest.approx(expected.get("acct.rig").hashrate("1m", 1.5))
     assert rigs.get("acct.rig").accepted_work == 8.0
+
+
+def test_a_rig_that_reports_zero_hash_rate_is_estimated_at_zero_watts_not_at_its_fading_pool_rate():
+    rigs = RigRegistry(poll_interval=30.0)
+    rigs.connected("acct.xp", "10.0.0.9", 0.0)
+    for t in range(60):
+        rigs.share("acct.xp", 1e6, float(t))
+    rigs.reading(RigReading(ip="10.0.0.9", time=60.0, model="S19 XP", hashrate=0.0))  # asleep: stock firmware
+    assert rigs.get("acct.xp").power(61.0) == (0.0, "nameplate")
