@@ -92,7 +92,8 @@ class SiteEconomicsView:
     def inputs(self) -> dict:
         """The network and the fetched BTC price, as the journal keeps them for a restart."""
         network = self.network()
-        latest = self.feed.latest() if self.feed is not None else self.restored_quote
+        latest = self.feed.latest() if self.feed is not None else None
+        latest = latest if latest is not None else self.restored_quote  # kept until the feed answers again
         return {
             "network": None if network is None else {
                 "difficulty": network.difficulty, "height": network.height,

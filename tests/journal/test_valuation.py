@@ -135,6 +135,12 @@ async def test_the_network_and_the_fetched_price_survive_a_restart(tmp_path):
     assert again.snapshot(clock.wall()).price_stale
     again.source = _Node(NetworkState(2 * DIFFICULTY, 900_001, None))  # the source's own report wins
     assert again.network().difficulty == 2 * DIFFICULTY
+    assert await journal.flush()  # a flush before the feed answers keeps the restored price for the next restart
+    await journal.close()
+    third = SiteEconomicsView(config, RigRegistry(), _Node(None))
+    journal = _journal(tmp_path / "j.sqlite3", third.rigs, clock, third)
+    await journal.open()
+    assert third.restored_quote == PriceQuote(91_000.0, clock.wall() - 1860.0)
     await journal.close()
 
 
