@@ -27,6 +27,7 @@ SYSTEM_PACKAGES=(
     # independent TLS clients in the tests: openssl s_client on Stratum over TLS, curl on HTTPS
     "openssl:openssl"
     "curl:curl"
+    "chromium:chromium"  # headless, driven by playwright: the site page's tests and its benchmark
 )
 
 install_system_packages() {
