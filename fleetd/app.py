@@ -223,7 +223,11 @@ async def _curtailment(app: web.Application):
 async def _stratum_and_source(app: web.Application):
     log = logging.get("fleetd")
     source: JobSource = app[SOURCE_KEY]
-    server = StratumServer(server_settings(app[CONFIG_KEY]), source, rigs=app[api.RIGS_KEY], clock=app[CLOCK_KEY])
+    curtailment = app[CURTAILMENT_KEY]
+    server = StratumServer(
+        server_settings(app[CONFIG_KEY]), source, rigs=app[api.RIGS_KEY], clock=app[CLOCK_KEY],
+        held_off=lambda: curtailment.controller.held_off(),  # asleep on fleetd's word: not idle
+    )  # fmt: skip
     if JOURNAL_KEY in app:
         app[JOURNAL_KEY].attach(server, source)
     await server.start()

@@ -13,6 +13,7 @@ import contextlib
 import socket
 import ssl
 from collections import Counter
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 
 from fleetd import log as logging
@@ -120,10 +121,14 @@ class StratumServer:
         jobs: JobStore | None = None,
         rigs: RigRegistry | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        held_off: Callable[[], Collection[str]] | None = None,
     ) -> None:
         self.settings = settings
         self.source = source
         self.clock = clock
+        # The rigs (worker names) fleetd holds switched off: asleep, they send no share, and
+        # are neither idle nor in need of a lower difficulty
+        self.held_off = held_off
         # A forwarding (upstream) source owns the extranonce layout and may change it at run
         # time; every other source lives with the one the settings give.
         self.forwarding: ForwardingSource | None = source if isinstance(source, ForwardingSource) else None
@@ -478,7 +483,12 @@ class StratumServer:
             cutoff = now - timeout if timeout and self.current_work is not None else None
             if cutoff is not None and self.work_since > cutoff:
                 cutoff = None
+            held = self.held_off() if self.held_off is not None else ()
             for connection in list(self.connections):
+                if held and connection.held_off(held):
+                    # its idle time counts from its release: a rig switched back on gets the whole timeout
+                    connection.progress = now
+                    continue
                 if cutoff is not None and connection.progress <= cutoff and connection.core.session.ready:
                     connection.close(IDLE_TIMEOUT)
                     continue
@@ -645,6 +655,11 @@ class MinerConnection(asyncio.Protocol):
         if lowered:
             self.flush()
         return lowered
+
+    def held_off(self, held: Collection[str]) -> bool:
+        """Every rig logged in on this connection is held off (so its silence says nothing)."""
+        workers = self.core.session.authorized_workers
+        return bool(workers) and all(worker in held for worker in workers)
 
     def idle(self, monotonic: float) -> None:
         self.core.idle(monotonic)

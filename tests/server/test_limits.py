@@ -141,6 +141,38 @@ async def test_a_logged_in_rig_without_shares_is_closed_after_the_idle_timeout()
         busy.close()
 
 
+async def test_a_rig_fleetd_holds_asleep_is_not_idle_and_keeps_its_difficulty_until_released():
+    """A stopped stock Antminer stays on Stratum and sends nothing: closing it would only make it
+    reconnect every idle timeout."""
+    from fleetd.app import CURTAILMENT_KEY
+    from fleetd.curtailment.controller import Curtailed
+
+    async with serving(idle_timeout_seconds=60.0) as running:
+        server, clock = running.server, running.clock
+        controller = running.app[CURTAILMENT_KEY].controller
+        asleep = await connect(running.stratum)
+        await asleep.login("acct.asleep")
+        silent = await connect(running.stratum)
+        await silent.login("acct.silent")
+        start_difficulty, notified = asleep.difficulty, len(asleep.notifications)
+        at = clock.wall()
+        controller.curtailed["acct.asleep"] = Curtailed("unprofitable", "off", at, 3010.0, 140e12, at, verified_at=at)
+        await clock.advance(60.0 + IDLE_CHECK_SECONDS)
+        assert await silent.closed()
+        await clock.advance(3600.0)
+        assert len(server.connections) == 1 and server.disconnects == {"idle_timeout": 1}
+        # no retarget went out while it slept: it wakes at the difficulty its hashing earned
+        assert (await asleep.request("mining.ping", []))["error"] is None  # what came before is read
+        assert asleep.difficulty == start_difficulty
+        assert [n["method"] for n in asleep.notifications[notified:]] == []
+        assert controller.release("acct.asleep", clock.wall())
+        await clock.advance(55.0)
+        assert len(server.connections) == 1  # released: its idle time counts from then
+        await clock.advance(10.0)
+        assert await asleep.closed()
+        assert server.disconnects == {"idle_timeout": 2}
+
+
 async def test_no_rig_is_idle_while_there_is_no_work():
     async with serving(idle_timeout_seconds=60.0) as running:
         server, clock = running.server, running.clock
