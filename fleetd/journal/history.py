@@ -1,4 +1,5 @@
-"""The journal's read side: a rig's or the fleet's history in time buckets, and daily accounting.
+"""The journal's read side: a rig's or the fleet's history in time buckets, daily accounting,
+and the curtailment audit trail.
 
 Synchronous and pure but for the file (the HTTP handlers run it with ``asyncio.to_thread``).
 Each call opens a read-only connection of its own and closes it, so a read never waits on the
@@ -17,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import math
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -30,6 +32,7 @@ from fleetd.rigs.registry import HASHES_PER_DIFFICULTY
 MAX_POINTS = 11_000  # per history answer, as Prometheus caps a range query
 AUTO_POINTS = 720  # what an automatic step aims at: a point per pixel of a wide chart, about
 MAX_DAYS = 400  # per accounting answer: the journal's default retention
+MAX_EVENTS = 5_000  # per events answer: the latest ones in the range
 READ_TIMEOUT = 5.0  # seconds a read waits for the file (a checkpoint holds it briefly)
 
 _SUMS = ", ".join(f"sum({c}) AS {c}" for c in _SUMMED)
@@ -135,6 +138,26 @@ def history(path: Path, rig: str | None, start: int, end: int, step: int) -> dic
             point["rejected_by_reason"] = rejects.get((rig, bucket, POOL), {})
         points.append(point)
     return {"rig": rig, "from": first, "to": last, "step": step, "points": points}
+
+
+def events(path: Path, start: float, end: float, rig: str | None = None, limit: int = MAX_EVENTS) -> dict:
+    """The audit trail from ``start`` to ``end`` (Unix seconds, end excluded), oldest first: of
+    one rig and the site's (``*``) when ``rig`` is given. Past ``limit`` events, the latest
+    ``limit`` of them, and ``truncated`` says so."""
+    if not 0 <= start < end:
+        raise HistoryQueryError(f"from must be before to, both Unix seconds from 0; got from={start}, to={end}")
+    if not 0 < limit <= MAX_EVENTS:
+        raise HistoryQueryError(f"limit must be from 1 to {MAX_EVENTS}; got {limit}")
+    which = "" if rig is None else "rig IN (:rig, '*') AND "
+    with _reading(path) as conn:
+        rows = conn.execute(
+            f"SELECT time, rig, kind, reason, detail FROM events WHERE {which}time >= :start AND time < :end "
+            "ORDER BY time DESC, rowid DESC LIMIT :limit",
+            {"rig": rig, "start": start, "end": end, "limit": limit + 1},  # one more: were some left out?
+        ).fetchall()
+    truncated = len(rows) > limit
+    found = [{"time": t, "rig": r, "kind": k, "reason": why, "detail": json.loads(d)} for t, r, k, why, d in rows[:limit]]
+    return {"from": start, "to": end, "rig": rig, "truncated": truncated, "events": found[::-1]}
 
 
 def accounting(path: Path, first_day: date, last_day: date, rig: str | None, now: float) -> dict:
@@ -332,4 +355,4 @@ def _day(epoch: int) -> date:
     return date(1970, 1, 1) + timedelta(seconds=epoch)
 
 
-__all__ = ["HistoryQueryError", "UnknownRig", "accounting", "accounting_csv", "auto_step", "history"]
+__all__ = ["HistoryQueryError", "UnknownRig", "accounting", "accounting_csv", "auto_step", "events", "history"]

@@ -1,5 +1,5 @@
-"""The journal on the HTTP API: /api/v1/rigs/{rig}/history, /api/v1/fleet/history and
-/api/v1/accounting. The queries run off the loop, two at a time; errors are JSON (``api.json_errors``)."""
+"""The journal on the HTTP API: /api/v1/rigs/{rig}/history, /api/v1/fleet/history,
+/api/v1/accounting and /api/v1/curtailment/events. The queries run off the loop, two at a time; errors are JSON (``api.json_errors``)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ def setup(app: web.Application, journal_path: Path | None) -> None:
     app.router.add_get("/api/v1/rigs/{rig:.+}/history", rig_history)
     app.router.add_get("/api/v1/fleet/history", fleet_history)
     app.router.add_get("/api/v1/accounting", accounting)
+    app.router.add_get("/api/v1/curtailment/events", curtailment_events)
 
 
 async def rig_history(request: web.Request) -> web.Response:
@@ -76,6 +77,20 @@ async def accounting(request: web.Request) -> web.Response:
     )
 
 
+async def curtailment_events(request: web.Request) -> web.Response:
+    """The curtailment audit trail, oldest first. ``from``/``to``: as for history (default: the
+    last 24 hours); ``rig``: one rig's and the site's; ``limit``: the latest that many (at most
+    ``history.MAX_EVENTS``, the default)."""
+    path, now = _journal_path(request), request.app[api.CLOCK_KEY].wall()
+    end = _time(request, "to", now)
+    start = _time(request, "from", end - DEFAULT_RANGE_SECONDS)
+    raw = request.query.get("limit", str(history.MAX_EVENTS))
+    if not raw.isdigit():
+        raise web.HTTPBadRequest(reason=f"limit must be a whole number from 1 to {history.MAX_EVENTS}; got {raw!r}")
+    rig = request.query.get("rig")
+    return web.json_response(await _query(request, history.events, path, start, end, rig, int(raw)))
+
+
 async def _query(request: web.Request, query, *args):
     """``query(*args)`` in a thread, once one of the ``MAX_QUERIES`` places is free."""
     async with request.app[QUERIES_KEY]:
@@ -94,7 +109,7 @@ def _journal_path(request: web.Request) -> Path:
     path = request.app.get(JOURNAL_PATH_KEY)
     if path is None:
         raise web.HTTPNotFound(
-            reason="the journal is off ([journal] enabled = false), and history and accounting need it: "
+            reason="the journal is off ([journal] enabled = false), and history, accounting and the audit trail need it: "
             "set enabled = true under [journal] and restart fleetd"
         )
     return path

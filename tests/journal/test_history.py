@@ -394,3 +394,52 @@ async def test_end_to_end_shares_through_the_registry_and_a_flush_show_in_the_hi
         assert [(p["accepted"], p["hashrate"]) for p in body["points"]] == [(2, 1500 * H / 60), (0, 0.0)]
     finally:
         await running.runner.cleanup()
+
+
+# -- the curtailment audit trail -----------------------------------------------------------
+
+
+def _events_journal(path) -> None:
+    """Five events a minute apart from T0: three of one rig, one of another, one of the site."""
+    store = JournalStore(path)
+    store.open(0.0)
+    flush = FlushRows()
+    for n, (rig, kind) in enumerate((("a", "stop"), ("b", "stop"), ("*", "released"), ("a", "verified"), ("a", "resume"))):
+        flush.events.append((T0 + 60 * n, rig, kind, "unprofitable", f'{{"n": {n}}}'))
+    store.write_flush(flush)
+    store.close()
+
+
+def test_events_in_a_range_oldest_first_of_a_rig_with_the_sites_and_the_latest_past_a_limit(tmp_path):
+    path = tmp_path / "journal.sqlite3"
+    _events_journal(path)
+    every = history.events(path, T0, T0 + 300)
+    assert [(e["time"], e["rig"], e["kind"], e["detail"]) for e in every["events"]] == [
+        (T0, "a", "stop", {"n": 0}), (T0 + 60, "b", "stop", {"n": 1}), (T0 + 120, "*", "released", {"n": 2}),
+        (T0 + 180, "a", "verified", {"n": 3}), (T0 + 240, "a", "resume", {"n": 4})]  # fmt: skip
+    assert not every["truncated"] and every["events"][0]["reason"] == "unprofitable"
+    # the end is left out; a rig's are its own and the site's
+    assert [e["kind"] for e in history.events(path, T0 + 60, T0 + 240)["events"]] == ["stop", "released", "verified"]
+    assert [e["rig"] for e in history.events(path, T0, T0 + 300, "a")["events"]] == ["a", "*", "a", "a"]
+    latest = history.events(path, T0, T0 + 300, limit=2)
+    assert latest["truncated"] and [e["kind"] for e in latest["events"]] == ["verified", "resume"]
+    assert history.events(path, T0 + 300, T0 + 400)["events"] == []
+    for start, end, limit, named in ((T0, T0, 10, "from must be before to"), (T0, T0 + 1, 0, "limit")):
+        with pytest.raises(HistoryQueryError, match=named):
+            history.events(path, start, end, limit=limit)
+
+
+async def test_http_events_answer_as_the_query_does_and_bad_parameters_are_a_400(tmp_path):
+    path = tmp_path / "journal.sqlite3"
+    _events_journal(path)
+    async with _serving(path, now=T0 + 600) as base:
+        status, body = await http_json(base, "/api/v1/curtailment/events")  # the last 24 hours
+        assert status == 200 and body == history.events(path, T0 + 600 - DAY, T0 + 600)
+        status, body = await http_json(base, f"/api/v1/curtailment/events?from={T0 + 60}&to={T0 + 240}&rig=b&limit=5")
+        assert status == 200 and [(e["rig"], e["kind"]) for e in body["events"]] == [("b", "stop"), ("*", "released")]
+        for query, named in (("limit=-1", "limit"), ("limit=99999", "limit"), ("from=soon", "from")):
+            status, body = await http_json(base, f"/api/v1/curtailment/events?{query}")
+            assert status == 400 and named in body["error"], body
+    async with _serving(None) as base:
+        status, body = await http_json(base, "/api/v1/curtailment/events")
+    assert status == 404 and "enabled = true" in body["error"]
