@@ -600,15 +600,6 @@ class JournalStore:
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, row)) for row in cursor.fetchall()]
 
-    def events(self, since: float, rig: str | None = None) -> list[dict]:
-        """Audit events since ``since``, oldest first; of one rig (and the site's) when given."""
-        where, args = ("time >= ?", [since]) if rig is None else ("time >= ? AND rig IN (?, '*')", [since, rig])
-        with self._lock:
-            rows = self._conn().execute(
-                f"SELECT time, rig, kind, reason, detail FROM events WHERE {where} ORDER BY time, rowid", args
-            ).fetchall()
-        return [{"time": t, "rig": r, "kind": k, "reason": why, "detail": json.loads(d)} for t, r, k, why, d in rows]
-
     def kv(self) -> dict[str, str]:
         with self._lock:
             return dict(self._conn().execute("SELECT key, value FROM kv").fetchall())

@@ -10,6 +10,7 @@ from fleetd.chain.network import NetworkState
 from fleetd.config import JournalConfig, parse
 from fleetd.curtailment.service import CurtailmentService
 from fleetd.curtailment.settings import CurtailmentConfig
+from fleetd.journal import history
 from fleetd.journal.writer import Journal
 from fleetd.rigs.reading import RigReading
 from fleetd.rigs.registry import RigRegistry
@@ -83,7 +84,7 @@ async def test_the_losing_rig_is_switched_off_once_its_estimate_is_mature_and_th
     await service.cycle()
     assert service.controller.curtailed["expensive.rig1"].state == "off"
     assert await journal.flush()
-    events = journal.store.events(0)
+    events = history.events(journal.store.path, 0, clock.wall() + 1)["events"]
     assert [(e["rig"], e["kind"]) for e in events] == [
         ("expensive.rig1", "stop"), ("expensive.rig1", "acted"), ("expensive.rig1", "verified")]  # fmt: skip
     stop = events[0]["detail"]

@@ -9,6 +9,7 @@ import pytest
 
 from fake_clock import FakeClock
 from fleetd.config import JournalConfig, parse
+from fleetd.journal import history
 from fleetd.journal.store import FlushRows, JournalLocked, JournalStore, default_path
 from fleetd.journal.writer import Journal
 from fleetd.rigs.registry import RigRegistry
@@ -246,10 +247,10 @@ async def test_audit_events_and_kept_state_are_written_with_the_flush_and_surviv
     assert not await journal.flush()
     journal.store.conn.execute("PRAGMA query_only=OFF")
     assert await journal.flush() and journal.pending_rows == 0
-    events = journal.store.events(0)
+    events = history.events(journal.store.path, 0, clock.wall() + 60)["events"]
     assert [(e["rig"], e["kind"], e["detail"]) for e in events] == [
         ("acct.rig1", "stop", {"watts": 3000.0}), ("acct.rig2", "stop", {"watts": 3000.0})]  # fmt: skip
-    assert [e["rig"] for e in journal.store.events(0, "acct.rig2")] == ["acct.rig2"]
+    assert [e["rig"] for e in history.events(journal.store.path, 0, clock.wall() + 60, "acct.rig2")["events"]] == ["acct.rig2"]
     await journal.close()
     again = _journal(tmp_path / "j.sqlite3", clock=clock)
     await again.open()
