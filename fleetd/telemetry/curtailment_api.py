@@ -30,6 +30,8 @@ async def state(request: web.Request) -> web.Response:
     demand = controller.demand
     return web.json_response({
         "mode": service.config.mode,
+        "min_shares": service.config.min_shares,
+        "judged": judged(service, service.clock.wall()),
         "target_kw": controller.target_kw,
         "shed_kw": controller.shed_kw(),
         "demand": None if demand is None else {"kw": demand.kw, "until": demand.until,
@@ -45,6 +47,33 @@ async def state(request: web.Request) -> web.Response:
             for e in service.recent
         ],
     })  # fmt: skip
+
+
+def judged(service, now: float) -> list[dict]:
+    """Each rig as the controller judges it now: its pool-side rate (H/s, over the economics'
+    window or the shares of its current stretch of mining) with the 95 % interval (upper null:
+    no share and no difficulty yet), the effective shares behind it, and its status:
+    ``held`` (fleetd holds it off, for ``reason``), ``advised`` (the controller wants it off
+    for ``reason``, and in act mode has not got to it yet), ``immature`` (fewer than
+    ``min_shares`` shares: share luck could say anything, so a loss never switches it off), or
+    ``ok``."""
+    _, rigs = service.inputs(now)
+    controller, min_shares = service.controller, service.config.min_shares
+    curtailed, advice = controller.curtailed, controller.advice
+    rows = []
+    for name in sorted(rigs):
+        rig, held = rigs[name], curtailed.get(name)
+        if held is not None:
+            status, reason = "held", held.reason
+        elif name in advice:
+            status, reason = "advised", advice[name]
+        else:
+            status, reason = ("immature" if rig.shares < min_shares else "ok"), None
+        rows.append({
+            "rig": name, "status": status, "reason": reason, "rate": rig.rate, "rate_lower": rig.rate_lower,
+            "rate_upper": rig.rate_upper if rig.rate_upper < math.inf else None, "shares": rig.shares,
+        })  # fmt: skip
+    return rows
 
 
 def _controls(request: web.Request):
