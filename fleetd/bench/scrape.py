@@ -45,7 +45,11 @@ class ScrapeResult:
 
 
 def populated_registry(rigs: int, now: float) -> RigRegistry:
-    registry = RigRegistry(poll_interval=30.0)
+    return populate(RigRegistry(poll_interval=30.0), rigs, now)
+
+
+def populate(registry: RigRegistry, rigs: int, now: float) -> RigRegistry:
+    """``registry`` with ``rigs`` more rigs, each connected, sharing and polled up to ``now``."""
     for i in range(rigs):
         model = CATALOGUE[i % len(CATALOGUE)]
         name, ip = f"site.rig{i:05d}", f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"
