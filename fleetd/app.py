@@ -28,6 +28,7 @@ from fleetd.rigs.registry import RigRegistry
 from fleetd.curtailment.metrics import CurtailmentCollector
 from fleetd.curtailment.service import CurtailmentService
 from fleetd.telemetry import api, curtailment_api, history_api, listener, web_config
+from fleetd.telemetry.site import page as site_page
 from fleetd.economics.settings import PowerPrices
 from fleetd.journal.store import JournalLocked, default_path
 from fleetd.telemetry.economics import SiteEconomicsView
@@ -196,6 +197,7 @@ def build_app(config: Config, source: JobSource | None = None, *, clock: Clock =
     )
     app[api.METRICS_REGISTRY_KEY].register(CurtailmentCollector(app[CURTAILMENT_KEY]))
     curtailment_api.setup(app, app[CURTAILMENT_KEY], controls_allowed=app[WEB_CONFIG_KEY].basic_auth() is not None)
+    site_page.setup(app)  # the page at / and /api/v1/site, behind the same basic auth
     app.cleanup_ctx.append(_stratum_and_source)
     app.cleanup_ctx.append(_rig_upkeep)
     app.cleanup_ctx.append(_price_feed)

@@ -43,6 +43,9 @@ DEFAULT_FAULTS = ("3:invalid=0.15", "7:overheat=25@20")
 TABLE_EVERY = 5.0
 # Every endpoint of the HTTP listener, as the banner lists them
 ENDPOINTS = (
+    ("site page", "/"),
+    ("site data", "/api/v1/site"),
+    ("page assets", "/static/{version}/{path}"),
     ("metrics", "/metrics"),
     ("health", "/healthz"),
     ("rigs", "/api/v1/rigs"),
@@ -53,6 +56,7 @@ ENDPOINTS = (
     ("fleet history", "/api/v1/fleet/history"),
     ("accounting", "/api/v1/accounting"),
     ("curtailment", "/api/v1/curtailment"),
+    ("curtailment events", "/api/v1/curtailment/events"),
     ("release a rig", "/api/v1/curtailment/rigs/{rig}"),
 )
 # Prices of the situation the demo shows: hashprice about $35/PH/day at ~1 ZH/s, power at
