@@ -206,7 +206,7 @@ def build_app(config: Config, source: JobSource | None = None, *, clock: Clock =
     return app
 
 
-async def _no_rig_control(ip: str, call: str) -> tuple[bool, str]:
+async def _no_rig_control(ip: str, call: str, *args) -> tuple[bool, str]:
     return False, "[rigs] poll = false: fleetd does not reach the rigs' management API"
 
 
@@ -285,7 +285,8 @@ async def _rig_upkeep(app: web.Application):
             clock=clock,
         )
         await poller.start()
-        app[CURTAILMENT_KEY].control = poller.control  # stop and resume through the polls' miner objects
+        service = app[CURTAILMENT_KEY]  # stop, resume and power limits through the polls' miner objects
+        service.control, service.tunable, service.power_limit = poller.control, poller.tunable, poller.power_limit
     task = asyncio.create_task(_upkeep_loop(rigs, poller, clock, log), name="rig-upkeep")
     try:
         yield

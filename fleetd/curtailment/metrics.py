@@ -20,8 +20,8 @@ class CurtailmentCollector:
         yield mode
         held = GaugeMetricFamily(
             "fleetd_rig_curtailed",
-            "1 for each rig fleetd holds off: why (unprofitable, price, window, demand, pinned) and where it is "
-            "(stopping, off, resuming, failed)",
+            "1 for each rig fleetd holds off or to a lower power: why (unprofitable, price, window, demand, pinned) "
+            "and where it is (stopping, off, resuming; limiting, limited, restoring; failed)",
             labels=["rig", "reason", "state"],
         )
         for name, curtailed in sorted(controller.curtailed.items()):
@@ -36,13 +36,13 @@ class CurtailmentCollector:
             advised.add_metric([name, reason], 1.0)
         yield advised
         actions = CounterMetricFamily(
-            "fleetd_curtailment_actions", "pyasic control calls made, by kind (stop, resume) and result (ok, failed)",
+            "fleetd_curtailment_actions", "pyasic control calls made, by kind (stop, resume, limit, restore) and result (ok, failed)",
             labels=["kind", "result"],
         )  # fmt: skip
         for (kind, result), count in sorted(service.actions.items()):
             actions.add_metric([kind, result], count)
         yield actions
-        yield GaugeMetricFamily("fleetd_curtailment_shed_watts", "Draw switched off: what the held rigs drew before",
+        yield GaugeMetricFamily("fleetd_curtailment_shed_watts", "Draw shed: what the rigs off drew before, and the limited ones' draw above their target",
                                 value=controller.shed_kw() * 1000)  # fmt: skip
         yield GaugeMetricFamily("fleetd_curtailment_target_watts",
                                 "Draw the scheduled windows and demand response ask to shed now (0: none)",

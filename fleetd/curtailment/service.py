@@ -1,14 +1,15 @@
 """The controller in the daemon: every cycle it reads the rigs and prices, carries out the
 controller's actions through pyasic, and keeps the audit trail and its state in the journal.
 
-A rig is judged on the shares of its current stretch of mining. The economics' window is an
-exponential average over time, and time a rig did not mine for reasons that say nothing of
-what it earns (fleetd held it off, it was gone from Stratum, fleetd itself was down and the
-journal seeded the average across the gap) pulls its rate down: a rig switched back on at a
-cheap price would look unprofitable again at once and flap. So from the later of its
-(re)connection and fleetd switching it back on, until the window has forgotten what came
-before (``FORGET_TIME_CONSTANTS``), a rig's rate is the plain one of the shares since, with
-Garwood's interval; ``min_shares`` then counts those shares.
+A rig is judged on the shares of its current stretch of mining, as the economics values it
+(``Rig.current_estimate`` in the registry, where the rule is explained): the service tells the
+registry when fleetd switched a rig back on, so a rig switched on at a cheap price does not
+look unprofitable again at once from the time it was off, and flap. ``min_shares`` then counts
+the stretch's shares.
+
+Control goes through the rig poller's pyasic miner objects: ``control`` makes a call,
+``tunable`` says whether pyasic can set a power target on a rig's firmware, and
+``power_limit`` reads the one it holds (what a restore gives back).
 """
 
 from __future__ import annotations
@@ -17,36 +18,22 @@ import asyncio
 import datetime as dt
 import json
 from collections import Counter
-from dataclasses import dataclass
 
 from fleetd import log as logging
 from fleetd.clock import SYSTEM_CLOCK, Clock
 from fleetd.curtailment.controller import Action, Controller, Demand, Event, RigInput, SiteInput
 from fleetd.curtailment.settings import CurtailmentConfig
-from fleetd.rigs.registry import (
-    AVERAGE_WINDOWS, HASHES_PER_DIFFICULTY, HashrateEstimate, Rig, RigRegistry, rate_interval,
-)  # fmt: skip
+from fleetd.rigs.registry import RigRegistry
 
 STATE_KEY = "curtailment"
 MAX_ACTIONS_AT_ONCE = 32  # pyasic calls in flight per cycle
 RECENT_EVENTS = 200  # kept in memory for the API; the journal keeps them all
-# An exponential average keeps e^-3 (5 %) of its weight from three time constants back: after
-# that, time a rig did not mine no longer weighs on the window's rate
-FORGET_TIME_CONSTANTS = 3.0
-
-
-@dataclass(frozen=True, slots=True)
-class Stretch:
-    """A rig's counters when fleetd first saw its current stretch of mining."""
-
-    began: float  # (re)connected, or switched back on
-    at: float  # when the counters were read
-    accepted: int
-    work: float  # credited difficulty (x 2^32: hashes)
+CALLS = {"stop": "stop_mining", "resume": "resume_mining", "limit": "set_power_limit", "restore": "set_power_limit"}
 
 
 class CurtailmentService:
-    """``control(ip, call)`` is the rig poller's (pyasic); ``journal`` may be None."""
+    """``control(ip, call, *args)``, ``tunable(ip)`` and ``power_limit(ip)`` are the rig poller's
+    (pyasic); without a poller no rig can be tuned. ``journal`` may be None."""
 
     def __init__(
         self, config: CurtailmentConfig, rigs: RigRegistry, economics, control, *, journal=None,
@@ -56,12 +43,13 @@ class CurtailmentService:
         self.rigs = rigs
         self.economics = economics  # a SiteEconomicsView
         self.control = control
+        self.tunable = _never
+        self.power_limit = _unknown
         self.journal = journal
         self.clock = clock
         self.controller = Controller(config)
         self.actions: Counter = Counter()  # (kind, "ok" | "failed")
         self.recent: list = []
-        self.stretches: dict[str, Stretch] = {}
         self.log = logging.get("fleetd.curtailment")
 
     def restore(self) -> None:
@@ -96,13 +84,19 @@ class CurtailmentService:
             self.controller.done(action, ok, detail, self.clock.wall())
 
         await asyncio.gather(*(carry_out(a) for a in actions))
+        for name, at in self.controller.resumed_at.items():  # a new stretch of mining, for every valuation
+            self.rigs.resumed(name, at, now)
         self._keep()
 
     async def _carry_out(self, action: Action) -> tuple[bool, str]:
         if action.ip is None:
             return False, "no IP known for the rig: fleetd cannot reach its management API"
-        call = "stop_mining" if action.kind == "stop" else "resume_mining"
-        return await self.control(action.ip, call)
+        held = self.controller.curtailed.get(action.rig)
+        if action.kind == "limit" and held is not None and held.limit_before is None:
+            # read before fleetd's own limit replaces it: what the release gives back
+            self.controller.limited_from(action.rig, await self.power_limit(action.ip), self.clock.wall())
+        args = () if action.watts is None else (action.watts,)
+        return await self.control(action.ip, CALLS[action.kind], *args)
 
     def inputs(self, now: float) -> tuple[SiteInput, dict[str, RigInput]]:
         """The site's prices and each rig's figures, as the controller judges them."""
@@ -113,8 +107,9 @@ class CurtailmentService:
         window = config.hashrate_window if config is not None else "1h"
         zone = config.tzinfo() if config is not None else dt.timezone.utc
         rigs = {}
+        credit = self.rigs.credit_scale
         for rig in self.rigs:
-            estimate = self._estimate(rig, window, now)
+            estimate = rig.current_estimate(window, now, credit)
             watts, source = rig.power(now, window)
             rigs[rig.name] = RigInput(
                 name=rig.name, ip=rig.ip, watts=watts, watts_reported=source == "reported", rate=estimate.rate,
@@ -122,31 +117,10 @@ class CurtailmentService:
                 usd_per_kwh=prices.usd_per_kwh(rig.name) if prices is not None else None,
                 last_share=rig.last_share,
                 joules_per_terahash=watts / (estimate.rate / 1e12) if watts and estimate.rate > 0 else None,
+                tunable=rig.ip is not None and self.tunable(rig.ip),
             )  # fmt: skip
-        for name in self.stretches.keys() - rigs.keys():
-            del self.stretches[name]  # retired
         site = SiteInput(snap.hashprice_usd_per_ph_day, snap.site_usd_per_kwh, dt.datetime.fromtimestamp(now, zone))
         return site, rigs
-
-    def _estimate(self, rig: Rig, window: str, now: float) -> HashrateEstimate:
-        """The window's estimate, or while the window still remembers time before the rig's
-        current stretch of mining, the estimate of the stretch's own shares (counted from the
-        first cycle that saw the stretch)."""
-        credit = self.rigs.credit_scale
-        began = max((t for t in (rig.connected_since, self.controller.resumed_at.get(rig.name)) if t is not None),
-                    default=None)  # fmt: skip
-        if began is None or rig.first_seen >= began or now - began >= FORGET_TIME_CONSTANTS * AVERAGE_WINDOWS[window]:
-            # mining since fleetd first saw it, or long enough: the window holds nothing else
-            self.stretches.pop(rig.name, None)
-            return rig.hashrate_estimate(window, now, credit)
-        stretch = self.stretches.get(rig.name)
-        if stretch is None or stretch.began != began or rig.accepted < stretch.accepted:  # a new one (or a reset)
-            stretch = self.stretches[rig.name] = Stretch(began, now, rig.accepted, rig.accepted_work)
-        shares = rig.accepted - stretch.accepted
-        hashes = (rig.accepted_work - stretch.work) * HASHES_PER_DIFFICULTY
-        share = hashes / shares if shares else rig.difficulty * credit * HASHES_PER_DIFFICULTY
-        # taken as shares of one difficulty: the count is the effective number
-        return rate_interval(hashes, hashes * share, share, max(now - stretch.at, 1.0))
 
     # -- demand response (the API) ------------------------------------------------------
 
@@ -179,6 +153,14 @@ class CurtailmentService:
         if self.journal is not None:
             self.journal.record(events)
             self.journal.keep(STATE_KEY, json.dumps(self.controller.state(), sort_keys=True))
+
+
+def _never(ip: str) -> bool:
+    return False
+
+
+async def _unknown(ip: str) -> float | None:
+    return None
 
 
 def _site_event(now: float, kind: str, detail: dict) -> Event:

@@ -15,6 +15,7 @@
     verify_seconds = 180            # watts fall and shares stop within this long of a stop (60 at least)
     resume_verify_seconds = 600     # shares return within this long of a resume
     retries = 2                     # further attempts before an action is marked failed
+    power_floor_fraction = 0.7      # to shed kW, tunable rigs first go to 70 % of their draw (0: never tune)
     never = ["acct.lab-*"]          # worker globs fleetd never curtails
     keep_off = ["acct.rack9-*"]     # ... and ones it keeps off
 
@@ -40,7 +41,7 @@ MODES = ("off", "advise", "act")
 _KEYS = (
     "mode", "cycle_seconds", "min_shares", "hysteresis", "min_off_seconds", "min_on_seconds", "ramp_kw_per_minute",
     "max_rigs_per_cycle", "price_above_usd_per_kwh", "verify_seconds", "resume_verify_seconds", "retries", "never",
-    "keep_off", "window",
+    "keep_off", "window", "power_floor_fraction",
 )  # fmt: skip
 
 
@@ -80,6 +81,9 @@ class CurtailmentConfig:
     verify_seconds: float = 180.0
     resume_verify_seconds: float = 600.0
     retries: int = 2
+    # demand and kW windows hold tunable rigs to this share of their draw before switching any
+    # off; 0: never tune (controller.py)
+    power_floor_fraction: float = 0.7
     never: tuple[str, ...] = ()
     keep_off: tuple[str, ...] = ()
     windows: tuple[Window, ...] = ()
@@ -114,6 +118,8 @@ def parse(values: Mapping[str, Any], problems: list[str]) -> CurtailmentConfig:
         # 30 s without one (controller.py)
         "price_above_usd_per_kwh": (0.0, 1e6), "verify_seconds": (60.0, 86400.0),
         "resume_verify_seconds": (1.0, 86400.0), "retries": (0, 100),
+        # below 1: a limit at the draw itself sheds nothing
+        "power_floor_fraction": (0.0, 0.99),
     }  # fmt: skip
     for key, (low, high) in bounds.items():
         if key not in values:

@@ -153,6 +153,22 @@ class PollError(Exception):
     """A poll that got no usable answer."""
 
 
+def can_tune(miner: Any) -> bool:
+    """pyasic sets a power target on this miner's firmware: its class has a ``set_power_limit``
+    of its own, not the base class's no-op, and declares tuning (``supports_autotuning``:
+    Braiins OS, LuxOS, VNish, Whatsminer API v3, Auradine) or power modes
+    (``supports_power_modes``: Whatsminer API v2). Avalon firmware has one too, but maps the
+    watts onto three work levels and declares neither, so it is not tuned; stock Antminer
+    firmware has power modes (sleep, low, normal) and no target."""
+    for klass in type(miner).__mro__:
+        if "set_power_limit" in vars(klass):
+            own = not klass.__module__.startswith("pyasic.miners.base")
+            break
+    else:
+        own = False
+    return own and bool(getattr(miner, "supports_autotuning", False) or getattr(miner, "supports_power_modes", False))
+
+
 # -- MinerData -> RigReading ----------------------------------------------------------
 
 
@@ -493,22 +509,41 @@ class RigPoller:
     async def control(self, ip: str, call: str, *args: Any) -> tuple[bool, str]:
         """One of pyasic's control calls (``stop_mining``, ``resume_mining``, ``set_power_limit``)
         on the rig at ``ip``, through the miner object its polls use: (it said yes, what happened)."""
+        try:
+            miner, answer = await self._call(ip, call, *args)
+        except Exception as exc:  # noqa: BLE001 - pyasic raises anything; every failure is the rig's
+            return False, describe(exc, self.config.timeout)
+        return bool(answer), f"{type(miner).__name__}.{call}: {answer!r}"
+
+    def tunable(self, ip: str) -> bool:
+        """pyasic can hold the rig at ``ip`` to a power target (``can_tune``); False until a poll
+        has identified it."""
+        rig = self._rigs.get(ip)
+        return rig is not None and rig.miner is not None and can_tune(rig.miner)
+
+    async def power_limit(self, ip: str) -> float | None:
+        """The power limit the rig's firmware holds now, in watts (pyasic's ``get_wattage_limit``);
+        None when it will not say."""
+        try:
+            _, watts = await self._call(ip, "get_wattage_limit")
+        except Exception:  # noqa: BLE001 - unknown is an answer here: the caller falls back
+            return None
+        return float(watts) if isinstance(watts, (int, float)) and not isinstance(watts, bool) and watts > 0 else None
+
+    async def _call(self, ip: str, call: str, *args: Any) -> tuple[Any, Any]:
+        """(the miner object, its answer) to one pyasic call, within the poll timeout."""
         rig = self._rigs.get(ip) or _Rig(ip, 0.0)
         timeout = self.config.timeout
-        try:
-            if rig.miner is None:
-                async with self._deadline(timeout):
-                    rig.miner = await self._identify(ip)
-                if rig.miner is None:
-                    raise PollError("no known miner API answered (pyasic could not identify the rig)")
-            method = getattr(rig.miner, call, None)
-            if method is None:
-                return False, f"{type(rig.miner).__name__} has no {call}"
+        if rig.miner is None:
             async with self._deadline(timeout):
-                answer = await method(*args)
-        except Exception as exc:  # noqa: BLE001 - pyasic raises anything; every failure is the rig's
-            return False, describe(exc, timeout)
-        return bool(answer), f"{type(rig.miner).__name__}.{call}: {answer!r}"
+                rig.miner = await self._identify(ip)
+            if rig.miner is None:
+                raise PollError("no known miner API answered (pyasic could not identify the rig)")
+        method = getattr(rig.miner, call, None)
+        if method is None:
+            raise PollError(f"{type(rig.miner).__name__} has no {call}")
+        async with self._deadline(timeout):
+            return rig.miner, await method(*args)
 
     def _failed(self, rig: _Rig, error: str) -> None:
         config = self.config
@@ -538,6 +573,7 @@ __all__ = [
     "PollerConfig",
     "RigPollStatus",
     "RigPoller",
+    "can_tune",
     "hashes_per_second",
     "load_pyasic",
     "phase_of",

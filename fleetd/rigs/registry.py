@@ -5,6 +5,15 @@ name and peer IP; the pool core adds one only for real work: an accepted share, 
 a policy proves) or from the inventory file, and keeps its counters and history when
 it reconnects. Hot paths (a share, a reject) touch plain attributes; the telemetry layer
 reads them at scrape time.
+
+A rig is valued (the economics) and judged (curtailment) on its current stretch of mining
+(``Rig.current_estimate``). The windows are exponential averages over time, and time a rig
+did not mine for reasons that say nothing of what it earns (fleetd held it off, it was gone
+from Stratum, fleetd itself was down and the journal seeded the averages across the gap) pulls
+its rate down: a rig switched back on at a cheap price would look unprofitable at once. So
+from the later of its (re)connection and fleetd switching it back on, until the window has
+forgotten what came before (``FORGET_TIME_CONSTANTS``), its rate is the plain one of the
+shares since, with Garwood's interval.
 """
 
 from __future__ import annotations
@@ -38,6 +47,9 @@ _Z = 1.959963984540054  # the standard normal quantile at 1 - CONFIDENCE_TAIL
 # is 48 % off in the lower tail at shape 1, 0.07 % at 15); above, Wilson–Hilferty is within 3e-5.
 TABLED_BELOW = 100.0
 TABLE_POINTS = 49  # evenly spaced in 1/sqrt(shape): cubic interpolation is then within 3e-5
+# An exponential average keeps e^-3 (5 %) of its weight from three time constants back: after
+# that, time a rig did not mine no longer weighs on the window's rate
+FORGET_TIME_CONSTANTS = 3.0
 
 
 class HashrateEstimate(NamedTuple):
@@ -235,6 +247,7 @@ class Rig:
         "accepted", "accepted_work", "rejected", "blocks", "last_share", "difficulty", "connections",
         "connected_since", "averages", "reading", "poll_failures", "last_poll", "energy_joules", "_energy_at",
         "_energy_watts", "first_seen", "last_seen", "_unfolded", "_unfolded_squares", "_folded_at", "_share",
+        "stretch_began", "_stretch_at", "_stretch_accepted", "_stretch_work",
     )  # fmt: skip
 
     def __init__(self, name: str, now: float) -> None:
@@ -265,6 +278,10 @@ class Rig:
         self._unfolded_squares = 0.0  # and the sum of each share's hashes squared
         self._folded_at = -math.inf
         self._share = 0.0  # hashes of the shares last folded, on average (weighted by their work)
+        self.stretch_began: float | None = None  # the current stretch of mining: (re)connected or switched back on
+        self._stretch_at = now  # ... and the counters when it began
+        self._stretch_accepted = 0
+        self._stretch_work = 0.0
 
     def credit(self, hashes: float, now: float) -> None:
         """One share's accepted work, into the rate averages within ``FOLD_SECONDS``."""
@@ -318,9 +335,45 @@ class Rig:
         share = self._share or self.difficulty * credit_scale * HASHES_PER_DIFFICULTY
         return self.averages[window].estimate(now, share)
 
+    def begin_stretch(self, began: float, now: float) -> None:
+        """A stretch of mining from ``began`` (it reconnected, or fleetd switched it back on);
+        its shares are counted from the counters as they are ``now``. A rig that never had a
+        share accepted has nothing before for the windows to remember: they are its stretch."""
+        self.stretch_began, self._stretch_at = (began if self.accepted else None), now
+        self._stretch_accepted, self._stretch_work = self.accepted, self.accepted_work
+
+    def current_hashrate(self, window: str, now: float) -> float:
+        """The rate the rig is valued and judged on (the module's docstring): its stretch's
+        while the window still remembers time before it, else the window's."""
+        stretch = self._stretch(window, now)
+        if stretch is None:
+            return self.hashrate(window, now)
+        _, hashes, seconds = stretch
+        return hashes / seconds
+
+    def current_estimate(self, window: str, now: float, credit_scale: float = 1.0) -> HashrateEstimate:
+        """``current_hashrate`` with its 95 % interval and the shares behind it."""
+        stretch = self._stretch(window, now)
+        if stretch is None:
+            return self.hashrate_estimate(window, now, credit_scale)
+        shares, hashes, seconds = stretch
+        share = hashes / shares if shares else self.difficulty * credit_scale * HASHES_PER_DIFFICULTY
+        # taken as shares of one difficulty: the count is the effective number
+        return rate_interval(hashes, hashes * share, share, seconds)
+
+    def _stretch(self, window: str, now: float) -> tuple[int, float, float] | None:
+        """(shares, hashes, seconds) of the current stretch; None when the window holds
+        nothing else: mining since fleetd first saw the rig, or long enough."""
+        began = self.stretch_began
+        if began is None or self.first_seen >= began or now - began >= FORGET_TIME_CONSTANTS * AVERAGE_WINDOWS[window]:
+            return None
+        shares = max(0, self.accepted - self._stretch_accepted)
+        hashes = max(0.0, self.accepted_work - self._stretch_work) * HASHES_PER_DIFFICULTY
+        return shares, hashes, max(now - self._stretch_at, 1.0)
+
     def power(self, now: float, window: str = "5m") -> tuple[float | None, str | None]:
         """(watts, source): as the rig reports it, else its nameplate scaled by hash rate
-        (reported, else pool-side over ``window``).
+        (reported, else pool-side over ``window``, its current stretch's as it is valued).
 
         Stock Antminer firmware reports no power; the estimate says "nameplate" so it is
         never passed off as measured.
@@ -331,7 +384,7 @@ class Rig:
         watts, rate = self.nameplate()
         if not watts or not rate:
             return None, None
-        measured = reading.hashrate if reading is not None and reading.hashrate is not None else self.hashrate(window, now)
+        measured = reading.hashrate if reading is not None and reading.hashrate is not None else self.current_hashrate(window, now)
         return round(watts * max(0.0, measured) / rate, WATTS_DIGITS), "nameplate"
 
     def nameplate(self) -> tuple[float | None, float | None]:
@@ -440,11 +493,18 @@ class RigRegistry:
         rig = self.rig(name, now)
         if rig.connections == 0:
             rig.connected_since = now
+            rig.begin_stretch(now, now)
         rig.connections += 1
         rig.last_seen = now
         if ip:
             self._set_ip(rig, ip)
         return rig
+
+    def resumed(self, name: str, at: float, now: float) -> None:
+        """fleetd switched the rig back on at ``at``: a new stretch of mining, unless a later one began."""
+        rig = self.rigs.get(name)
+        if rig is not None and (rig.stretch_began is None or at > rig.stretch_began):
+            rig.begin_stretch(at, now)
 
     def disconnected(self, name: str, now: float) -> None:
         rig = self.rigs.get(name)

@@ -145,7 +145,9 @@ class SiteEconomicsView:
             if watts is None:
                 without_power.append(rig.name)
             else:
-                powered.append(RigPower(rig.name, rig.hashrate(window, now), watts, prices[rig.name]))
+                # the current stretch's rate, as curtailment judges it: a rig just back is not
+                # valued on an average the time it was off pulls down
+                powered.append(RigPower(rig.name, rig.current_hashrate(window, now), watts, prices[rig.name]))
         return site_economics(
             now=now,
             network=self.network(),

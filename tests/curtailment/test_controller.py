@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 
 import pytest
 
@@ -258,3 +260,153 @@ def test_a_restart_keeps_the_rigs_held_off_and_why():
 def test_only_act_mode_acts(mode):
     controller = Controller(CurtailmentConfig(mode=mode, min_on_seconds=0))
     assert controller.cycle(0.0, site(), by_name(rig("a"))) == [] and controller.curtailed == {}
+
+
+# -- a lower power target before switching off ------------------------------------------------
+
+
+RICH = 100.0  # $/PH/day: every rig here pays, so only the demand sheds it
+
+
+def tuned(name, **options):
+    """A rig whose firmware pyasic can set a power target on."""
+    return dataclasses.replace(rig(name, **options), tunable=True)
+
+
+def limited(name, watts, last_share, **options):
+    """A tuned rig holding ``watts``, with a share at ``last_share``."""
+    return tuned(name, watts=watts, last_share=last_share, **options)
+
+
+def test_a_demand_is_met_by_lower_power_targets_before_any_rig_goes_off():
+    controller = act(ramp_kw_per_minute=1000.0, power_floor_fraction=0.7)
+    controller.demand = Demand(kw=1.5, until=600.0, requested_at=0.0)
+    rigs = by_name(tuned("t0"), tuned("t1"), tuned("t2", th=120.0), rig("n0", watts=2000.0), rig("n1", watts=2000.0))
+    actions = controller.cycle(0.0, site(hashprice=RICH), rigs)
+    # each 3 kW rig held to 2.1 kW sheds 0.9: two of them, the least revenue per watt, meet 1.5
+    assert [(a.rig, a.kind, a.reason, a.watts) for a in actions] == [
+        ("t0", "limit", "demand", 2100), ("t1", "limit", "demand", 2100)]  # fmt: skip
+    for action in actions:
+        controller.limited_from(action.rig, 3300.0, 1.0)  # the firmware's own limit, read first
+        controller.done(action, True, "set_power_limit: True", 1.0)
+    assert {n: h.state for n, h in controller.curtailed.items()} == {"t0": "limiting", "t1": "limiting"}
+    assert controller.shed_kw() == pytest.approx(1.8)  # counted while it takes, as a stop is
+    # both hold their targets and their shares go on: verified, and nothing else is touched
+    now_limited = {**rigs, "t0": limited("t0", 2080.0, 45.0), "t1": limited("t1", 2100.0, 50.0)}
+    assert controller.cycle(60.0, site(hashprice=RICH), now_limited) == []
+    assert {n: h.state for n, h in controller.curtailed.items()} == {"t0": "limited", "t1": "limited"}
+    kinds = [(e.rig, e.kind) for e in controller.take_events() if e.rig == "t0"]
+    assert kinds == [("t0", "limit"), ("t0", "limit_before"), ("t0", "acted"), ("t0", "verified")]
+
+
+def test_a_limit_is_verified_only_at_its_target_with_shares_going_on_then_retried_and_failed():
+    controller = act(ramp_kw_per_minute=1000.0, power_floor_fraction=0.7, verify_seconds=120.0, retries=1)
+    controller.demand = Demand(kw=0.5, until=6000.0, requested_at=0.0)
+    (limit,) = controller.cycle(0.0, site(hashprice=RICH), by_name(tuned("t0")))
+    controller.done(limit, True, "ok", 0.0)
+    # at its target but no share past the ones in flight (a firmware restarting to apply it): not yet
+    assert controller.cycle(60.0, site(hashprice=RICH), by_name(limited("t0", 2100.0, 20.0))) == []
+    assert controller.curtailed["t0"].state == "limiting"
+    # shares, but the draw stays above the target and its tolerance: retried with the same target
+    (retry,) = controller.cycle(120.0, site(hashprice=RICH), by_name(limited("t0", 2300.0, 110.0)))
+    assert (retry.kind, retry.attempt, retry.watts) == ("limit", 2, 2100)
+    controller.done(retry, True, "ok", 120.0)
+    assert controller.cycle(240.0, site(hashprice=RICH), by_name(limited("t0", 2300.0, 230.0))) == []
+    held = controller.curtailed["t0"]
+    assert held.state == "failed" and controller.shed_kw() == 0.0 and controller.held_off() == set()
+    assert controller.take_events()[-1].detail == {"action": "limit", "attempts": 2, "mined": True, "watts": 2300.0}
+
+
+def test_a_target_beyond_what_limits_shed_switches_rigs_off_a_limited_one_too():
+    controller = act(ramp_kw_per_minute=1000.0, power_floor_fraction=0.7)
+    controller.demand = Demand(kw=1.5, until=6000.0, requested_at=0.0)
+    rigs = by_name(tuned("t0", th=80.0), tuned("t1", th=80.0), rig("n0", watts=2000.0), rig("n1", watts=2000.0))
+    for action in controller.cycle(0.0, site(hashprice=RICH), rigs):
+        controller.limited_from(action.rig, None, 0.0)  # the firmware would not say: the draw before
+        controller.done(action, True, "ok", 0.0)
+    now_limited = {**rigs, "t0": limited("t0", 2100.0, 40.0, th=60.0), "t1": limited("t1", 2100.0, 40.0, th=60.0)}
+    controller.cycle(60.0, site(hashprice=RICH), now_limited)
+    assert controller.shed_kw() == pytest.approx(1.8)
+    # a larger request: 1.8 kW are shed, 2.2 more need two rigs off; the limited ones earn least
+    controller.demand = Demand(kw=4.0, until=6000.0, requested_at=60.0)
+    stops = controller.cycle(120.0, site(hashprice=RICH), now_limited)
+    assert sorted((a.rig, a.kind) for a in stops) == [("t0", "stop"), ("t1", "stop")]
+    held = controller.curtailed["t0"]
+    # switched off, it sheds all it drew before its limit; the limit it had is kept for later
+    assert (held.state, held.watts_before, held.target_watts, held.limit_before) == ("stopping", 3000.0, None, 3000.0)
+    assert controller.shed_kw() == pytest.approx(6.0)
+    gone = {**now_limited, "t0": off("t0"), "t1": off("t1")}
+    controller.cycle(180.0, site(hashprice=RICH), gone)
+    assert {h.state for h in controller.curtailed.values()} == {"off"}
+    # released: switched on, then given back the limit it had before fleetd's
+    controller.demand = None
+    resumes = controller.cycle(240.0, site(hashprice=RICH), gone)
+    assert sorted((a.rig, a.kind) for a in resumes) == [("t0", "resume"), ("t1", "resume")]
+    back = {**rigs, "t0": tuned("t0", watts=2100.0, last_share=250.0), "t1": tuned("t1", watts=2100.0, last_share=250.0)}
+    restores = controller.cycle(300.0, site(hashprice=RICH), back)
+    assert sorted((a.rig, a.kind, a.watts) for a in restores) == [("t0", "restore", 3000), ("t1", "restore", 3000)]
+    assert controller.curtailed["t0"].state == "restoring"
+    controller.cycle(360.0, site(hashprice=RICH), {**rigs, "t0": tuned("t0", last_share=340.0), "t1": tuned("t1", last_share=340.0)})
+    assert controller.curtailed == {} and controller.resumed_at == {"t0": 360.0, "t1": 360.0}
+
+
+def test_on_release_a_limited_rig_gets_back_the_limit_it_had():
+    controller = act(ramp_kw_per_minute=1000.0, power_floor_fraction=0.8, min_off_seconds=300.0)
+    controller.demand = Demand(kw=0.5, until=200.0, requested_at=0.0)
+    (limit,) = controller.cycle(0.0, site(hashprice=RICH), by_name(tuned("t0")))
+    assert limit.watts == 2400
+    controller.limited_from("t0", 3300.0, 0.0)
+    controller.limited_from("t0", 2400.0, 60.0)  # a retry's reading would be fleetd's own limit: the first is kept
+    controller.done(limit, True, "ok", 0.0)
+    controller.cycle(60.0, site(hashprice=RICH), by_name(limited("t0", 2400.0, 50.0)))
+    assert controller.curtailed["t0"].state == "limited"
+    assert controller.cycle(240.0, site(hashprice=RICH), by_name(limited("t0", 2400.0, 230.0))) == []  # its minimum time
+    assert controller.demand is None and controller.shed_kw() == pytest.approx(0.6)
+    (restore,) = controller.cycle(300.0, site(hashprice=RICH), by_name(limited("t0", 2400.0, 290.0)))
+    assert (restore.kind, restore.reason, restore.watts) == ("restore", "demand", 3300)
+    controller.done(restore, True, "ok", 300.0)
+    # a share in flight is no proof: one past the grace is
+    controller.cycle(320.0, site(hashprice=RICH), by_name(tuned("t0", last_share=315.0)))
+    assert controller.curtailed["t0"].state == "restoring" and controller.shed_kw() == 0.0
+    controller.cycle(360.0, site(hashprice=RICH), by_name(tuned("t0", last_share=345.0)))
+    assert "t0" not in controller.curtailed
+    assert [e.kind for e in controller.take_events()][-3:] == ["restore", "acted", "verified"]
+
+
+def test_limits_keep_to_the_ramp_and_the_cap():
+    rigs = by_name(*(tuned(f"t{i}") for i in range(6)))  # a limit of each sheds 0.9 kW
+    controller = act(ramp_kw_per_minute=2.0, power_floor_fraction=0.7)  # 2 kW a minute: two limits
+    controller.demand = Demand(kw=5.0, until=6000.0, requested_at=0.0)
+    assert [a.kind for a in controller.cycle(0.0, site(hashprice=RICH), rigs)] == ["limit", "limit"]
+    controller = act(ramp_kw_per_minute=1000.0, power_floor_fraction=0.7, max_rigs_per_cycle=3)
+    controller.demand = Demand(kw=5.0, until=6000.0, requested_at=0.0)
+    assert len(controller.cycle(0.0, site(hashprice=RICH), rigs)) == 3
+
+
+def test_losses_prices_and_a_floor_of_zero_switch_tunable_rigs_off():
+    controller = act(price_above_usd_per_kwh=0.10, power_floor_fraction=0.7, ramp_kw_per_minute=1000.0)
+    stops = controller.cycle(0.0, site(price=0.11), by_name(tuned("t0", price=0.11), tuned("t1", watts=2000.0, price=0.11)))
+    assert sorted((a.rig, a.kind, a.reason) for a in stops) == [("t0", "stop", "price"), ("t1", "stop", "price")]
+    (stop,) = act(power_floor_fraction=0.7).cycle(0.0, site(), by_name(tuned("t0")))  # it loses money
+    assert (stop.kind, stop.reason) == ("stop", "unprofitable")
+    untuned = act(power_floor_fraction=0.0, ramp_kw_per_minute=1000.0)
+    untuned.demand = Demand(kw=0.5, until=6000.0, requested_at=0.0)
+    (stop,) = untuned.cycle(0.0, site(hashprice=RICH), by_name(tuned("t0", watts=2000.0)))
+    assert (stop.kind, stop.reason) == ("stop", "demand")
+
+
+def test_advice_names_the_rigs_it_would_limit_and_a_restart_keeps_them():
+    advisor = Controller(CurtailmentConfig(mode="advise", power_floor_fraction=0.7))
+    advisor.demand = Demand(kw=0.5, until=6000.0, requested_at=0.0)
+    assert advisor.cycle(0.0, site(hashprice=RICH), by_name(tuned("t0", watts=2000.0))) == []
+    assert advisor.limit_advice == {"t0": "demand"} and advisor.advice == {}
+    assert [(e.kind, e.detail["action"]) for e in advisor.take_events()] == [("advise", "limit")]
+
+    controller = act(power_floor_fraction=0.7)
+    controller.demand = Demand(kw=0.5, until=6000.0, requested_at=0.0)
+    (limit,) = controller.cycle(0.0, site(hashprice=RICH), by_name(tuned("t0", watts=2000.0)))
+    controller.limited_from("t0", 2200.0, 0.0)
+    again = act(power_floor_fraction=0.7)
+    again.restore(json.loads(json.dumps(controller.state())))
+    held = again.curtailed["t0"]
+    assert (held.state, held.target_watts, held.limit_before) == ("limiting", 1400.0, 2200.0)
