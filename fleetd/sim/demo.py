@@ -216,11 +216,13 @@ def keep_held_rigs_off(fleet: Fleet, curtailment) -> None:
 
 # (header, width) of the right-aligned columns after the rig's name and state
 COLUMNS = (
-    ("pool 5m", 8), ("reported", 9), ("accepted", 9), ("rejects", 8), ("watts", 8), ("J/TH", 5), ("temp", 6),
+    ("pool 5m", 13), ("reported", 9), ("accepted", 9), ("rejects", 8), ("watts", 8), ("J/TH", 5), ("temp", 6),
     ("margin/day", 11), ("breakeven", 10),
 )  # fmt: skip
-STATE_WIDTH = 9  # up, hot, down; stopping, off, resuming, failed (fleetd holds it off); "up (off)": advised off
-SCREEN_WIDTH = 100  # the table's width with rig names of 14 characters; the lines under it wrap to it
+# up, hot, down; immature (up, on too few shares to judge); stopping, off, resuming, failed (fleetd
+# holds it off); "up (off)": advised off
+STATE_WIDTH = 9
+SCREEN_WIDTH = 105  # the table's width with rig names of 14 characters; the lines under it wrap to it
 
 
 def render(rigs, source, elapsed: float, now: float, site: SiteEconomics | None = None, curtailment=None) -> str:
@@ -242,15 +244,17 @@ def render(rigs, source, elapsed: float, now: float, site: SiteEconomics | None 
 
     rows.append(row("rig", "state", *(header for header, _ in COLUMNS)))
     by_rig = {e.rig_id: e for e in site.rigs} if site is not None else {}
+    young = immature(curtailment, now)
     for rig in by_name:
         reading = rig.reading
         watts, source_kind = rig.power(now)
         hottest = max(reading.temperatures.values(), default=None) if reading else None
+        estimate = rig.hashrate_estimate("5m", now, rigs.credit_scale)
         rows.append(
             row(
                 rig.name,
-                rig_state(rigs, rig, now, curtailment),
-                _ths(rig.hashrate("5m", now)),
+                rig_state(rigs, rig, now, curtailment, young),
+                _pool_cell(estimate.rate, _spread(estimate)),
                 _ths(reading.hashrate) if reading and reading.hashrate else "-",
                 str(rig.accepted),
                 str(sum(rig.rejected.values())),
@@ -265,7 +269,7 @@ def render(rigs, source, elapsed: float, now: float, site: SiteEconomics | None 
         row(
             "fleet",
             "",
-            _ths(totals.hashrate["5m"]),
+            _pool_cell(totals.hashrate["5m"]),
             _ths(totals.reported_hashrate),
             str(totals.accepted),
             str(totals.rejected),
@@ -276,7 +280,10 @@ def render(rigs, source, elapsed: float, now: float, site: SiteEconomics | None 
             _price(fleet.breakeven_usd_per_kwh if fleet is not None else None),
         )
     )
-    rows.append("  TH/s; the fleet's rates and watts are those of rigs up; * nameplate estimate: no power reported")
+    legend = "  TH/s, ± a 95 % interval; the fleet's rates and watts are those of rigs up; * nameplate estimate: no power reported"
+    if young is not None:
+        legend += f"; immature: on under {curtailment.config.min_shares:g} shares, too few for a loss to switch it off"
+    rows += textwrap.wrap(legend, SCREEN_WIDTH, subsequent_indent="    ")
     if site is not None:
         rows.extend(economics_lines(site))
     if curtailment is not None:
@@ -286,18 +293,29 @@ def render(rigs, source, elapsed: float, now: float, site: SiteEconomics | None 
     return "\n".join(rows)
 
 
-def rig_state(rigs, rig, now: float, curtailment) -> str:
+def rig_state(rigs, rig, now: float, curtailment, young: set[str] | None = None) -> str:
     """The registry's state (up, hot, down); for a rig fleetd holds off and that is not down,
     where the curtailment is (stopping, off, resuming, failed); ``(off)`` after a rig the
-    controller advises to switch off (advise mode)."""
+    controller advises to switch off (advise mode); ``immature`` for a rig up that is in
+    ``young`` (and none of those)."""
     state = rigs.state(rig, now)
     if curtailment is None or state == "down":
         return state
     controller = curtailment.controller
-    if curtailment.config.mode == "act":
-        held = controller.curtailed.get(rig.name)
-        return state if held is None else held.state
-    return f"{state} (off)" if rig.name in controller.advice else state
+    if curtailment.config.mode == "act" and rig.name in controller.curtailed:
+        return controller.curtailed[rig.name].state
+    if curtailment.config.mode == "advise" and rig.name in controller.advice:
+        return f"{state} (off)"
+    return "immature" if state == "up" and young and rig.name in young else state
+
+
+def immature(curtailment, now: float) -> set[str] | None:
+    """The rigs whose rate, as the controller judges it, rests on fewer than ``min_shares``
+    shares (None: curtailment is off, so nothing is judged)."""
+    if curtailment is None or curtailment.config.mode == "off":
+        return None
+    _, judged = curtailment.inputs(now)
+    return {name for name, rig in judged.items() if rig.shares < curtailment.config.min_shares}
 
 
 def _margin_cells(e: RigEconomics | None) -> tuple[str, str]:
@@ -308,6 +326,18 @@ def _margin_cells(e: RigEconomics | None) -> tuple[str, str]:
 
 def _ths(rate: float) -> str:
     return f"{rate / 1e12:,.1f}"
+
+
+def _pool_cell(rate: float, spread: str = "") -> str:
+    """TH/s, then ``spread`` in a field of its own, so that the rates line up."""
+    return f"{_ths(rate)} {spread:>5}"
+
+
+def _spread(estimate) -> str:
+    """The half-width of a rate's 95 % interval in percent of it (``±7%``); none without a share."""
+    if estimate.shares <= 0 or estimate.rate <= 0:
+        return ""
+    return f"±{min((estimate.upper - estimate.lower) / 2 / estimate.rate * 100, 999):.0f}%"
 
 
 def _efficiency(joules_per_terahash: float | None) -> str:

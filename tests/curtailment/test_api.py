@@ -107,7 +107,8 @@ async def test_each_rig_is_listed_with_the_rate_it_is_judged_on_its_shares_and_w
     }  # fmt: skip
     for name, row in judged.items():
         estimate = rigs.get(name).hashrate_estimate("1h", now)  # the controller's window without [economics]
-        assert (row["rate"], row["rate_lower"], row["rate_upper"], row["shares"]) == tuple(estimate[i] for i in (0, 2, 3, 1))
+        figures = (row["rate"], row["rate_lower"], row["rate_upper"], row["shares"])
+        assert figures == (estimate.rate, estimate.lower, estimate.upper, estimate.shares)
     young, steady = judged["acct.young"], judged["acct.steady"]
     assert young["shares"] == pytest.approx(60, rel=0.05) and steady["shares"] == pytest.approx(180, rel=0.05)
     assert young["rate"] == pytest.approx(100e12, rel=1e-3) and steady["rate"] == pytest.approx(100e12, rel=1e-3)

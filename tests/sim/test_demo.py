@@ -139,9 +139,14 @@ async def test_demo_fleet_shows_in_metrics_api_and_table(http_port, monkeypatch)
     assert re.search(r"^    \*\.s19xp-\*: \$0\.040/kWh from \d\d:\d\d, \$0\.090/kWh from \d\d:\d\d \(UTC\)$", text_out,
                      re.M)  # fmt: skip
     last_table = text_out.rsplit("\n[", 1)[1]
-    assert max(len(line) for line in re.findall(r"^  (?:rig|site\.|fleet) .*$", last_table, re.M)) <= 100
-    rows = dict(re.findall(r"^  (site\.\S+)\s+(up|hot|down)\s.*\s-?\$[\d.,]+\s+\$0\.\d{3}$", last_table, re.M))
-    assert rows == {**dict.fromkeys(power, "up"), "site.s21-02": "hot"}  # every rig with its margin/day and breakeven
+    assert max(len(line) for line in re.findall(r"^  (?:rig|site\.|fleet) .*$", last_table, re.M)) <= demo.SCREEN_WIDTH
+    rows = dict(re.findall(r"^  (site\.\S+)\s+(up|hot|down|immature)\s+[\d,.]+ +±\d+%\s.*\s-?\$[\d.,]+\s+\$0\.\d{3}$",
+                           last_table, re.M))  # fmt: skip
+    # every rig with its pool-side rate's interval, margin/day and breakeven; a few seconds in, a
+    # rig is immature unless vardiff's first steps brought it 200 shares already
+    assert {name: state.replace("immature", "up") for name, state in rows.items()} == {
+        **dict.fromkeys(power, "up"), "site.s21-02": "hot"}  # fmt: skip
+    assert "immature: on under 200 shares, too few for a loss to switch it off" in " ".join(last_table.split())
     assert re.search(r"^  fleet\s+[\d,.]+\s+[\d,.]+\s+\d+\s+\d+\s+[\d,.]+ kW\s+[\d.]+\s+-?\$[\d.,]+\s+\$0\.\d{3}$",
                      last_table, re.M)  # fmt: skip
     assert re.search(r"breakeven power price \$0\.\d{3}/kWh", last_table)
@@ -176,7 +181,7 @@ async def test_demo_without_root_runs_the_fleet_without_firmware_apis(http_port,
     assert "running without them" in text and summary["rigs_up"] == 2 and len(rigs) == 2
     assert "curtailment only advises" in text and "curtailment advises (nothing is touched)" in text
     last_table = text.rsplit("\n[", 1)[1]
-    accepted = [int(n) for n in re.findall(r"^  site\.\S+\s+up\s+\S+\s+-\s+(\d+)", last_table, re.M)]
+    accepted = [int(n) for n in re.findall(r"^  site\.\S+\s+(?:up|immature)\s+[\d,.]+ +±\d+%\s+-\s+(\d+)", last_table, re.M)]
     assert len(accepted) == 2 and all(n > 0 for n in accepted)  # mining goes on; "up" means connected here
 
 
@@ -191,7 +196,7 @@ def test_demo_command_with_a_small_fleet_keeps_only_the_faults_it_can_place(caps
     assert all(re.search(rf"^  {label} +http://127\.0\.0\.1:\d+{re.escape(path)}$", out, re.M) for label, path in demo.ENDPOINTS)
 
 
-def test_table_marks_hot_and_down_rigs_sums_the_rigs_up_and_fits_100_columns():
+def test_table_marks_hot_and_down_rigs_sums_the_rigs_up_and_fits_the_screen():
     from types import SimpleNamespace
 
     from fleetd.rigs.reading import RigReading
@@ -210,11 +215,22 @@ def test_table_marks_hot_and_down_rigs_sums_the_rigs_up_and_fits_100_columns():
     assert "rigs up 2 of 3, hot 1" in table
     # the fleet: two rigs up at 270 TH/s and 3,645 W each; all three rigs' shares
     assert re.search(r"^  fleet\s+0\.0\s+540\.0\s+3\s+0\s+7\.3 kW\s+>999\s", table, re.M)
-    assert max(len(line) for line in table.splitlines()) <= 100
+    assert max(len(line) for line in table.splitlines()) <= demo.SCREEN_WIDTH
 
 
 def test_a_loss_under_a_cent_prints_as_zero_without_a_sign():
     assert (demo._usd(-0.004), demo._usd(-0.006), demo._usd(0.0), demo._usd(-1234.5)) == ("$0.00", "-$0.01", "$0.00", "-$1,234.50")
+
+
+def _service(rigs, mode: str, now: float, **config):
+    """The daemon's curtailment service over ``rigs``, without economics (nothing to act with)."""
+    from fake_clock import FakeClock
+    from fleetd.curtailment.service import CurtailmentService
+    from fleetd.curtailment.settings import CurtailmentConfig
+    from fleetd.telemetry.economics import SiteEconomicsView
+
+    clock = FakeClock(wall=now)
+    return CurtailmentService(CurtailmentConfig(mode=mode, **config), rigs, SiteEconomicsView(None, rigs), None, clock=clock)
 
 
 def _held_table(mode: str):
@@ -222,8 +238,7 @@ def _held_table(mode: str):
     off and one failed for act; in advise, the controller would switch one off."""
     from types import SimpleNamespace
 
-    from fleetd.curtailment.controller import Controller, Curtailed, Demand
-    from fleetd.curtailment.settings import CurtailmentConfig
+    from fleetd.curtailment.controller import Curtailed, Demand
     from fleetd.rigs.reading import RigReading
     from fleetd.rigs.registry import RigRegistry
 
@@ -233,14 +248,16 @@ def _held_table(mode: str):
         rigs.connected(name, ip, 0.0)
         rigs.reading(RigReading(ip=ip, time=1.0, model="S19 XP", hashrate=140e12 if n == 4 else 0.0,
                                 temperatures={"chip0": 60.0}))  # fmt: skip
-    controller = Controller(CurtailmentConfig(mode=mode))
+        for _ in range(10):  # more than min_shares: none is immature
+            rigs.share(name, 14e12 / 2**32, 1.0)
+    service = _service(rigs, mode, 2.0, min_shares=5.0)
+    controller = service.controller
     if mode == "act":
         for n, state, reason in ((1, "stopping", "demand"), (2, "off", "unprofitable"), (3, "off", "unprofitable")):
             controller.curtailed[f"site.s19xp-{n:02}"] = Curtailed(reason, state, 0.0, 3010.0, 140e12, 0.0)
         controller.demand = Demand(kw=3.0, until=600.0, requested_at=0.0)
     else:
         controller.advice = {"site.s19xp-04": "unprofitable"}
-    service = SimpleNamespace(config=controller.config, controller=controller, clock=SimpleNamespace(wall=lambda: 2.0))
     return demo.render(rigs, SimpleNamespace(height=7, found_blocks=()), 3.0, now=2.0, curtailment=service)
 
 
@@ -253,7 +270,7 @@ def test_the_state_column_says_where_fleetd_holds_each_rig_and_the_line_under_th
     # three rigs of 3,010 W stopping or off
     assert line == ("stopping site.s19xp-01 (demand); off site.s19xp-02, site.s19xp-03 (unprofitable); 9.0 kW shed; "
                     "demand response: 3 kW asked for 598 s more")  # fmt: skip
-    assert max(len(line) for line in table.splitlines()) <= 100
+    assert max(len(line) for line in table.splitlines()) <= demo.SCREEN_WIDTH
 
 
 def test_in_advise_mode_the_state_column_marks_the_rigs_it_would_switch_off():
@@ -261,6 +278,39 @@ def test_in_advise_mode_the_state_column_marks_the_rigs_it_would_switch_off():
     assert re.search(r"^  site\.s19xp-04 up \(off\) ", table, re.M)
     assert re.search(r"^  site\.s19xp-01 up\s", table, re.M)
     assert "  curtailment advises (nothing is touched): switch off site.s19xp-04 (unprofitable)" in table
+
+
+def test_each_pool_side_rate_carries_its_95_interval_and_a_rig_on_too_few_shares_says_it_is_immature():
+    from types import SimpleNamespace
+
+    from fleetd.curtailment.controller import Curtailed
+    from fleetd.rigs.reading import RigReading
+    from fleetd.rigs.registry import RigRegistry
+
+    rigs = RigRegistry(poll_interval=10.0)
+    # 200 TH/s rigs at a share a second: five minutes of shares, one minute, none yet; an S19 XP held off
+    mining = {"site.s21-01": 300, "site.s21-02": 60, "site.s21-03": 0, "site.s19xp-04": 300}
+    for n, name in enumerate(mining, 1):
+        ip = f"127.1.0.{n}"
+        rigs.connected(name, ip, 0.0)
+        rigs.reading(RigReading(ip=ip, time=299.0, model="S21", hashrate=200e12, temperatures={"chip0": 60.0}))
+    for second in range(1, 301):
+        for name, shares in mining.items():
+            if second > 300 - shares:
+                rigs.share(name, 200e12 / 2**32, float(second))
+    service = _service(rigs, "act", 300.0, min_shares=200.0)
+    service.controller.curtailed["site.s19xp-04"] = Curtailed("unprofitable", "off", 300.0, 3010.0, 140e12, 300.0)
+    table = demo.render(rigs, SimpleNamespace(height=7, found_blocks=()), 300.0, now=300.0, curtailment=service)
+    rows = {name: (state, rate) for name, state, rate in re.findall(r"^  (site\.\S+)\s+(\S+)\s+(\S+(?: +±\d+%)?) ", table, re.M)}
+    # about 1.96/sqrt(N): ±12 % on the 270 effective shares five minutes of shares make in the
+    # five minutes' average, ±26 % on a minute's 60
+    assert rows == {
+        "site.s21-01": ("up", "200.3  ±12%"), "site.s21-02": ("immature", "200.3  ±26%"),
+        "site.s21-03": ("immature", "0.0"), "site.s19xp-04": ("off", "200.3  ±12%"),
+    }  # fmt: skip
+    assert "immature: on under 200 shares, too few for a loss to switch it off" in " ".join(table.split())
+    assert max(len(line) for line in table.splitlines()) <= demo.SCREEN_WIDTH
+    assert [demo._spread(rigs.get(name).hashrate_estimate("5m", 300.0)) for name in mining] == ["±12%", "±26%", "", "±12%"]
 
 
 def test_the_xps_contract_has_its_off_peak_price_ten_minutes_after_the_demo_starts():
