@@ -90,6 +90,18 @@ def _bench_hostile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_page(args: argparse.Namespace) -> int:
+    from fleetd.bench import page
+
+    sizes = (args.rigs, args.small_rigs)
+    try:
+        print(page.format_report(page.run(sizes, args.repeats), args.repeats))
+    except page.BenchError as exc:
+        print(f"fleetd bench page: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _load_config(path: str | None):
     from fleetd import config
 
@@ -298,6 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
     hostile.add_argument("--max-connections-per-ip", type=_positive, default=1_000,
                          help="the server's per-address connection limit (the storm exceeds it)")  # fmt: skip
     hostile.set_defaults(handler=_bench_hostile)
+    site_page = benches.add_parser(
+        "page", help="the site page at /: payload, /api/v1/site time, load, refresh and sort in headless Chromium"
+    )
+    site_page.add_argument("--rigs", type=_positive, default=5_000, help="rigs of the large site (default 5,000)")
+    site_page.add_argument("--small-rigs", type=_positive, default=50, help="rigs of the site it is compared with")
+    site_page.add_argument("--repeats", type=_positive, default=5, help="first visits per site (median reported)")
+    site_page.set_defaults(handler=_bench_page)
     return parser
 
 

@@ -13,10 +13,10 @@ import urllib.parse
 import pytest
 
 import pixels
+from site_support import ROWS, column_values, every_listed_rig, row_names
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-ROWS = "#rigs tbody tr[data-rig]"
 HISTORY_WAIT_S = 60.0  # the journal flushes every second: the first minute's point comes within a few
 FLEET_CHARTS = ("chart-fleet-hashrate", "chart-fleet-power", "chart-fleet-margin")
 
@@ -26,24 +26,6 @@ async def open_page(context, demo):
     await page.goto(demo.base + "/")
     await page.wait_for_selector(ROWS)
     return page
-
-
-async def row_names(page) -> list[str]:
-    return await page.eval_on_selector_all(ROWS, "rows => rows.map(r => r.dataset.rig)")
-
-
-async def every_listed_rig(page) -> list[str]:
-    """The rigs of every page of the table, walked with ``#page-next``."""
-    names = await row_names(page)
-    for _ in range(1000):  # a bound, not a count: at most 5,000 rigs of 50 rows
-        following = page.locator("#page-next")
-        if await following.count() == 0 or await following.is_disabled():
-            break
-        before = await page.text_content("#page-info")
-        await following.click()
-        await page.wait_for_function("before => document.querySelector('#page-info').textContent !== before", arg=before)
-        names += await row_names(page)
-    return names
 
 
 async def test_the_table_lists_every_rig_the_api_lists(demo, context):
@@ -103,21 +85,6 @@ async def test_the_fleet_charts_draw_from_the_journal(demo, context):
 
 
 SORT_KEY = "watts"
-
-
-async def column_values(page, key: str) -> list[float | None]:
-    """The ``data-value`` of column ``key`` in every row shown, top to bottom (None when empty)."""
-    return await page.evaluate(
-        """key => {
-            const heads = [...document.querySelectorAll('#rigs thead th')];
-            const column = heads.findIndex(th => th.querySelector(`button[data-sort="${key}"]`));
-            return [...document.querySelectorAll('#rigs tbody tr[data-rig]')].map(row => {
-                const raw = row.children[column].dataset.value;
-                return raw === undefined || raw === '' ? null : Number(raw);
-            });
-        }""",
-        key,
-    )
 
 
 async def aria_sorts(page) -> dict[str, str]:

@@ -1,0 +1,74 @@
+"""The README's picture of the site page: a ``fleetd demo`` of 20 rigs, its page in headless
+Chromium at 1280x900 once the charts have a few minutes of history, saved as a PNG.
+
+    .venv/bin/python tests/browser/screenshot.py [--out deploy/screenshots/site-page.png] [--wait 240]
+
+It waits ``--wait`` seconds of the demo first (the S19 XPs are curtailed about four minutes
+in, so the charts and the curtailment section have something to show) and refuses to save a
+blank page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parents[1])]  # demo_support and pixels; fleetd from this checkout
+
+import pixels  # noqa: E402
+from demo_support import DemoError, running_demo  # noqa: E402
+from fleetd.bench import page as bench_page  # noqa: E402
+
+DEFAULT_OUT = HERE.parents[1] / "deploy" / "screenshots" / "site-page.png"
+CHARTS = ("chart-fleet-hashrate", "chart-fleet-power", "chart-fleet-margin")
+MAX_BYTES = 300 * 1024
+
+
+async def shoot(base: str, out: Path) -> pixels.Content:
+    async with bench_page.chromium() as browser:
+        context = await browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme="light")
+        context.set_default_timeout(60_000)
+        page = await context.new_page()
+        await page.goto(base + "/")
+        await page.wait_for_function("ids => ids.every(id => document.querySelector(`#${id} canvas`))", arg=list(CHARTS))
+        await page.wait_for_function("() => document.querySelector('time#updated')?.dataset.updated")
+        await page.wait_for_timeout(500)  # the charts' last frame
+        png = await page.screenshot()
+        await context.close()
+    shot = pixels.content(png)
+    if shot.colours < 50 or shot.foreground_share < 0.05:
+        raise SystemExit(f"the page looks blank ({shot}); not saved")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(png)
+    return shot
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to save the PNG")
+    parser.add_argument("--wait", type=float, default=240.0, help="seconds of the demo before the picture")
+    parser.add_argument("--rigs", type=int, default=20, help="the demo's rigs (default 20, as the quickstart's)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="fleetd-screenshot-") as workdir:
+        try:
+            with running_demo(Path(workdir), rigs=args.rigs) as demo:
+                time.sleep(args.wait)
+                shot = asyncio.run(shoot(demo.base, args.out))
+        except (DemoError, bench_page.BenchError) as exc:
+            print(f"screenshot: {exc}", file=sys.stderr)
+            return 1
+    size = args.out.stat().st_size
+    print(f"{args.out}: {size / 1024:.0f} KiB, {shot.colours} colours, {shot.foreground_share:.0%} not background")
+    if size > MAX_BYTES:
+        print(f"screenshot: {size / 1024:.0f} KiB is over {MAX_BYTES // 1024} KiB for the README", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
