@@ -273,11 +273,17 @@ class Controller:
 
     def _losing(self, name: str, rig: RigInput, hashprice: float) -> bool:
         """Running: revenue at the rate's upper bound below the cost, on enough shares. Held off
-        (for any reason): its rate before would not clear the cost by the hysteresis."""
+        (for any reason): its rate before would not clear the cost by the hysteresis. Held to a
+        limit: not judged."""
         if rig.usd_per_kwh is None:
             return False
         held = self.curtailed.get(name)
-        if held is not None and held.target_watts is None:  # off, it has no rate of its own: judged by what it did before
+        if held is not None and held.target_watts is not None:
+            # held to a limit: not judged until it has its own back. Firmware restarts mining to
+            # apply a limit, and the window mixes the pause and two rates; tuned, a rig earns more
+            # per watt, not less
+            return False
+        if held is not None:  # off, it has no rate of its own: judged by what it did before
             cost = _cost(held.watts_before, rig.usd_per_kwh)
             return _revenue(held.rate_before, hashprice) <= cost * (1 + self.config.hysteresis)
         if rig.watts is None:

@@ -34,9 +34,10 @@ from fleetd.curtailment.controller import QUIET_SECONDS, SHARE_GRACE_SECONDS
 from fleetd.curtailment.settings import CurtailmentConfig
 from fleetd.economics.prices import TouSchedule
 from fleetd.economics.settings import EconomicsConfig, PowerOverride
-from fleetd.rigs.models import ANTMINER_S19_XP, ANTMINER_S21
+from fleetd.rigs.models import ANTMINER_S19_XP, ANTMINER_S21, WHATSMINER_M60S
 from fleetd.rigs.poller import load_pyasic
-from fleetd.sim.fleet import Fleet, FleetConfig
+from fleetd.sim.fleet import Fleet, FleetConfig, model_slug
+from fleetd.sim.firmware.whatsminer import factory_limit
 from fleetd.telemetry import api
 from server_support import make_config, wait_until
 
@@ -99,16 +100,25 @@ class Fleetd:
         self.calls: list[tuple[str, str, bool]] = []
         self.in_flight = 0
 
-        async def counted(ip: str, call: str) -> tuple[bool, str]:
+        async def counted(ip: str, call: str, *args) -> tuple[bool, str]:
             self.in_flight += 1
             try:
-                ok, detail = await control(ip, call)
+                ok, detail = await control(ip, call, *args)
             finally:
                 self.in_flight -= 1
-            self.calls.append((ip, call, ok))
+            self.calls.append((ip, call, *args, ok))
             return ok, detail
 
-        self.service.control = counted
+        read_limit = self.service.power_limit
+
+        async def read(ip: str) -> float | None:
+            self.in_flight += 1
+            try:
+                return await read_limit(ip)
+            finally:
+                self.in_flight -= 1
+
+        self.service.control, self.service.power_limit = counted, read
 
     @classmethod
     async def start(cls, config: Config, clock: FakeClock) -> Fleetd:
@@ -191,24 +201,27 @@ class Site:
 
 
 @contextlib.asynccontextmanager
-async def running_site(tmp_path: Path, *, deaf_loser: bool = False) -> AsyncIterator[Site]:
+async def running_site(
+    tmp_path: Path, *, deaf_loser: bool = False, models=(ANTMINER_S19_XP, ANTMINER_S21), curtailment=CURTAILMENT,
+) -> AsyncIterator[Site]:  # fmt: skip
     """fleetd and its two rigs, mining; every rig polled once, so fleetd knows its model."""
     clock = FakeClock()
-    config = site_config(tmp_path)
+    config = dataclasses.replace(site_config(tmp_path), curtailment=curtailment)
+    first, second = (f"site.{model_slug(model)}-0{i}" for i, model in enumerate(models, 1))
     fleetd = await Fleetd.start(config, clock)
     site = None
     try:
         host, port = fleetd.server.address
         fleet_config = FleetConfig(
-            host, port, rigs=2, models=(ANTMINER_S19_XP, ANTMINER_S21), network=rig_network(),
+            host, port, rigs=2, models=models, network=rig_network(),
             hash_scale=HASH_SCALE, share_interval=None, seed=7,
         )  # fmt: skip
         async with running_fleet(fleet_config, clock=clock) as fleet:
-            fleet.rig(LOSER).state.deaf_to_stop = deaf_loser
+            fleet.rig(first).state.deaf_to_stop = deaf_loser
             listen = dataclasses.replace(config.stratum, listen=HostPort(host, port))  # a restart takes the same port
             site = Site(clock, fleet, fleetd, dataclasses.replace(config, stratum=listen))
             polled = site.fleetd.registry.get
-            await site.until(lambda: all(polled(r) and polled(r).reading for r in (LOSER, PAYER)), within=30)
+            await site.until(lambda: all(polled(r) and polled(r).reading for r in (first, second)), within=30)
             yield site
     finally:
         await (site.fleetd if site is not None else fleetd).stop()  # the one running now: a test may restart it
@@ -337,3 +350,63 @@ async def test_a_restart_while_a_rig_is_held_off_knows_it_is_off_and_why(tmp_pat
         held = site.held(LOSER)
         assert (held.reason, held.state) == ("unprofitable", "off") and site.fleetd.controller.came_back == 0
         assert site.fleetd.calls == [] and not payer.state.sleeping
+
+
+TUNABLE = "site.m60s-01"  # a Whatsminer: pyasic sets its power limit over the btminer API
+
+
+async def test_a_demand_request_is_met_by_a_power_limit_and_its_release_restores_the_limit_before(tmp_path):
+    """An M60S (186 TH/s, 3,441 W) and an S21 on the site's $0.05, both paying. A request for
+    1 kW is met by holding the Whatsminer to 70 % of its draw, which sheds about 1 kW: nothing is
+    switched off. The firmware restarts mining to apply a limit (its 90 s warm-up), so the
+    verification allows three minutes."""
+    curtailment = dataclasses.replace(CURTAILMENT, verify_seconds=180.0, power_floor_fraction=0.7)
+    async with asyncio.timeout(TEST_BOUND_S), running_site(
+        tmp_path, models=(WHATSMINER_M60S, ANTMINER_S21), curtailment=curtailment
+    ) as site:  # fmt: skip
+        fleetd, tunable, payer = site.fleetd, site.rig(TUNABLE), site.rig(PAYER)
+        assert fleetd.poller.tunable(tunable.host) and not fleetd.poller.tunable(payer.host)
+        draw = fleetd.registry.get(TUNABLE).reading.watts
+        assert draw == pytest.approx(WHATSMINER_M60S.nominal_watts, abs=1)
+        status, taken = await fleetd.send("POST", "/api/v1/curtailment", {"kw": 1, "duration_seconds": 900})
+        assert status == 201
+        await site.until(lambda: site.held(TUNABLE) is not None, within=curtailment.cycle_seconds)
+        held, target = site.held(TUNABLE), int(draw * 0.7)
+        assert (held.reason, held.state, held.target_watts) == ("demand", "limiting", target)
+        assert held.limit_before == factory_limit(tunable.state)  # what the firmware held before: its own
+        assert tunable.state.power_limit_w == target and not tunable.state.sleeping
+        assert fleetd.calls == [(tunable.host, "set_power_limit", target, True)]
+        assert fleetd.controller.shed_kw() == pytest.approx((draw - target) / 1000) and fleetd.controller.shed_kw() >= 1
+
+        # its reported draw falls to the target and its shares go on: verified, within the deadline
+        shares = site.pool_shares(TUNABLE)
+        took = await site.until(lambda: site.held(TUNABLE).state == "limited", within=curtailment.verify_seconds)
+        assert site.pool_shares(TUNABLE) > shares and site.clock.wall() < taken["until"]
+        assert fleetd.registry.get(TUNABLE).reading.watts <= target * 1.05
+        assert took >= tunable.state.warmup()  # no share came while the firmware restarted
+        assert site.held(PAYER) is None and not payer.state.sleeping and fleetd.controller.advice == {}
+        assert await fleetd.curtailed() == {(TUNABLE, "demand", "limited"): 1.0}
+        status, state = await fleetd.get("/api/v1/curtailment")
+        [listed] = state["rigs"]
+        assert (listed["rig"], listed["state"], listed["target_watts"]) == (TUNABLE, "limited", target)
+        assert [e["kind"] for e in state["recent_events"]] == ["demand", "limit", "limit_before", "acted", "verified"]
+        # it hashes at the lower rate its limit allows, about 74 % of its 186 TH/s, as it reports
+        reported = fleetd.registry.get(TUNABLE).reading.hashrate
+        assert reported == pytest.approx(WHATSMINER_M60S.nominal_hashrate * 0.7**0.85, rel=0.01)
+
+        # released: the limit it had comes back, and once it mines again fleetd lets go of it
+        status, released = await fleetd.send("DELETE", "/api/v1/curtailment")
+        assert (status, released) == (200, {"released": True})
+        await site.until(lambda: site.held(TUNABLE).state == "restoring", within=curtailment.cycle_seconds)
+        assert fleetd.calls[-1] == (tunable.host, "set_power_limit", factory_limit(tunable.state), True)
+        assert tunable.state.power_limit_w == factory_limit(tunable.state)
+        await site.until(lambda: site.held(TUNABLE) is None, within=curtailment.resume_verify_seconds)
+        await site.step(2 * curtailment.cycle_seconds)
+        assert fleetd.registry.get(TUNABLE).reading.watts == pytest.approx(draw, abs=1)  # its full draw again
+        assert len(fleetd.calls) == 2 and await fleetd.curtailed() == {}
+        samples = {
+            (s.labels["kind"], s.labels["result"]): s.value
+            for family in text_string_to_metric_families((await fleetd.get("/metrics"))[1])
+            for s in family.samples if s.name == "fleetd_curtailment_actions_total"
+        }  # fmt: skip
+        assert samples == {("limit", "ok"): 1.0, ("restore", "ok"): 1.0}
