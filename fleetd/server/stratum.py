@@ -83,9 +83,10 @@ class ServerSettings:
     shutdown_grace: float = 5.0
     admission: AdmissionConfig = field(default_factory=AdmissionConfig)
     # A logged-in connection with no accepted share for this long is closed (0: never). The
-    # time counts from its login, its last accepted share, or the return of work, the latest:
-    # a rig is never dropped for the source having no work, and vardiff has long since brought
-    # a too-high difficulty down by then.
+    # time counts from its login, its last accepted share, the return of work, or the end of
+    # fleetd holding its rigs off, the latest: a rig is never dropped for the source having no
+    # work or for sleeping on fleetd's word, and vardiff has long since brought a too-high
+    # difficulty down by then.
     idle_timeout: float = 1800.0
     log_window: float = 60.0  # refusals are logged once per window per address and reason
     tls: TlsListen | None = None  # stratum+ssl beside the plain listener, when configured

@@ -154,13 +154,16 @@ async def test_a_rig_fleetd_holds_asleep_is_not_idle_and_keeps_its_difficulty_un
         await asleep.login("acct.asleep")
         silent = await connect(running.stratum)
         await silent.login("acct.silent")
+        shared = await connect(running.stratum)  # a proxy's connection: one of its rigs is not held
+        await shared.login("acct.asleep")
+        assert (await shared.request("mining.authorize", ["acct.other", "x"]))["result"] is True
         start_difficulty, notified = asleep.difficulty, len(asleep.notifications)
         at = clock.wall()
         controller.curtailed["acct.asleep"] = Curtailed("unprofitable", "off", at, 3010.0, 140e12, at, verified_at=at)
         await clock.advance(60.0 + IDLE_CHECK_SECONDS)
-        assert await silent.closed()
+        assert await silent.closed() and await shared.closed()
         await clock.advance(3600.0)
-        assert len(server.connections) == 1 and server.disconnects == {"idle_timeout": 1}
+        assert len(server.connections) == 1 and server.disconnects == {"idle_timeout": 2}
         # no retarget went out while it slept: it wakes at the difficulty its hashing earned
         assert (await asleep.request("mining.ping", []))["error"] is None  # what came before is read
         assert asleep.difficulty == start_difficulty
@@ -170,7 +173,7 @@ async def test_a_rig_fleetd_holds_asleep_is_not_idle_and_keeps_its_difficulty_un
         assert len(server.connections) == 1  # released: its idle time counts from then
         await clock.advance(10.0)
         assert await asleep.closed()
-        assert server.disconnects == {"idle_timeout": 2}
+        assert server.disconnects == {"idle_timeout": 3}
 
 
 async def test_no_rig_is_idle_while_there_is_no_work():
