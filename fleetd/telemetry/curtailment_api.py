@@ -54,7 +54,8 @@ def judged(service, now: float) -> list[dict]:
     window or the shares of its current stretch of mining) with the 95 % interval (upper null:
     no share and no difficulty yet), the effective shares behind it, and its status:
     ``held`` (fleetd holds it off, for ``reason``), ``advised`` (the controller wants it off
-    for ``reason``, and in act mode has not got to it yet), ``immature`` (fewer than
+    for ``reason``: in advise mode that is all it does, in act mode it has not got to it yet,
+    held back by the ramp, the cap per cycle or the minimum on time), ``immature`` (fewer than
     ``min_shares`` shares: share luck could say anything, so a loss never switches it off), or
     ``ok``."""
     _, rigs = service.inputs(now)
