@@ -39,8 +39,8 @@ class _Rigs:
     def __init__(self):
         self.calls, self.answer = [], (True, "ok")
 
-    async def control(self, ip, call):
-        self.calls.append((ip, call))
+    async def control(self, ip, call, *args):
+        self.calls.append((ip, call, *args))
         return self.answer
 
 
@@ -210,3 +210,34 @@ async def test_a_rig_switched_back_on_is_judged_on_its_shares_since_and_does_not
     window = rigs.get("expensive.rig1").hashrate_estimate("1h", clock.wall())
     assert window.upper < 45e12 and window.shares > 200  # by the window, a confident loser: $1.89 against $2.16
     assert len(fleet.calls) == 2 and service.controller.advice == {}
+
+
+async def test_a_demand_is_met_by_a_power_limit_read_first_and_given_back_on_release():
+    clock, rigs, fleet = FakeClock(), RigRegistry(poll_interval=30.0), _Rigs()
+    view = SiteEconomicsView(parse(ECONOMICS).economics, rigs, _Node())
+    config = CurtailmentConfig(mode="act", min_shares=200.0, min_off_seconds=0.0, verify_seconds=120.0)
+    service = CurtailmentService(config, rigs, view, fleet.control, clock=clock)
+
+    async def power_limit(ip):
+        fleet.calls.append((ip, "get_wattage_limit"))
+        return 3300.0
+
+    service.tunable, service.power_limit = (lambda ip: ip == "10.0.0.1"), power_limit
+    _site(clock, rigs)
+    _mine(clock, rigs, 60, names=("cheap.rig1",))
+    service.request(0.5, 3600.0)
+    await service.cycle()
+    # read before fleetd's own limit replaces it, then held to 70 % of its 3,000 W
+    assert fleet.calls == [("10.0.0.1", "get_wattage_limit"), ("10.0.0.1", "set_power_limit", 2100)]
+    held = service.controller.curtailed["cheap.rig1"]
+    assert (held.state, held.target_watts, held.limit_before) == ("limiting", 2100.0, 3300.0)
+    assert service.actions == {("limit", "ok"): 1}
+    _mine(clock, rigs, 60, names=("cheap.rig1",))
+    rigs.reading(RigReading(ip="10.0.0.1", time=clock.wall(), model="M60S", firmware="stock", hashrate=76e12,
+                            watts=2095.0, temperatures={}, fans={}))  # fmt: skip
+    await service.cycle()
+    assert held.state == "limited" and service.controller.shed_kw() == 0.9
+    service.release_demand()
+    await service.cycle()
+    assert fleet.calls[-1] == ("10.0.0.1", "set_power_limit", 3300) and held.state == "restoring"
+    assert service.actions == {("limit", "ok"): 1, ("restore", "ok"): 1}

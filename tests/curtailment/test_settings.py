@@ -32,6 +32,7 @@ price_above_usd_per_kwh = 0.15
 verify_seconds = 120
 resume_verify_seconds = 300
 retries = 1
+power_floor_fraction = 0.8
 never = ["acct.lab-*"]
 keep_off = ["acct.rack9-*"]
 
@@ -50,6 +51,8 @@ above_joules_per_terahash = 30
     assert problems == []
     assert (config.mode, config.cycle_seconds, config.min_shares, config.max_rigs_per_cycle, config.retries) == (
         "act", 30.0, 200.0, 5, 1)  # fmt: skip
+    assert config.power_floor_fraction == 0.8 and CurtailmentConfig().power_floor_fraction == 0.7
+    assert _parsed("[curtailment]\npower_floor_fraction = 0\n")[0].power_floor_fraction == 0.0  # never tune
     assert config.never_curtailed("acct.lab-3") and not config.never_curtailed("acct.rack9-1")
     assert config.kept_off("acct.rack9-1")
     first, second = config.windows
@@ -65,6 +68,9 @@ above_joules_per_terahash = 30
         ("hysteresis = -1", "[curtailment] hysteresis = -1: must be a number from 0 to 10"),
         # a stop is seen done 60 s after it at the soonest: a shorter deadline retries every stop
         ("verify_seconds = 30", "[curtailment] verify_seconds = 30: must be a number from 60 to 86400"),
+        # a limit at the whole draw sheds nothing
+        ("power_floor_fraction = 1", "[curtailment] power_floor_fraction = 1: must be a number from 0 to 0.99"),
+        ("power_floor_fraction = \"70%\"", "[curtailment] power_floor_fraction = '70%': must be a number"),
         ("never = \"lab\"", "[curtailment] never = 'lab': must be a list of worker names or globs"),
         ("typo = 1", "[curtailment] typo: unknown key"),
         ('[[curtailment.window]]\nstart = "25:00"\nend = "18:00"\nshed_kw = 1',
