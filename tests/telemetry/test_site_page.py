@@ -177,7 +177,7 @@ async def test_the_site_json_has_one_array_per_column_and_the_figures_of_the_reg
     assert fleet["margin"] == round(snap.fleet.margin_usd_per_day, 2) and fleet["hashprice"] == round(snap.hashprice_usd_per_ph_day, 4)
     assert ["source", "ok", "demo up"] in fleet["sources"] and ["journal", "ok", "journal on"] in fleet["sources"]
     curtailment = view["curtailment"]
-    assert curtailment["held"] == [["site.off", "off", "unprofitable", now - 300, 3500.0]]
+    assert curtailment["held"] == [["site.off", "off", "unprofitable", now - 300, 3500.0, None]]
     assert curtailment["mode"] == "advise" and curtailment["controls"] is False
 
 

@@ -325,7 +325,9 @@ def _curtailment(app: web.Application, service, snap) -> dict | None:
         "target_kw": controller.target_kw,
         "shed_kw": round(controller.shed_kw(), 3),
         "demand": None if demand is None else {"kw": demand.kw, "until": demand.until},
-        "held": [[name, c.state, c.reason, c.since, c.watts_before] for name, c in sorted(controller.curtailed.items())],
+        # [rig, state, reason, since, watts it sheds now, the power limit it is held to (None: off)]
+        "held": [[name, c.state, c.reason, c.since, round(c.shed_watts, 1), c.target_watts]
+                 for name, c in sorted(controller.curtailed.items())],
         "advice": sorted(controller.advice.items()),
         "came_back": controller.came_back,
         "controls": bool(app.get(curtailment_api.CONTROLS_KEY)),

@@ -202,8 +202,10 @@
     $("#curtailment-target").textContent = fixed(c.target_kw, 1, " kW");
     $("#curtailment-shed").textContent = fixed(c.shed_kw, 1, " kW");
     $("#curtailment-demand").textContent = c.demand ? `${fixed(c.demand.kw, 1, " kW")} until ${utc(c.demand.until)}` : "none";
-    const held = c.held.map(([name, state, reason, since, watts]) => {
-      const item = el("li", {}, el("strong", {}, name), ` ${state} (${reason}) since ${utc(since)}, ${fixed(watts / 1000, 2, " kW")}`);
+    const held = c.held.map(([name, state, reason, since, shed, target]) => {
+      const limit = target == null ? "" : `, held to ${fixed(target, 0, " W")}`;
+      const item = el("li", {}, el("strong", {}, name),
+        ` ${state} (${reason}) since ${utc(since)}${limit}, shedding ${fixed(shed / 1000, 2, " kW")}`);
       if (c.controls) {
         item.append(" ", el("button", { type: "button", "data-release": name, "aria-label": "Release " + name }, "Release"));
       }
