@@ -195,8 +195,8 @@ class Controller:
         return events
 
     def held_off(self) -> set[str]:
-        """The rigs fleetd is switching off, holds off or is switching back on (a failed one is
-        not: its alerts are the operator's way to see it)."""
+        """The rigs fleetd is switching off, holds off or is switching back on, or holds to a lower
+        power (a failed one is not: its alerts are the operator's way to see it)."""
         return {name for name, held in self.curtailed.items() if held.state != "failed"}
 
     def shed_kw(self) -> float:
@@ -357,7 +357,8 @@ class Controller:
         def judged_on(name: str, reason: str) -> bool:
             return reason in MANDATORY or now - self.resumed_at.get(name, -math.inf) >= config.min_on_seconds
 
-        new_limits = sorted(name for name, reason in limits.items() if name not in self.curtailed and name in rigs)
+        # in the order they were chosen: the least revenue per watt first
+        new_limits = [name for name in limits if name not in self.curtailed and name in rigs]
         stops = [
             (name, reason) for name, reason in wanted.items()
             if name in rigs and (name not in self.curtailed or self.curtailed[name].state == "limited")

@@ -355,11 +355,12 @@ async def test_a_restart_while_a_rig_is_held_off_knows_it_is_off_and_why(tmp_pat
 TUNABLE = "site.m60s-01"  # a Whatsminer: pyasic sets its power limit over the btminer API
 
 
-async def test_a_demand_request_is_met_by_a_power_limit_and_its_release_restores_the_limit_before(tmp_path):
+async def test_a_demand_request_is_met_by_a_power_limit_kept_across_a_restart_and_released_to_the_limit_before(tmp_path):
     """An M60S (186 TH/s, 3,441 W) and an S21 on the site's $0.05, both paying. A request for
     1 kW is met by holding the Whatsminer to 70 % of its draw, which sheds about 1 kW: nothing is
     switched off. The firmware restarts mining to apply a limit (its 90 s warm-up), so the
-    verification allows three minutes."""
+    verification allows three minutes. fleetd restarts while the rig is limited, and the
+    release after it still gives back the limit the rig had."""
     curtailment = dataclasses.replace(CURTAILMENT, verify_seconds=180.0, power_floor_fraction=0.7)
     async with asyncio.timeout(TEST_BOUND_S), running_site(
         tmp_path, models=(WHATSMINER_M60S, ANTMINER_S21), curtailment=curtailment
@@ -394,19 +395,32 @@ async def test_a_demand_request_is_met_by_a_power_limit_and_its_release_restores
         reported = fleetd.registry.get(TUNABLE).reading.hashrate
         assert reported == pytest.approx(WHATSMINER_M60S.nominal_hashrate * 0.7**0.85, rel=0.01)
 
+        # a restart: fleetd still knows the rig is limited, to what, and the limit to give back
+        await fleetd.stop()
+        site.fleetd = fleetd = await Fleetd.start(site.config, site.clock)
+        held = site.held(TUNABLE)
+        assert (held.reason, held.state, held.target_watts, held.limit_before) == (
+            "demand", "limited", target, factory_limit(tunable.state))  # fmt: skip
+        assert fleetd.controller.demand.kw == 1 and await fleetd.curtailed() == {(TUNABLE, "demand", "limited"): 1.0}
+        shares = site.pool_shares(TUNABLE)
+        await site.until(lambda: site.pool_shares(TUNABLE) > shares + 10, within=60)  # the rigs dial the new fleetd
+        assert fleetd.calls == [] and site.held(TUNABLE).state == "limited"
+
         # released: the limit it had comes back, and once it mines again fleetd lets go of it
         status, released = await fleetd.send("DELETE", "/api/v1/curtailment")
         assert (status, released) == (200, {"released": True})
         await site.until(lambda: site.held(TUNABLE).state == "restoring", within=curtailment.cycle_seconds)
-        assert fleetd.calls[-1] == (tunable.host, "set_power_limit", factory_limit(tunable.state), True)
+        assert fleetd.calls == [(tunable.host, "set_power_limit", factory_limit(tunable.state), True)]
         assert tunable.state.power_limit_w == factory_limit(tunable.state)
         await site.until(lambda: site.held(TUNABLE) is None, within=curtailment.resume_verify_seconds)
         await site.step(2 * curtailment.cycle_seconds)
         assert fleetd.registry.get(TUNABLE).reading.watts == pytest.approx(draw, abs=1)  # its full draw again
-        assert len(fleetd.calls) == 2 and await fleetd.curtailed() == {}
+        assert len(fleetd.calls) == 1 and await fleetd.curtailed() == {}
         samples = {
             (s.labels["kind"], s.labels["result"]): s.value
             for family in text_string_to_metric_families((await fleetd.get("/metrics"))[1])
             for s in family.samples if s.name == "fleetd_curtailment_actions_total"
         }  # fmt: skip
-        assert samples == {("limit", "ok"): 1.0, ("restore", "ok"): 1.0}
+        assert samples == {("restore", "ok"): 1.0}
+        kinds = [(e.kind, e.detail.get("action")) for e in fleetd.service.recent]
+        assert kinds == [("released", None), ("restore", None), ("acted", "restore"), ("verified", "restore")]
