@@ -94,7 +94,7 @@ async def test_json_api_rigs_summary_and_errors(fleetd):
 async def test_every_error_on_the_http_listener_is_json(fleetd):
     async with aiohttp.ClientSession() as session:
         for method, path, status in (
-            ("GET", "/", 404), ("GET", "/metricsx", 404), ("GET", "/api/v1/rigs/", 404), ("GET", "/healthz/", 404),
+            ("GET", "/index.html", 404), ("GET", "/metricsx", 404), ("GET", "/api/v1/rigs/", 404), ("GET", "/healthz/", 404),
             ("POST", "/metrics", 405), ("DELETE", "/api/v1/rigs", 405), ("GET", "/api/v1/economics?curtail_kw=x", 400),
         ):  # fmt: skip
             async with session.request(method, fleetd.http + path) as response:
