@@ -35,6 +35,14 @@ class CurtailmentCollector:
         for name, reason in sorted(controller.advice.items()):
             advised.add_metric([name, reason], 1.0)
         yield advised
+        limit_advised = GaugeMetricFamily(
+            "fleetd_rig_curtailment_limit_advised",
+            "1 for each rig the controller would hold to a lower power target now, in any mode, with the reason",
+            labels=["rig", "reason"],
+        )
+        for name, reason in sorted(controller.limit_advice.items()):
+            limit_advised.add_metric([name, reason], 1.0)
+        yield limit_advised
         actions = CounterMetricFamily(
             "fleetd_curtailment_actions", "pyasic control calls made, by kind (stop, resume, limit, restore) and result (ok, failed)",
             labels=["kind", "result"],

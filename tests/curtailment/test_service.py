@@ -241,3 +241,28 @@ async def test_a_demand_is_met_by_a_power_limit_read_first_and_given_back_on_rel
     await service.cycle()
     assert fleet.calls[-1] == ("10.0.0.1", "set_power_limit", 3300) and held.state == "restoring"
     assert service.actions == {("limit", "ok"): 1, ("restore", "ok"): 1}
+
+
+async def test_advise_mode_exports_the_rigs_it_would_hold_to_a_lower_power():
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from fleetd.curtailment.metrics import CurtailmentCollector
+
+    clock, rigs, fleet = FakeClock(), RigRegistry(poll_interval=30.0), _Rigs()
+    view = SiteEconomicsView(parse(ECONOMICS).economics, rigs, _Node())
+    service = CurtailmentService(CurtailmentConfig(min_shares=200.0), rigs, view, fleet.control, clock=clock)
+    service.tunable = lambda ip: ip == "10.0.0.1"
+    _site(clock, rigs)
+    _mine(clock, rigs, 60, names=("cheap.rig1",))
+    service.request(0.5, 3600.0)
+    await service.cycle()
+    assert fleet.calls == [] and service.controller.limit_advice == {"cheap.rig1": "demand"}
+    registry = CollectorRegistry()
+    registry.register(CurtailmentCollector(service))
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(generate_latest(registry).decode()) for s in family.samples
+    }  # fmt: skip
+    assert samples[("fleetd_rig_curtailment_limit_advised", (("reason", "demand"), ("rig", "cheap.rig1")))] == 1.0
+    assert not any(name == "fleetd_rig_curtailment_advised" for name, _ in samples)
