@@ -27,22 +27,17 @@ class CurtailmentCollector:
         for name, curtailed in sorted(controller.curtailed.items()):
             held.add_metric([name, curtailed.reason, curtailed.state], 1.0)
         yield held
-        advised = GaugeMetricFamily(
-            "fleetd_rig_curtailment_advised",
-            "1 for each rig the controller would have off now, in any mode, with the reason",
-            labels=["rig", "reason"],
-        )
-        for name, reason in sorted(controller.advice.items()):
-            advised.add_metric([name, reason], 1.0)
-        yield advised
-        limit_advised = GaugeMetricFamily(
-            "fleetd_rig_curtailment_limit_advised",
-            "1 for each rig the controller would hold to a lower power target now, in any mode, with the reason",
-            labels=["rig", "reason"],
-        )
-        for name, reason in sorted(controller.limit_advice.items()):
-            limit_advised.add_metric([name, reason], 1.0)
-        yield limit_advised
+        for name, would, advice in (
+            ("fleetd_rig_curtailment_advised", "have off", controller.advice),
+            ("fleetd_rig_curtailment_limit_advised", "hold to a lower power target", controller.limit_advice),
+        ):
+            advised = GaugeMetricFamily(
+                name, f"1 for each rig the controller would {would} now, in any mode, with the reason",
+                labels=["rig", "reason"],
+            )  # fmt: skip
+            for rig, reason in sorted(advice.items()):
+                advised.add_metric([rig, reason], 1.0)
+            yield advised
         actions = CounterMetricFamily(
             "fleetd_curtailment_actions", "pyasic control calls made, by kind (stop, resume, limit, restore) and result (ok, failed)",
             labels=["kind", "result"],
