@@ -220,7 +220,9 @@ class Controller:
 
     # -- judging --------------------------------------------------------------------
 
-    def _wanted(self, now: float, site: SiteInput, rigs: Mapping[str, RigInput], limits: dict[str, str]) -> dict[str, str]:
+    def _wanted(
+        self, now: float, site: SiteInput, rigs: Mapping[str, RigInput], limits: dict[str, str]
+    ) -> dict[str, str]:
         """Every rig that should be off now, with the first reason that holds; ``limits`` gets
         the rigs to hold to a lower power instead."""
         config, wanted = self.config, {}
@@ -341,7 +343,9 @@ class Controller:
 
     # -- acting ---------------------------------------------------------------------
 
-    def _plan(self, now: float, wanted: dict[str, str], limits: dict[str, str], rigs: Mapping[str, RigInput]) -> list[Action]:
+    def _plan(
+        self, now: float, wanted: dict[str, str], limits: dict[str, str], rigs: Mapping[str, RigInput]
+    ) -> list[Action]:
         config = self.config
         budget_w = config.ramp_kw_per_minute * 1000 * config.cycle_seconds / 60
         count, actions = 0, []

@@ -39,13 +39,15 @@ class CurtailmentCollector:
                 advised.add_metric([rig, reason], 1.0)
             yield advised
         actions = CounterMetricFamily(
-            "fleetd_curtailment_actions", "pyasic control calls made, by kind (stop, resume, limit, restore) and result (ok, failed)",
+            "fleetd_curtailment_actions",
+            "pyasic control calls made, by kind (stop, resume, limit, restore) and result (ok, failed)",
             labels=["kind", "result"],
         )  # fmt: skip
         for (kind, result), count in sorted(service.actions.items()):
             actions.add_metric([kind, result], count)
         yield actions
-        yield GaugeMetricFamily("fleetd_curtailment_shed_watts", "Draw shed: what the rigs off drew before, and the limited ones' draw above their target",
+        yield GaugeMetricFamily("fleetd_curtailment_shed_watts",
+                                "Draw shed: what the rigs off drew before, and the limited ones' draw above their target",
                                 value=controller.shed_kw() * 1000)  # fmt: skip
         yield GaugeMetricFamily("fleetd_curtailment_target_watts",
                                 "Draw the scheduled windows and demand response ask to shed now (0: none)",

@@ -384,7 +384,8 @@ class Rig:
         watts, rate = self.nameplate()
         if not watts or not rate:
             return None, None
-        measured = reading.hashrate if reading is not None and reading.hashrate is not None else self.current_hashrate(window, now)
+        reported = reading.hashrate if reading is not None else None
+        measured = reported if reported is not None else self.current_hashrate(window, now)
         return round(watts * max(0.0, measured) / rate, WATTS_DIGITS), "nameplate"
 
     def nameplate(self) -> tuple[float | None, float | None]:
