@@ -139,6 +139,7 @@ async def test_the_first_render_has_the_header_and_every_rig_with_hostile_names_
     assert [a["data-sort"] for a in page_.find("button") if "data-sort" in a] == list(SORT_KEYS)
     assert page_.find("th", aria_sort="ascending") and len(page_.find("th", scope="col")) == len(SORT_KEYS)
     assert page_.text["rig-count"] == "5 of 5 rigs" and page_.text["page-info"] == "page 1 of 1"
+    assert page_.text["fleet-counts"].split() == "5 rigs: 4 up, 1 down, 1 curtailed, 1 hot.".split()
     for control in ("rig-filter", "state-filter", "page-size", "history-range"):
         assert page_.find("label", **{"for": control}), control  # every control labelled
     for figure in ("chart-fleet-hashrate", "chart-fleet-power", "chart-fleet-margin", "chart-rig-hashrate", "chart-rig-power"):
@@ -195,7 +196,7 @@ async def test_a_rig_with_enough_shares_has_the_half_width_of_its_interval(runni
 async def test_static_assets_carry_a_version_and_a_years_cache_and_nothing_else_is_served(running):
     status, _, body = await _get(running.http, "/")
     html = Elements(body.decode())
-    urls = [a["src"] for a in html.find("script")] + [a["href"] for a in html.find("link")]
+    urls = [a["src"] for a in html.find("script")] + [a["href"] for a in html.find("link", rel="stylesheet")]
     assert len(urls) == 4 and all(url.startswith(f"/static/{running.app[page.ASSETS_KEY].version}/") for url in urls)
     for url in urls:
         status, headers, body = await _get(running.http, url, {"Accept-Encoding": "identity"}, raw=True)

@@ -85,6 +85,7 @@
     updated.dataset.updated = String(Math.floor(site.time));
     updated.setAttribute("datetime", iso(site.time));
     updated.textContent = utc(site.time);
+    $("#fleet-counts").textContent = `${f.rigs} rigs: ${f.up} up, ${f.down} down, ${f.curtailed} curtailed, ${f.hot} hot.`;
     const text = {
       hashrate: fixed(f.hashrate, 1, " TH/s"),
       power: fixed(f.power, 1, " kW"),
