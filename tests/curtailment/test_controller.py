@@ -410,3 +410,16 @@ def test_advice_names_the_rigs_it_would_limit_and_a_restart_keeps_them():
     again.restore(json.loads(json.dumps(controller.state())))
     held = again.curtailed["t0"]
     assert (held.state, held.target_watts, held.limit_before) == ("limiting", 1400.0, 2200.0)
+
+
+def test_a_kw_window_limits_tunable_rigs_and_a_j_per_th_window_switches_them_off():
+    monday_4pm = dt.datetime(2026, 12, 7, 16, 0)
+    peak = Window(dt.time(15), dt.time(18), frozenset(range(5)), shed_kw=0.8)
+    controller = act(windows=(peak,), ramp_kw_per_minute=1000.0, power_floor_fraction=0.7)
+    rigs = by_name(tuned("t0"), rig("n0", watts=2000.0))
+    (limit,) = controller.cycle(0.0, site(hashprice=RICH, local=monday_4pm), rigs)
+    assert (limit.rig, limit.kind, limit.reason, limit.watts) == ("t0", "limit", "window", 2100)
+    inefficient = Window(dt.time(15), dt.time(18), frozenset(range(5)), above_joules_per_terahash=25.0)
+    controller = act(windows=(inefficient,), ramp_kw_per_minute=1000.0, power_floor_fraction=0.7)
+    (stop,) = controller.cycle(0.0, site(hashprice=RICH, local=monday_4pm), rigs)  # 30 J/TH: it should be gone
+    assert (stop.rig, stop.kind, stop.reason) == ("t0", "stop", "window")
