@@ -36,8 +36,10 @@ watts must be at most the target (``LIMIT_TOLERANCE``) and a share must come pas
 in flight, within ``verify_seconds`` (firmware that restarts mining to apply a limit pauses for
 its warm-up); after a resume or a restore its shares must return within
 ``resume_verify_seconds``; each is retried ``retries`` times, then the rig is
-``failed`` and left alone until released. A rig held off for a price or a loss stays held
-while those figures are unknown (a stale BTC price, no network figures yet).
+``failed`` and left alone until released. A rig held off that mines again, or a limited one
+that draws more than halfway back to its draw before, came back: fleetd counts it and treats it
+as running. A rig held off for a price or a loss stays held while those figures are unknown (a
+stale BTC price, no network figures yet).
 """
 
 from __future__ import annotations
@@ -461,11 +463,16 @@ class Controller:
                     actions += self._retry(now, name, held, rig, action, {"mined": False})
             elif held.state == "off" and mined and held.verified_at is not None and rig.last_share > held.verified_at:
                 # someone or something switched it back on: it is a running rig again
-                del self.curtailed[name]
-                self.resumed_at[name] = now
-                self.came_back += 1
-                self._event(now, name, "came_back", held.reason, {"last_share": rig.last_share})
+                self._came_back(now, name, held, {"last_share": rig.last_share})
+            elif held.state == "limited" and _lifted(held, rig):
+                self._came_back(now, name, held, {"watts": rig.watts, "target_watts": held.target_watts})
         return actions
+
+    def _came_back(self, now: float, name: str, held: Curtailed, seen: dict) -> None:
+        del self.curtailed[name]
+        self.resumed_at[name] = now
+        self.came_back += 1
+        self._event(now, name, "came_back", held.reason, seen)
 
     def _retry(self, now: float, name: str, held: Curtailed, rig: RigInput | None, kind: str, seen: dict) -> list[Action]:
         if held.attempts > self.config.retries:
@@ -512,6 +519,14 @@ def _cost(watts: float, usd_per_kwh: float) -> float:
 def _economics(rig: RigInput, watts: float | None = None) -> RigEconomics:
     """For the shedding plan: revenue by the rate (the price does not matter to the order)."""
     return rig_economics(rig.name, rig.rate, rig.watts or 0.0 if watts is None else watts, 1.0, rig.usd_per_kwh or 0.0)
+
+
+def _lifted(held: Curtailed, rig: RigInput | None) -> bool:
+    """Someone or something lifted a limit fleetd set: the rig reports drawing more than halfway
+    back to what it drew before (well past any firmware's overshoot of a power target)."""
+    if rig is None or not rig.watts_reported or rig.watts is None or held.target_watts is None:
+        return False
+    return rig.watts > (held.target_watts + held.watts_before) / 2
 
 
 def _target(watts: float, floor: float) -> float:

@@ -423,3 +423,19 @@ def test_a_kw_window_limits_tunable_rigs_and_a_j_per_th_window_switches_them_off
     controller = act(windows=(inefficient,), ramp_kw_per_minute=1000.0, power_floor_fraction=0.7)
     (stop,) = controller.cycle(0.0, site(hashprice=RICH, local=monday_4pm), rigs)  # 30 J/TH: it should be gone
     assert (stop.rig, stop.kind, stop.reason) == ("t0", "stop", "window")
+
+
+def test_a_limit_someone_lifts_counts_as_came_back_and_the_rig_as_running():
+    controller = act(ramp_kw_per_minute=1000.0, power_floor_fraction=0.7)
+    controller.demand = Demand(kw=0.5, until=6000.0, requested_at=0.0)
+    (limit,) = controller.cycle(0.0, site(hashprice=RICH), by_name(tuned("t0")))
+    controller.done(limit, True, "ok", 0.0)
+    controller.cycle(60.0, site(hashprice=RICH), by_name(limited("t0", 2100.0, 50.0)))
+    # a firmware overshooting its target a little is still held; 2,600 W is past halfway back to 3,000
+    controller.cycle(120.0, site(hashprice=RICH), by_name(limited("t0", 2400.0, 110.0)))
+    assert controller.curtailed["t0"].state == "limited" and controller.came_back == 0
+    controller.demand = None  # so that nothing limits it again at once
+    controller.cycle(180.0, site(hashprice=RICH), by_name(limited("t0", 2600.0, 170.0)))
+    assert "t0" not in controller.curtailed and controller.came_back == 1
+    event = controller.take_events()[-1]
+    assert (event.kind, event.detail) == ("came_back", {"watts": 2600.0, "target_watts": 2100.0})
