@@ -25,7 +25,9 @@ asks for the inefficient rigs to be gone, and a pin is an operator's "off". On r
 limited rig gets back the power limit it had (``restore``): the one the service read through
 pyasic before limiting it, which is the firmware's own setting, where the draw before is only
 what it happened to draw under it; when the firmware would not say, the draw before, rounded up.
-A rig switched off while limited gets its limit back once it mines again.
+A rig switched off while limited gets its limit back once it mines again. A limited rig is
+not judged on its losses until its limit is back: firmware that restarts mining to apply a
+limit pauses its shares, and the window would mix the two rates.
 
 Safety: ``never`` globs are never touched; a rig stays off ``min_off_seconds`` and, for the
 economic reasons, on ``min_on_seconds``; per cycle at most ``max_rigs_per_cycle`` rigs and
