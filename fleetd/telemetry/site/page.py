@@ -195,7 +195,7 @@ def site_view(app: web.Application, now: float) -> dict:
     # "immature", rather than a half-width of its 95 % interval that share luck still makes wide
     immature = (service.config if service is not None else CurtailmentConfig()).min_shares
     by_rig = {e.rig_id: e for e in snap.rigs}
-    columns: dict[str, list] = {key: [] for key in COLUMNS}
+    rows = []
     sums = _FleetSums()
     for rig in sorted(rigs, key=lambda r: r.name):
         state = rigs.state(rig, now)
@@ -213,7 +213,7 @@ def site_view(app: web.Application, now: float) -> dict:
             hottest = max(reading.temperatures.values(), default=None)
         economics = by_rig.get(rig.name)
         hold = held.get(rig.name)
-        row = (
+        rows.append((
             rig.name, state,
             f"{hold.state}: {hold.reason}" if hold is not None else (f"advised off: {advice[rig.name]}" if rig.name in advice else None),
             rig.model, rig.ip,
@@ -228,13 +228,12 @@ def site_view(app: web.Application, now: float) -> dict:
             _round(hottest, 1),
             _round(economics.margin_usd_per_day, 2) if economics is not None else None,
             _round(economics.breakeven_usd_per_kwh, 4) if economics is not None else None,
-        )  # fmt: skip
-        for key, value in zip(COLUMNS, row):
-            columns[key].append(value)
+        ))  # fmt: skip
+    columns = zip(*rows) if rows else ((),) * len(COLUMNS)
     return {
         "time": now,
         "fleet": _fleet(app, rigs, snap, sums),
-        "rigs": columns,
+        "rigs": {key: list(column) for key, column in zip(COLUMNS, columns)},
         "curtailment": _curtailment(app, service, snap),
         "journal": history_api.JOURNAL_PATH_KEY in app,  # the charts need it
     }
