@@ -123,6 +123,6 @@ async def test_with_basic_auth_a_demand_request_is_posted_shown_and_released(gua
 
 
 async def test_without_the_login_the_page_is_refused(guarded_site, context):
-    page = await context.new_page()
-    response = await page.goto(guarded_site + "/")
-    assert response.status == 401
+    for path in ("/", "/api/v1/site"):
+        response = await context.request.get(guarded_site + path)
+        assert response.status == 401 and "Basic" in response.headers["www-authenticate"], path
