@@ -19,7 +19,7 @@ import mimetypes
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import jinja2
 import orjson
@@ -161,8 +161,9 @@ async def same_origin_writes(request: web.Request, handler):
     site posts here: a write (the curtailment controls) is taken only from this page's origin."""
     if request.method not in SAFE_METHODS:
         origin = request.headers.get("Origin")
+        # the host alone: behind a proxy that ends TLS, the page is https and fleetd sees http
         if request.headers.get("Sec-Fetch-Site") == "cross-site" or (
-            origin is not None and origin != f"{request.scheme}://{request.host}"
+            origin is not None and urlsplit(origin).netloc != request.host
         ):
             raise web.HTTPForbidden(reason=f"a {request.method} from another site ({origin or 'cross-site'}) is refused")
     return await handler(request)
