@@ -275,7 +275,7 @@ async def measure(sizes: tuple[int, ...] = (5_000, 50), repeats: int = 5) -> tup
 
 
 def run(sizes: tuple[int, ...] = (5_000, 50), repeats: int = 5) -> tuple[PageTiming, ...]:
-    logs.configure("warning", "console", stream=sys.stderr)  # the daemon's info lines would fall between the report's
+    logs.configure("error", "console", stream=sys.stderr)  # the daemon's own lines would fall between the report's
     return asyncio.run(measure(sizes, repeats))
 
 
@@ -289,17 +289,17 @@ def _ratio(large: float, small: float) -> str:
 
 def format_report(results: tuple[PageTiming, ...], repeats: int) -> str:
     large, small = results[0], results[-1]
-    head = f"{'':<42}{large.rigs:>12,} rigs{small.rigs:>12,} rigs   ratio"
+    sites = (f"{large.rigs:,} rigs", f"{small.rigs:,} rigs")
     lines = [
         f"fleetd bench page: the site page at / for {' and '.join(f'{r.rigs:,}' for r in results)} rigs, "
         f"median of {repeats} first visits in headless Chromium",
-        "  payload (raw / gzipped as sent)",
+        f"  {'payload (raw / gzipped as sent)':<40}{sites[0]:>26}  {sites[1]:>26}{'ratio':>8}",
     ]
     for label, pick in (("HTML", lambda p: p.html), (f"scripts and styles ({large.payload.asset_count} files)",
                         lambda p: p.assets), ("/api/v1/site", lambda p: p.site), ("total", lambda p: p.total)):  # fmt: skip
         lines.append(f"    {label:<38}{_kib(pick(large.payload))}  {_kib(pick(small.payload))}"
                      f"{_ratio(pick(large.payload)[1], pick(small.payload)[1])}")  # fmt: skip
-    lines.append("  times (median)" + head[15:])
+    lines.append(f"  {'times (median)':<40}{sites[0]:>15}{sites[1]:>16}{'ratio':>8}")
     for label, pick in (
         ("/api/v1/site on the server", lambda t: t.site_seconds),
         ("navigation to the table's first page", lambda t: t.table_seconds),
@@ -309,6 +309,7 @@ def format_report(results: tuple[PageTiming, ...], repeats: int) -> str:
     ):
         lines.append(f"    {label:<38}{pick(large) * 1e3:>12,.1f} ms{pick(small) * 1e3:>13,.1f} ms"
                      f"{_ratio(pick(large), pick(small))}")  # fmt: skip
+    lines.append("  ratio: the large site's over the small one's (of the payload: the gzipped bytes)")
     lines.append(f"  rows in the DOM after loading: {large.rows_shown:,} of {large.rigs:,}, "
                  f"{small.rows_shown:,} of {small.rigs:,} (paged)")  # fmt: skip
     return "\n".join(lines)
