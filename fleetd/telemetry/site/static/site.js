@@ -24,6 +24,7 @@
   let sortDir = 1;
   let page = 0;
   let events = []; // curtailment events in the charts' range, oldest first
+  let detail = null; // /api/v1/rigs/{rig} of the rig whose detail is open
   const charts = new Map(); // figure id -> uPlot
 
   // -- formatting (page.py's filters) ----------------------------------------------------
@@ -70,6 +71,7 @@
       renderTable();
       renderCurtailment();
       renderDetailFigures();
+      rigApi();
       if (!journal) renderEvents(site.curtailment ? site.curtailment.recent.map(
         ([time, rig, kind, reason]) => ({ time, rig, kind, reason })) : []);
       setStatus("");
@@ -378,8 +380,29 @@
       ["Efficiency", fixed(r.efficiency, 1, " J/TH")], ["Hottest", fixed(r.temperature, 1, " °C")],
       ["Margin", usd(r.margin) + "/day"], ["Breakeven", price(r.breakeven)],
     ];
+    if (detail && detail.rig === name) {
+      const d = detail;
+      const fans = Object.values(d.fans || {});
+      figures.push(["Firmware", d.firmware || DASH], ["Connections", String(d.connections)],
+        ["Last share", d.last_share == null ? DASH : utc(d.last_share)],
+        ["Uptime", d.uptime == null ? DASH : fixed(d.uptime / 3600, 1, " h")],
+        ["Fans", fans.length ? fans.map((rpm) => fixed(rpm, 0)).join(", ") + " rpm" : DASH],
+        ["Errors", (d.errors || []).join("; ") || "none"]);
+    }
     $("#rig-detail-figures").replaceChildren(...figures.map(([label, value]) =>
       el("div", {}, el("dt", {}, label), el("dd", {}, value))));
+  }
+
+  // what only the rig's own API answer has (firmware, fans, uptime, errors), while it is open
+  async function rigApi() {
+    const name = openedRig();
+    if (name == null) return;
+    try {
+      detail = await getJson(`/api/v1/rigs/${encodeURIComponent(name)}`);
+    } catch (_) {
+      detail = null; // gone from the registry: the figures say so
+    }
+    if (openedRig() === name) renderDetailFigures();
   }
 
   async function rigHistory() {
@@ -406,6 +429,7 @@
   function showRig() {
     renderDetailFigures();
     if (openedRig() != null) {
+      rigApi();
       rigHistory();
       $("#rig-detail-title").focus();
     }
