@@ -5,8 +5,8 @@ refreshes from.
 
 Every figure comes from what the daemon computes already: the registry's states, rates and
 totals, the shared economics snapshot, the curtailment controller's state. A rig's row is an
-entry in each of a few arrays (``COLUMNS``), not an object per rig: 5,000 rigs stay a few
-hundred kB, about a sixth of that gzipped. Sorting, filtering and paging run in the browser.
+entry in each of a few arrays (``COLUMNS``), not an object per rig: the benchmark's 5,000
+rigs are 550 kB, 26 kB gzipped. Sorting, filtering and paging run in the browser.
 """
 
 from __future__ import annotations
@@ -39,7 +39,11 @@ MAX_REFRESH_SECONDS = 3600.0
 RECENT_EVENTS = 50  # of the service's, for the list when the journal is off
 LOSING_NAMED = 50  # rigs losing money named in the answer; past that, counted
 CACHE_FOREVER = "public, max-age=31536000, immutable"  # the version in the URL changes with the files
-# The short keys of a rig's row, one array each in /api/v1/site's "rigs", in this order
+# The short keys of a rig's row, one array each in /api/v1/site's "rigs", in this order; null
+# where unknown. hashrate (pool-side over WINDOW), reported and nominal: TH/s; ci: the half-width
+# of the pool-side rate's 95 % interval in % of it (null: immature); rejects: % of its shares;
+# watts (nameplate 1: an estimate); efficiency: J/TH; temperature: the hottest chip (else
+# sensor), °C; margin: USD/day; breakeven: USD/kWh; hold: where fleetd holding it stands, or advice
 COLUMNS = (
     "name", "state", "hold", "model", "ip", "hashrate", "ci", "reported", "nominal", "rejects", "watts",
     "nameplate", "efficiency", "temperature", "margin", "breakeven",
