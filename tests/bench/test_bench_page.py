@@ -31,11 +31,15 @@ def test_a_tiny_bench_reports_payload_and_times_for_both_sites(capsys):
         sizes[label.split()[0]] = numbers
     assert sizes["/api/v1/site"][0] > 5 * sizes["/api/v1/site"][2]  # 120 rigs' rows against 6
     for label in ("/api/v1/site on the server", "navigation to the table's first page",
-                  "navigation to the fleet charts drawn", "one live refresh", "one sort of every rig by watts"):  # fmt: skip
-        match = re.search(rf"^    {re.escape(label)}.*?\s{MS}\s+{MS}\s+([\d.]+)x$", out, re.M)
+                  "navigation to the fleet charts drawn", "one live refresh", "one sort of every rig by watts",
+                  "... to the next frame drawn"):  # fmt: skip
+        # a ratio, or "-" where the small site's time was below the browser's clock resolution
+        match = re.search(rf"^    {re.escape(label)}.*?\s{MS}\s+{MS}\s+(?:[\d.]+x|-)$", out, re.M)
         assert match, f"{label!r} not in:\n{out}"
-        large, small, _ = (float(g.replace(",", "")) for g in match.groups())
-        assert large > 0 and small > 0, label
+        large, small = (float(g.replace(",", "")) for g in match.groups())
+        assert large >= 0 and small >= 0, label
+        if label.startswith(("navigation", "one live")):  # a page load or a fetch takes time
+            assert large > 0 and small > 0, label
     assert re.search(r"rows in the DOM after loading: 100 of 120, 6 of 6 \(paged\)$", out, re.M), out
 
 
