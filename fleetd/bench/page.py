@@ -110,25 +110,28 @@ def _history(path: Path, rigs: int, now: float) -> None:
     store.close()
 
 
-def site_config(workdir: Path, web_config_file: str = "") -> Config:
+def site_config(workdir: Path, web_config_file: str = "", *, journal: bool = True) -> Config:
     """fleetd on loopback with the demo chain, no rig polls (the rigs are the registry's), the
-    scrape bench's prices and a journal in ``workdir``."""
+    scrape bench's prices and a journal in ``workdir`` (unless ``journal`` is false)."""
     return Config(
         stratum=StratumConfig(listen=HostPort("127.0.0.1", 0)),
         http=HttpConfig(listen=HostPort("127.0.0.1", 0), web_config_file=web_config_file),
         rigs=RigsConfig(poll=False),
-        journal=JournalConfig(path=str(workdir / "journal.sqlite3")),
+        journal=JournalConfig(enabled=journal, path=str(workdir / "journal.sqlite3")),
         economics=parse(ECONOMICS).economics,
     )
 
 
 @contextlib.asynccontextmanager
-async def serve_site(rigs: int, workdir: Path, *, web_config_file: str = "") -> AsyncIterator[str]:
+async def serve_site(
+    rigs: int, workdir: Path, *, web_config_file: str = "", journal: bool = True
+) -> AsyncIterator[str]:
     """fleetd in this process with ``rigs`` rigs in its registry (no sockets of theirs) and six
-    hours of fleet history; yields the HTTP listener's base URL."""
+    hours of fleet history (or no journal); yields the HTTP listener's base URL."""
     now = time.time()
-    config = site_config(workdir, web_config_file)
-    _history(Path(config.journal.path), rigs, now)
+    config = site_config(workdir, web_config_file, journal=journal)
+    if journal:
+        _history(Path(config.journal.path), rigs, now)
     app = fleetd_app.build_app(config)
     populate(app[api.RIGS_KEY], rigs, now)
     runner = await fleetd_app.start_http(app)

@@ -126,3 +126,15 @@ async def test_without_the_login_the_page_is_refused(guarded_site, context):
     for path in ("/", "/api/v1/site"):
         response = await context.request.get(guarded_site + path)
         assert response.status == 401 and "Basic" in response.headers["www-authenticate"], path
+
+
+async def test_with_the_journal_off_the_figures_say_so_instead_of_drawing(tmp_path, context):
+    async with bench_page.serve_site(3, tmp_path, journal=False) as base:
+        page = await context.new_page()
+        await page.goto(base + "/")
+        await page.wait_for_selector(ROWS)
+        await page.wait_for_function("() => document.querySelector('time#updated')?.dataset.updated")
+        for chart in bench_page.FLEET_CHARTS:
+            figure = page.locator(f"figure#{chart}")
+            assert re.search(r"journal", await figure.locator("p.empty").text_content(), re.I), chart
+            assert await figure.locator("canvas").count() == 0, chart

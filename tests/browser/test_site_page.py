@@ -203,3 +203,37 @@ async def test_without_basic_auth_the_curtailment_section_says_how_to_enable_the
     assert await page.locator("#demand-form").count() == 0
     assert await page.locator("button[data-release], #demand-release").count() == 0
     assert re.search(r"basic.?auth|web_config", await section.text_content(), re.I), await section.text_content()
+
+
+FLEET_FIELDS = {"hashrate", "power", "efficiency", "hashprice", "revenue", "cost", "margin", "breakeven", "adjustment",
+                "sources"}  # fmt: skip
+SORT_KEYS = {"name", "state", "hashrate", "reported", "nominal", "rejects", "watts", "efficiency", "temperature",
+             "margin", "breakeven"}  # fmt: skip
+
+
+async def test_the_page_keeps_its_contract_and_loads_nothing_from_elsewhere(demo, context):
+    requested = []
+    context.on("request", lambda request: requested.append(request.url))
+    page = await open_page(context, demo)
+    await page.wait_for_function("() => document.querySelector('time#updated')?.dataset.updated")
+    # offline: every request went to fleetd, and the assets are versioned and cached for long
+    assert requested and all(url.startswith(demo.base + "/") for url in requested), requested
+    assets = [url for url in requested if "/static/" in url]
+    assert assets and all(re.search(r"/static/[^/]+/.+", url) for url in assets), assets
+    response = await context.request.get(assets[0])
+    assert response.ok and "max-age=" in response.headers["cache-control"], response.headers
+    assert await page.evaluate("document.documentElement.lang") == "en" and (await page.title()).strip()
+    assert await page.locator("h1").count() == 1
+    assert await page.locator("header").count() >= 1 and await page.locator("main").count() == 1
+    fields = await page.eval_on_selector_all("section#fleet [data-field]", "els => els.map(e => e.dataset.field)")
+    assert set(fields) == FLEET_FIELDS, fields
+    for field in FLEET_FIELDS:  # each a term and its value
+        entry = page.locator(f"section#fleet [data-field='{field}']")
+        assert (await entry.locator("dt").text_content()).strip() and await entry.locator("dd").count() == 1, field
+    assert set((await aria_sorts(page)).keys()) == SORT_KEYS
+    assert await page.eval_on_selector_all("#page-size option", "os => os.map(o => o.value)") == ["50", "100", "500"]
+    assert await page.input_value("#page-size") == "100"
+    assert await page.eval_on_selector_all("#history-range option", "os => os.map(o => o.value)") == [
+        "1h", "6h", "24h", "7d"]  # fmt: skip
+    assert await page.locator("ol#curtailment-events").count() == 1
+    assert re.search(r"page 1 of 1", await page.text_content("#page-info"))
