@@ -52,7 +52,6 @@ INSTALL_HINT = "install Debian's chromium (apt-get install chromium; bash deploy
 BROWSER_TIMEOUT_S = 60.0  # any one browser step; past this it is broken, not slow
 HISTORY_HOURS = 6  # the page's default range
 FLEET_CHARTS = ("chart-fleet-hashrate", "chart-fleet-power", "chart-fleet-margin")
-TABLE_ROWS = "#rigs tbody tr[data-rig]"
 
 
 class BenchError(RuntimeError):
@@ -302,8 +301,11 @@ def format_report(results: tuple[PageTiming, ...], repeats: int) -> str:
         f"median of {repeats} first visits in headless Chromium",
         f"  {'payload (raw / gzipped as sent)':<40}{sites[0]:>26}  {sites[1]:>26}{'ratio':>8}",
     ]
-    for label, pick in (("HTML", lambda p: p.html), (f"scripts and styles ({large.payload.asset_count} files)",
-                        lambda p: p.assets), ("/api/v1/site", lambda p: p.site), ("total", lambda p: p.total)):  # fmt: skip
+    parts = (
+        ("HTML", lambda p: p.html), (f"scripts and styles ({large.payload.asset_count} files)", lambda p: p.assets),
+        ("/api/v1/site", lambda p: p.site), ("total", lambda p: p.total),
+    )  # fmt: skip
+    for label, pick in parts:
         lines.append(f"    {label:<38}{_kib(pick(large.payload))}  {_kib(pick(small.payload))}"
                      f"{_ratio(pick(large.payload)[1], pick(small.payload)[1])}")  # fmt: skip
     lines.append(f"  {'times (median)':<40}{sites[0]:>15}{sites[1]:>16}{'ratio':>8}")

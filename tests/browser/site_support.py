@@ -18,7 +18,7 @@ async def every_listed_rig(page) -> list[str]:
             break
         before = await page.text_content("#page-info")
         await following.click()
-        await page.wait_for_function("before => document.querySelector('#page-info').textContent !== before", arg=before)
+        await page.wait_for_function("b => document.querySelector('#page-info').textContent !== b", arg=before)
         names += await row_names(page)
     return names
 
