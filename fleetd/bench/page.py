@@ -1,7 +1,8 @@
 """``fleetd bench page``: what the site page at ``/`` costs at 5,000 rigs against 50.
 
 fleetd runs in this process on the demo chain, its registry filled as the scrape bench fills
-it (every rig connected, sharing, polled and priced; no sockets per rig) and its journal
+it (every rig connected, sharing, polled and priced; no sockets per rig; each rig's latest
+shares differing in number, so the rows differ as a site's do) and its journal
 holding six hours of the fleet's minutes, so the page has a table and charts to draw. For
 each size it measures:
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import random
 import re
 import shutil
 import statistics
@@ -109,6 +111,15 @@ def _history(path: Path, rigs: int, now: float) -> None:
     store.close()
 
 
+def _vary(registry, now: float, seed: int = 1) -> None:
+    """A few more shares for each rig, a different number each, in its last half minute: the
+    scrape bench's rigs are alike, and a page of like rows would gzip better than a site's."""
+    rng = random.Random(seed)
+    for rig in list(registry):
+        for t in sorted(now - 29 * rng.random() for _ in range(rng.randrange(40))):
+            registry.share(rig.name, 65536.0 * (0.5 + rng.random()), t)
+
+
 def site_config(workdir: Path, web_config_file: str = "", *, journal: bool = True) -> Config:
     """fleetd on loopback with the demo chain, no rig polls (the rigs are the registry's), the
     scrape bench's prices and a journal in ``workdir`` (unless ``journal`` is false)."""
@@ -133,6 +144,7 @@ async def serve_site(
         _history(Path(config.journal.path), rigs, now)
     app = fleetd_app.build_app(config)
     populate(app[api.RIGS_KEY], rigs, now)
+    _vary(app[api.RIGS_KEY], now)
     runner = await fleetd_app.start_http(app)
     host, port = runner.addresses[0][:2]
     try:
