@@ -42,6 +42,7 @@ from fleetd import app as fleetd_app
 from fleetd import log as logs
 from fleetd.bench.scrape import ECONOMICS, populate
 from fleetd.config import Config, HostPort, HttpConfig, JournalConfig, RigsConfig, StratumConfig, parse
+from fleetd.curtailment.settings import CurtailmentConfig
 from fleetd.journal.store import MINUTE, FlushRows, JournalStore, Rollup
 from fleetd.telemetry import api
 
@@ -120,7 +121,9 @@ def _vary(registry, now: float, seed: int = 1) -> None:
             registry.share(rig.name, 65536.0 * (0.5 + rng.random()), t)
 
 
-def site_config(workdir: Path, web_config_file: str = "", *, journal: bool = True) -> Config:
+def site_config(
+    workdir: Path, web_config_file: str = "", *, journal: bool = True, curtailment: CurtailmentConfig | None = None
+) -> Config:
     """fleetd on loopback with the demo chain, no rig polls (the rigs are the registry's), the
     scrape bench's prices and a journal in ``workdir`` (unless ``journal`` is false)."""
     return Config(
@@ -129,17 +132,19 @@ def site_config(workdir: Path, web_config_file: str = "", *, journal: bool = Tru
         rigs=RigsConfig(poll=False),
         journal=JournalConfig(enabled=journal, path=str(workdir / "journal.sqlite3")),
         economics=parse(ECONOMICS).economics,
+        curtailment=curtailment or CurtailmentConfig(),
     )
 
 
 @contextlib.asynccontextmanager
 async def serve_site(
-    rigs: int, workdir: Path, *, web_config_file: str = "", journal: bool = True
-) -> AsyncIterator[str]:
+    rigs: int, workdir: Path, *, web_config_file: str = "", journal: bool = True,
+    curtailment: CurtailmentConfig | None = None,
+) -> AsyncIterator[str]:  # fmt: skip
     """fleetd in this process with ``rigs`` rigs in its registry (no sockets of theirs) and six
     hours of fleet history (or no journal); yields the HTTP listener's base URL."""
     now = time.time()
-    config = site_config(workdir, web_config_file, journal=journal)
+    config = site_config(workdir, web_config_file, journal=journal, curtailment=curtailment)
     if journal:
         _history(Path(config.journal.path), rigs, now)
     app = fleetd_app.build_app(config)

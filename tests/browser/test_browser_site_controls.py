@@ -16,6 +16,7 @@ import pytest_asyncio
 
 import axe_support
 from fleetd.bench import page as bench_page
+from fleetd.curtailment.settings import CurtailmentConfig
 from site_support import ROWS, column_values, every_listed_rig, row_names
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -73,19 +74,22 @@ async def test_a_sort_orders_every_rig_before_paging(large_site, context):
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def guarded_site(tmp_path_factory):
-    """fleetd with basic auth: the curtailment controls are allowed."""
+    """fleetd with basic auth, so the curtailment controls are allowed, acting every second; with
+    no rig API to call, a rig it holds fails to stop at once and stays held, failed."""
     folder = tmp_path_factory.mktemp("auth")
     hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()  # cheap rounds: a test
     (folder / "web.yml").write_text(f"basic_auth_users:\n  {USER}: '{hashed}'\n")
-    async with bench_page.serve_site(3, folder, web_config_file=str(folder / "web.yml")) as base:
+    acting = CurtailmentConfig(mode="act", cycle_seconds=1.0, retries=0)
+    async with bench_page.serve_site(3, folder, web_config_file=str(folder / "web.yml"), curtailment=acting) as base:
         yield base
 
 
-async def wait_for_demand(base: str, ready) -> dict:
+async def wait_for_curtailment(base: str, ready) -> dict:
     deadline = time.monotonic() + API_WAIT_S
     while not ready(state := await api(base, "/api/v1/curtailment", auth=True)):
         if time.monotonic() > deadline:
-            pytest.fail(f"/api/v1/curtailment never got there in {API_WAIT_S:.0f} s: demand {state['demand']}")
+            pytest.fail(f"/api/v1/curtailment never got there in {API_WAIT_S:.0f} s: demand {state['demand']}, "
+                        f"held {state['rigs']}")  # fmt: skip
         await asyncio.sleep(0.2)
     return state
 
@@ -105,15 +109,22 @@ async def test_with_basic_auth_a_demand_request_is_posted_shown_and_released(gua
         await form.locator("input[name='kw']").fill("7")
         await form.locator("input[name='duration_minutes']").fill("15")
         await form.locator("button[type='submit'], input[type='submit']").first.click()
-        state = await wait_for_demand(guarded_site, lambda s: s["demand"] is not None)
+        state = await wait_for_curtailment(guarded_site, lambda s: s["demand"] is not None)
         assert state["demand"]["kw"] == 7
         assert 14 * 60 < state["demand"]["until"] - time.time() <= 15 * 60
         section = page.locator("section#curtailment")
         await page.wait_for_function(
             "() => /\\b7(\\.0+)?\\s*kW/.test(document.querySelector('section#curtailment').textContent)"
         )
+        # a rig the demand has it hold (failed, here) is released with its own button
+        state = await wait_for_curtailment(guarded_site, lambda s: s["rigs"])
+        rig = state["rigs"][0]["rig"]
+        await page.click(f"button[data-release='{rig}']")
+        await wait_for_curtailment(
+            guarded_site, lambda s: any(e["kind"] == "released" and e["rig"] == rig for e in s["recent_events"])
+        )
         await page.click("#demand-release")
-        await wait_for_demand(guarded_site, lambda s: s["demand"] is None)
+        await wait_for_curtailment(guarded_site, lambda s: s["demand"] is None)
         await page.wait_for_function(
             "() => !/demand[^.]*\\b7(\\.0+)?\\s*kW/i.test(document.querySelector('section#curtailment').textContent)"
         )
