@@ -195,6 +195,7 @@ def build_app(config: Config, source: JobSource | None = None, *, clock: Clock =
     app[CURTAILMENT_KEY] = CurtailmentService(
         config.curtailment, rigs, site_economics, _no_rig_control, journal=app.get(JOURNAL_KEY), clock=clock
     )
+    site_economics.switched_off = app[CURTAILMENT_KEY].controller.switched_off
     app[api.METRICS_REGISTRY_KEY].register(CurtailmentCollector(app[CURTAILMENT_KEY]))
     curtailment_api.setup(app, app[CURTAILMENT_KEY], controls_allowed=app[WEB_CONFIG_KEY].basic_auth() is not None)
     site_page.setup(app)  # the page at / and /api/v1/site, behind the same basic auth

@@ -203,6 +203,10 @@ class Controller:
         power (a failed one is not: its alerts are the operator's way to see it)."""
         return {name for name, held in self.curtailed.items() if held.state != "failed"}
 
+    def switched_off(self) -> set[str]:
+        """The rigs fleetd is switching off, holds off or is switching back on: not mining."""
+        return {name for name, held in self.curtailed.items() if held.state in ("stopping", "off", "resuming")}
+
     def shed_kw(self) -> float:
         return math.fsum(c.shed_watts for c in self.curtailed.values()) / 1000
 

@@ -76,12 +76,13 @@ OFF_PEAK_FOR_S = 1200.0  # ... and lasts this long, every day at that time
 OFF_PEAK_USD_PER_KWH = 0.04
 # Curtailment that acts, on demo-sized times: each rig's shares come about one a second
 # (vardiff aims at DEMO_SHARE_SECONDS), so 200 of them back a loss some four minutes in; the
-# firmware's warm-ups (Antminer 120 s, Whatsminer 90 s) fit in the resume's verification.
+# firmware's warm-ups (Antminer 120 s, Whatsminer 90 s) fit in the resume's verification, and
+# the Whatsminers' in a limit's (a demand request restarts their mining at a lower power).
 # pyasic cannot stop a Bitaxe: it is never touched.
 DEMO_SHARE_SECONDS = 1.0
 DEMO_CURTAILMENT = CurtailmentConfig(
     mode="act", cycle_seconds=10.0, min_shares=200.0, min_off_seconds=120.0, min_on_seconds=300.0,
-    verify_seconds=90.0, resume_verify_seconds=240.0, never=("*.bitaxe-*",),
+    verify_seconds=150.0, resume_verify_seconds=240.0, never=("*.bitaxe-*",),
 )  # fmt: skip
 
 

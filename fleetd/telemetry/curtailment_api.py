@@ -40,6 +40,7 @@ async def state(request: web.Request) -> web.Response:
             {"rig": name, **held.to_dict()} for name, held in sorted(controller.curtailed.items())
         ],
         "advice": dict(sorted(controller.advice.items())),
+        "limit_advice": dict(sorted(controller.limit_advice.items())),
         "came_back": controller.came_back,
         "actions": [{"kind": k, "result": r, "count": n} for (k, r), n in sorted(service.actions.items())],
         "recent_events": [
@@ -90,6 +91,11 @@ async def request_demand(request: web.Request) -> web.Response:
     """``{"kw": 500, "duration_seconds": 3600}``: shed that much until then (one request at a time;
     a new one replaces it)."""
     service = _controls(request)
+    if request.content_type != "application/json":
+        # a form another site's page could post without asking first (CORS) is never a demand
+        raise web.HTTPUnsupportedMediaType(
+            reason='the body must be JSON sent as Content-Type: application/json: {"kw": 500, "duration_seconds": 3600}'
+        )
     try:
         body = await request.json()
     except ValueError:

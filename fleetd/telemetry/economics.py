@@ -6,6 +6,7 @@ snapshot as Prometheus text and as JSON.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable, Collection
 
 from fleetd.economics.profitability import RigPower
 from fleetd.chain.network import NetworkState
@@ -56,6 +57,7 @@ class SiteEconomicsView:
         self.restored_quote: PriceQuote | None = None
         self._latest: SiteEconomics | None = None
         self._quote: BtcQuote | None = None  # the quote _latest was priced at
+        self.switched_off: Callable[[], Collection[str]] = tuple  # the rigs curtailment holds off
         self._plans: OrderedDict[float, SiteEconomics] = OrderedDict()  # by target kW, for _latest
 
     def network(self) -> NetworkState | None:
@@ -137,7 +139,10 @@ class SiteEconomicsView:
         if config is None:
             return site_economics(now=now, network=self.network())
         window = config.hashrate_window
-        live = [rig for rig in rigs if rigs.up(rig, now)]  # a rig that is down is an outage, not a loss
+        # a rig that is down is an outage, not a loss; one fleetd switched off earns nothing (its
+        # fading average would say it does) and is not there to shed again: neither is valued
+        off = self.switched_off()
+        live = [rig for rig in rigs if rigs.up(rig, now) and rig.name not in off]
         prices = self._prices.for_rigs([rig.name for rig in live], now)
         powered, without_power = [], []
         for rig in live:

@@ -68,8 +68,13 @@ async def test_a_demand_request_is_taken_shown_and_released(tmp_path):
             async with http.post("/api/v1/curtailment", json=body) as response:
                 assert response.status == 400, body
                 assert "must" in (await response.json())["error"]
-        async with http.post("/api/v1/curtailment", data=b"{not json") as response:
+        json_type = {"Content-Type": "application/json"}
+        async with http.post("/api/v1/curtailment", data=b"{not json", headers=json_type) as response:
             assert response.status == 400
+        for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data"):
+            async with http.post("/api/v1/curtailment", data=b'{"kw": 5, "duration_seconds": 60}',
+                                 headers={"Content-Type": content_type}) as response:  # fmt: skip
+                assert response.status == 415 and "application/json" in (await response.json())["error"]
         async with http.delete("/api/v1/curtailment") as response:
             assert (response.status, await response.json()) == (200, {"released": True})
         async with http.delete("/api/v1/curtailment") as response:

@@ -391,6 +391,7 @@ async def test_a_demand_request_is_met_by_a_power_limit_kept_across_a_restart_an
         [listed] = state["rigs"]
         assert (listed["rig"], listed["state"], listed["target_watts"]) == (TUNABLE, "limited", target)
         assert [e["kind"] for e in state["recent_events"]] == ["demand", "limit", "limit_before", "acted", "verified"]
+        assert (state["advice"], state["limit_advice"]) == ({}, {TUNABLE: "demand"})
         # it hashes at the lower rate its limit allows, about 74 % of its 186 TH/s, as it reports
         reported = fleetd.registry.get(TUNABLE).reading.hashrate
         assert reported == pytest.approx(WHATSMINER_M60S.nominal_hashrate * 0.7**0.85, rel=0.01)

@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fleetd.chain.network import NetworkState
 from fleetd.config import parse
+from fleetd.curtailment.controller import Curtailed
 from fleetd.curtailment.service import CurtailmentService
 from fleetd.curtailment.settings import CurtailmentConfig
 from fleetd.rigs.reading import RigReading
@@ -93,3 +94,22 @@ def test_a_stretch_ends_once_the_window_has_forgotten_the_time_before():
     assert rig.stretch_began == clock.wall() - 60.0
     _mine(clock, rigs, 3 * 3600)  # three time constants of the hour's window: it holds nothing else
     assert rig.current_estimate("1h", clock.wall()) == rig.hashrate_estimate("1h", clock.wall())
+
+
+@pytest.mark.parametrize("state, valued", [("stopping", False), ("off", False), ("resuming", False),
+                                           ("limited", True), ("failed", True)])  # fmt: skip
+async def test_a_rig_fleetd_switched_off_is_not_valued_on_the_average_its_shares_left(state, valued):
+    """Switched off, its hour's average fades for hours: valued on it, it would earn at no cost
+    and head the plan's list of rigs to switch off. A limited rig mines, a failed one may."""
+    clock, rigs = FakeClock(), RigRegistry(poll_interval=30.0)
+    view = SiteEconomicsView(parse(ECONOMICS).economics, rigs, _Node(), interval=0.0)
+    service = CurtailmentService(CurtailmentConfig(mode="act"), rigs, view, _no_call, clock=clock)
+    view.switched_off = service.controller.switched_off
+    rigs.connected(RIG, IP, clock.wall())
+    _mine(clock, rigs, 600)
+    service.controller.curtailed[RIG] = Curtailed("price", state, clock.wall(), 3000.0, RATE, clock.wall())
+    clock.tick(60.0)
+    _read(clock, rigs, 0.0)
+    snap = view.snapshot(clock.wall())
+    assert [rig.rig_id for rig in snap.rigs] == ([RIG] if valued else [])
+    assert (snap.fleet is not None and snap.fleet.revenue_usd_per_day > 0) is valued

@@ -318,6 +318,19 @@
     charts.set(figure.id, new uPlot(options, [times, values], figure));
   }
 
+  // The buckets before the journal's first record of the fleet (or the rig) in the range are
+  // gaps, not zeros: a young site's minutes would otherwise be squeezed against a flat line.
+  function recordedSince(points) {
+    const first = points.findIndex((p) => p.rigs > 0 || p.accepted + p.rejected > 0 || p.watts != null
+      || p.reported_hashrate != null);
+    return first < 0 ? points.length : first;
+  }
+
+  const series = (points, value) => {
+    const first = recordedSince(points);
+    return points.map((p, i) => (i < first ? null : value(p)));
+  };
+
   function rangeSeconds() {
     return RANGES[$("#history-range").value] || RANGES["6h"];
   }
@@ -341,9 +354,9 @@
       ]);
       renderEvents(trail.events);
       const times = fleet.points.map((p) => p.time);
-      draw(figures[0], times, fleet.points.map((p) => p.hashrate / 1e12), "hash rate", "TH/s", 1);
-      draw(figures[1], times, fleet.points.map((p) => p.watts == null ? null : p.watts / 1000), "power", "kW", 2);
-      draw(figures[2], times, fleet.points.map((p) => p.margin_usd * 86400 / fleet.step), "margin", "USD/day", 2);
+      draw(figures[0], times, series(fleet.points, (p) => p.hashrate / 1e12), "hash rate", "TH/s", 1);
+      draw(figures[1], times, series(fleet.points, (p) => p.watts == null ? null : p.watts / 1000), "power", "kW", 2);
+      draw(figures[2], times, series(fleet.points, (p) => p.margin_usd * 86400 / fleet.step), "margin", "USD/day", 2);
     } catch (error) {
       for (const figure of figures) empty(figure, "No history: " + error.message);
     }
@@ -419,8 +432,8 @@
     try {
       const answer = await getJson(`/api/v1/rigs/${encodeURIComponent(name)}/history?from=${from}&to=${to}`);
       const times = answer.points.map((p) => p.time);
-      draw(figures[0], times, answer.points.map((p) => p.hashrate / 1e12), "hash rate", "TH/s", 2);
-      draw(figures[1], times, answer.points.map((p) => p.watts), "power", "W", 0);
+      draw(figures[0], times, series(answer.points, (p) => p.hashrate / 1e12), "hash rate", "TH/s", 2);
+      draw(figures[1], times, series(answer.points, (p) => p.watts), "power", "W", 0);
     } catch (error) {
       for (const figure of figures) empty(figure, "No history: " + error.message);
     }
