@@ -19,6 +19,7 @@ comparing pyasic's ``expected_chips`` with ours sees the same numbers.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -157,6 +158,7 @@ def _index() -> Mapping[str, RigModel]:
 _INDEX = _index()  # a read-only view built once from the frozen catalogue
 
 
+@functools.lru_cache(maxsize=1024)  # every scrape and page view asks for each rig's model: the regex is the cost
 def find_model(name: str) -> RigModel | None:
     """The catalogue model called ``name`` (case, spaces, '-', '_' and '.' ignored), or None."""
     return _INDEX.get(_key(name))
