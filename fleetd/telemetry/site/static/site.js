@@ -320,16 +320,11 @@
 
   // The buckets before the journal's first record of the fleet (or the rig) in the range are
   // gaps, not zeros: a young site's minutes would otherwise be squeezed against a flat line.
-  function recordedSince(points) {
+  function series(points, value) {
     const first = points.findIndex((p) => p.rigs > 0 || p.accepted + p.rejected > 0 || p.watts != null
       || p.reported_hashrate != null);
-    return first < 0 ? points.length : first;
+    return points.map((p, i) => (first < 0 || i < first ? null : value(p)));
   }
-
-  const series = (points, value) => {
-    const first = recordedSince(points);
-    return points.map((p, i) => (i < first ? null : value(p)));
-  };
 
   function rangeSeconds() {
     return RANGES[$("#history-range").value] || RANGES["6h"];
